@@ -1,0 +1,54 @@
+#!/bin/sh
+# The demo stack, in the foreground: a private redis-server, origin-sim, and
+# edge with conf/edge.conf. Ctrl-C stops all three.
+# Usage: scripts/run.sh BUILD_DIR   (make run calls it)
+BUILD=${1:-build}
+EDGE_PORT=8080 ADMIN_PORT=9080 ORIGIN_PORT=9000 REDIS_PORT=6390
+mkdir -p var/redis var/log
+for p in $EDGE_PORT $ADMIN_PORT $ORIGIN_PORT $REDIS_PORT; do
+    if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
+        echo "run: port $p is already in use (another 'make run'?); stop it first" >&2
+        exit 1
+    fi
+done 2>/dev/null
+pids=""
+stop() {
+    trap - INT TERM EXIT
+    echo
+    echo "run: stopping"
+    for pid in $pids; do kill -TERM "$pid" 2>/dev/null; done
+    for pid in $pids; do wait "$pid" 2>/dev/null; done
+    exit 0
+}
+trap stop INT TERM EXIT
+
+redis-server --port $REDIS_PORT --bind 127.0.0.1 --dir "$PWD/var/redis" --save '' \
+    --appendonly no --daemonize no --logfile "$PWD/var/log/redis.log" &
+pids="$pids $!"
+"$BUILD/origin-sim" --listen 127.0.0.1:$ORIGIN_PORT --root origin-sim/www \
+    --latency 40ms --jitter 10ms --log >var/log/origin-sim.log 2>&1 &
+pids="$pids $!"
+"$BUILD/edge" -c conf/edge.conf &
+pids="$pids $!"
+
+sleep 0.5
+cat <<MSG
+
+edge demo stack is up (logs in var/log/):
+  edge        http://localhost:$EDGE_PORT    (conf/edge.conf)
+  admin       http://127.0.0.1:$ADMIN_PORT
+  origin-sim  http://127.0.0.1:$ORIGIN_PORT  (40 ms +-10 ms latency)
+  redis       127.0.0.1:$REDIS_PORT
+
+Try:
+  curl -i http://localhost:$EDGE_PORT/hello                 answered at the edge
+  curl -i http://localhost:$EDGE_PORT/static/index.html     through edge to origin-sim
+  curl -s -o /dev/null -w '%{time_total}s\n' http://localhost:$EDGE_PORT/resp?cc=max-age=60
+  curl -i -X PUT -d '{"name":"ada"}' http://localhost:$EDGE_PORT/api/tables/users/items/u1
+  curl -s http://localhost:$EDGE_PORT/api/tables/users/items/u1
+  curl -s http://127.0.0.1:$ADMIN_PORT/metrics | head
+  curl -s http://127.0.0.1:$ORIGIN_PORT/_stats               what reached the origin
+
+Ctrl-C stops all three.
+MSG
+wait
