@@ -28,7 +28,7 @@
 #include "conf/conf.h"
 #include "proxy/dns.h"
 #include "proxy/log.h"
-#include "tests/integration/harness.h"
+#include "tests/integration/dnsmasq.h"
 
 #define TEST_TIMEOUT_MS 200 /* per try */
 #define TEST_ATTEMPTS 2
@@ -36,28 +36,12 @@
 
 /* ---- dnsmasq and sockets (processes through tests/integration/harness) ------------------ */
 
-struct dnsmasq {
-    struct h_proc proc;
-    uint16_t port;
-    char hosts[512]; /* the hosts file it serves (--addn-hosts; re-read on SIGHUP) */
-    char log[512];   /* its --log-queries output */
-};
-
-static struct dnsmasq g_dm;
+static struct h_dns g_dm;
 
 static uint64_t
 now_ms(void)
 {
     return (uint64_t)h_now_ms();
-}
-
-static void
-hosts_write(const struct dnsmasq *dm, const char *text)
-{
-    const char *base = strrchr(dm->hosts, '/');
-
-    assert_non_null(base);
-    assert_non_null(h_write_file(base + 1, "%s", text));
 }
 
 /* A bound UDP socket that never reads: queries to it time out. */
@@ -79,88 +63,20 @@ blackhole_bind(uint16_t port, uint16_t *out_port)
     return fd;
 }
 
-/* Starts dnsmasq serving 'hosts' (text of a hosts file); tag names its files. */
-static int
-dnsmasq_start(struct dnsmasq *dm, const char *tag, const char *hosts)
-{
-    char name[64], a_port[32], a_hosts[600], a_log[600], a_pid[600];
-    const char *path;
-    const char *const argv[] = {"dnsmasq",
-                                "--no-daemon",
-                                "--keep-in-foreground",
-                                "--conf-file=/dev/null",
-                                a_port,
-                                "--listen-address=127.0.0.1",
-                                "--bind-interfaces",
-                                "--no-resolv",
-                                "--no-hosts",
-                                a_hosts,
-                                "--local-ttl=0",
-                                "--local=/edge.test/",
-                                "--host-record=cap.edge.test,10.0.3.1,600",
-                                "--user=root",
-                                "--group=root",
-                                a_pid,
-                                "--log-queries",
-                                a_log,
-                                NULL};
-
-    memset(dm, 0, sizeof(*dm));
-    snprintf(name, sizeof(name), "%s.hosts", tag);
-    path = h_write_file(name, "%s", hosts);
-    if (path == NULL)
-        return -1;
-    snprintf(dm->hosts, sizeof(dm->hosts), "%s", path);
-    snprintf(dm->log, sizeof(dm->log), "%s/%s.queries", h_tmpdir(), tag);
-    snprintf(a_hosts, sizeof(a_hosts), "--addn-hosts=%s", dm->hosts);
-    snprintf(a_log, sizeof(a_log), "--log-facility=%s", dm->log);
-    snprintf(a_pid, sizeof(a_pid), "--pid-file=%s/%s.pid", h_tmpdir(), tag);
-    snprintf(name, sizeof(name), "dnsmasq-%s", tag);
-    for (int attempt = 0; attempt < 3; attempt++) {
-        int port = h_free_port(); /* TCP-free; dnsmasq binds UDP too, hence the retry */
-        if (port <= 0)
-            return -1;
-        dm->port = (uint16_t)port;
-        snprintf(a_port, sizeof(a_port), "--port=%d", port);
-        if (h_spawn(&dm->proc, name, argv) != 0)
-            return -1;
-        if (h_wait_proc_port(&dm->proc, "127.0.0.1", port, 3000) == 0)
-            return 0;
-        if (h_alive(&dm->proc))
-            h_stop(&dm->proc);
-    }
-    return -1;
-}
-
-/* Lines of the dnsmasq query log that contain needle. */
-static int
-log_count(const struct dnsmasq *dm, const char *needle)
-{
-    char line[1024];
-    int n = 0;
-    FILE *f = fopen(dm->log, "r");
-
-    if (f == NULL)
-        return 0;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (strstr(line, needle) != NULL)
-            n++;
-    fclose(f);
-    return n;
-}
-
 /* Waits (up to 1 s) for at least 'want' matching lines, then a little more
  * for any extra one, and returns the count. */
 static int
-log_count_settled(const struct dnsmasq *dm, const char *needle, int want)
+log_count_settled(const struct h_dns *dm, const char *needle, int want)
 {
-    for (int i = 0; i < 100 && log_count(dm, needle) < want; i++)
+    for (int i = 0; i < 100 && h_dns_log_count(dm, needle) < want; i++)
         h_sleep_ms(10);
     h_sleep_ms(50);
-    return log_count(dm, needle);
+    return h_dns_log_count(dm, needle);
 }
 
 /* ---- resolver helpers ------------------------------------------------------------------------ */
+
+static const char *const dns_extra[] = {"--host-record=cap.edge.test,10.0.3.1,600", NULL};
 
 static const char MAIN_HOSTS[] = "10.0.0.1 two.edge.test\n"
                                  "10.0.0.2 two.edge.test\n"
@@ -456,12 +372,12 @@ test_ttl_expiry(void **state)
     snprintf(hosts, sizeof(hosts), "%.*s10.0.1.2 ttl.edge.test\n",
              (int)(sizeof(MAIN_HOSTS) - 1 - strlen("10.0.1.1 ttl.edge.test\n")), MAIN_HOSTS);
     snprintf(reread, sizeof(reread), "read %s ", g_dm.hosts);
-    nread = log_count(&g_dm, reread);
-    hosts_write(&g_dm, hosts);
+    nread = h_dns_log_count(&g_dm, reread);
+    assert_int_equal(h_dns_write_hosts(&g_dm, hosts), 0);
     h_kill(&g_dm.proc, SIGHUP);
-    for (int i = 0; i < 100 && log_count(&g_dm, reread) <= nread; i++)
+    for (int i = 0; i < 100 && h_dns_log_count(&g_dm, reread) <= nread; i++)
         h_sleep_ms(10);
-    assert_true(log_count(&g_dm, reread) > nread);
+    assert_true(h_dns_log_count(&g_dm, reread) > nread);
     assert_true(now_ms() - t0 < 900);
     assert_int_equal(proxy_dns_lookup_cached(fx->dns, "ttl.edge.test", 80, &out), 1);
     assert_true(has_v4(&out, "10.0.1.1", 80));
@@ -476,7 +392,7 @@ test_ttl_expiry(void **state)
     assert_true(has_v4(&a.addrs, "10.0.1.2", 80));
     assert_int_equal(stats_of(fx).queries, 3);
 
-    hosts_write(&g_dm, MAIN_HOSTS);
+    assert_int_equal(h_dns_write_hosts(&g_dm, MAIN_HOSTS), 0);
     h_kill(&g_dm.proc, SIGHUP);
 }
 
@@ -534,14 +450,14 @@ static void
 test_stale_served(void **state)
 {
     struct fixture *fx = *state;
-    struct dnsmasq dm;
+    struct h_dns dm;
     struct answer a;
     struct proxy_dns_stats st;
     int fd = -1;
     uint16_t port;
     uint64_t t0, took;
 
-    assert_int_equal(dnsmasq_start(&dm, "stale", MAIN_HOSTS), 0);
+    assert_int_equal(h_dns_start(&dm, "stale", MAIN_HOSTS, dns_extra), 0);
     rc_init(fx, dm.port);
     fx->rc.ttl_min_ms = 300;
     fx->rc.ttl_max_ms = 300;
@@ -812,7 +728,7 @@ test_concurrent_join(void **state)
     assert_int_equal(st.joined, JOINERS - 1);
     /* the server saw one A and one AAAA question (plus the one of test_cancel) */
     assert_int_equal(log_count_settled(&g_dm, "query[A] many.edge.test ", 2), 2);
-    assert_int_equal(log_count(&g_dm, "query[AAAA] many.edge.test "), 2);
+    assert_int_equal(h_dns_log_count(&g_dm, "query[AAAA] many.edge.test "), 2);
     free(as);
 }
 
@@ -822,7 +738,7 @@ static int
 group_setup(void **state)
 {
     (void)state;
-    if (dnsmasq_start(&g_dm, "main", MAIN_HOSTS) != 0) {
+    if (h_dns_start(&g_dm, "main", MAIN_HOSTS, dns_extra) != 0) {
         fprintf(stderr, "dns_test: cannot start dnsmasq (see %s)\n", h_tmpdir());
         return -1;
     }

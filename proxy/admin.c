@@ -1,0 +1,118 @@
+/*
+ * The admin listener (engine main thread, libevent's evhttp: not on the
+ * request path): GET /healthz, GET /metrics, GET /status, POST /reload.
+ */
+#include "proxy/internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+static void
+reply(struct evhttp_request *req, int code, const char *ctype, struct evbuffer *body)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+    evhttp_send_reply(req, code, NULL, body);
+}
+
+static void
+json_escape_into(struct evbuffer *out, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch == '"' || ch == '\\')
+            evbuffer_add_printf(out, "\\%c", ch);
+        else if (ch < 0x20)
+            evbuffer_add_printf(out, "\\u%04x", ch);
+        else
+            evbuffer_add(out, s, 1);
+    }
+}
+
+static void
+admin_cb(struct evhttp_request *req, void *arg)
+{
+    struct proxy_engine *e = arg;
+    const char *uri = evhttp_request_get_uri(req);
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    struct evbuffer *body = evbuffer_new();
+    char path[256];
+    size_t n;
+
+    if (body == NULL) {
+        evhttp_send_error(req, 503, NULL);
+        return;
+    }
+    n = strcspn(uri, "?");
+    snprintf(path, sizeof(path), "%.*s", (int)(n < sizeof(path) ? n : sizeof(path) - 1), uri);
+    if (strcmp(path, "/healthz") == 0 && (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD)) {
+        bool draining = atomic_load(&e->draining);
+        evbuffer_add_printf(body, draining ? "draining\n" : "ok\n");
+        reply(req, draining ? 503 : 200, "text/plain", body);
+    } else if (strcmp(path, "/metrics") == 0 && cmd == EVHTTP_REQ_GET) {
+        proxy_metrics_render(e, body);
+        reply(req, 200, "text/plain; version=0.0.4", body);
+    } else if (strcmp(path, "/status") == 0 && cmd == EVHTTP_REQ_GET) {
+        proxy_status_render(e, body);
+        reply(req, 200, "application/json", body);
+    } else if (strcmp(path, "/reload") == 0) {
+        if (cmd != EVHTTP_REQ_POST) {
+            evbuffer_add_printf(body, "{\"error\":\"use POST /reload\"}\n");
+            evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "POST");
+            reply(req, 405, "application/json", body);
+        } else {
+            char err[CONF_ERR_MAX];
+            if (proxy_engine_reload(e, err, sizeof(err)) == 0) {
+                evbuffer_add_printf(body, "{\"status\":\"reloaded\",\"reloads\":%llu}\n",
+                                    (unsigned long long)e->reloads);
+                reply(req, 200, "application/json", body);
+            } else {
+                evbuffer_add_printf(body, "{\"status\":\"error\",\"error\":\"");
+                json_escape_into(body, err);
+                evbuffer_add_printf(body, "\"}\n");
+                reply(req, 400, "application/json", body);
+            }
+        }
+    } else {
+        evbuffer_add_printf(body, "{\"error\":\"not found\",\"endpoints\":[\"GET /healthz\","
+                                  "\"GET /metrics\",\"GET /status\",\"POST /reload\"]}\n");
+        reply(req, 404, "application/json", body);
+    }
+    evbuffer_free(body);
+}
+
+int
+proxy_admin_start(struct proxy_engine *e)
+{
+    struct evhttp *http;
+
+    if (e->fds->admin_fd < 0)
+        return 0;
+    http = evhttp_new(e->base);
+    if (http == NULL)
+        return -1;
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE);
+    evhttp_set_timeout(http, 10);
+    evhttp_set_max_body_size(http, 1 << 20);
+    evhttp_set_gencb(http, admin_cb, e);
+    if (evhttp_accept_socket(http, e->fds->admin_fd) < 0) {
+        evhttp_free(http);
+        return -1;
+    }
+    e->fds->admin_fd = -1; /* evhttp owns it */
+    e->admin = http;
+    return 0;
+}
+
+void
+proxy_admin_stop(struct proxy_engine *e)
+{
+    if (e->admin != NULL) {
+        evhttp_free(e->admin);
+        e->admin = NULL;
+    }
+}

@@ -1,0 +1,1105 @@
+/*
+ * HTTP/1.1 client side: one struct proxy_conn per accepted connection, llhttp
+ * in request mode, one request in flight at a time. Pipelined requests wait
+ * in the input buffer: the parser pauses at the end of every message and
+ * resumes when that message's response is done, so answers go out in order.
+ *
+ * Bodies stream both ways with backpressure: the client is not read while
+ * the request body waits for the upstream, and the upstream is not read while
+ * the client's output buffer is above PROXY_HIGH_WATER (see upstream.c).
+ */
+#include "proxy/internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/tcp.h>
+
+#define PROXY_HIGH_WATER (256 * 1024)
+#define PROXY_FEED_MAX (64 * 1024)
+
+static void conn_readcb(struct bufferevent *bev, void *arg);
+static void conn_writecb(struct bufferevent *bev, void *arg);
+static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_defer_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_feed(struct proxy_conn *c);
+static void req_maybe_finish(struct proxy_req *r);
+static void conn_close_after_flush(struct proxy_conn *c);
+
+static int on_message_begin(llhttp_t *p);
+static int on_url(llhttp_t *p, const char *at, size_t len);
+static int on_header_field(llhttp_t *p, const char *at, size_t len);
+static int on_header_value(llhttp_t *p, const char *at, size_t len);
+static int on_headers_complete(llhttp_t *p);
+static int on_body(llhttp_t *p, const char *at, size_t len);
+static int on_message_complete(llhttp_t *p);
+
+static llhttp_settings_t req_settings;
+static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
+
+static void
+settings_init(void)
+{
+    llhttp_settings_init(&req_settings);
+    req_settings.on_message_begin = on_message_begin;
+    req_settings.on_url = on_url;
+    req_settings.on_header_field = on_header_field;
+    req_settings.on_header_value = on_header_value;
+    req_settings.on_headers_complete = on_headers_complete;
+    req_settings.on_body = on_body;
+    req_settings.on_message_complete = on_message_complete;
+}
+
+static const struct conf_limits *
+limits(const struct proxy_conn *c)
+{
+    return &c->w->conf->limits;
+}
+
+static void
+timer_arm(struct event *ev, uint64_t ms)
+{
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    event_add(ev, &tv);
+}
+
+static void
+conn_defer(struct proxy_conn *c)
+{
+    event_active(c->defer, EV_TIMEOUT, 0);
+}
+
+void
+proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int salen)
+{
+    struct proxy_conn *c;
+    const struct conf_limits *lim = &w->conf->limits;
+    int one = 1;
+
+    (void)salen;
+    pthread_once(&settings_once, settings_init);
+    if (w->draining || w->nconns >= lim->max_connections) {
+        static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                                   "Content-Length: 28\r\nConnection: close\r\n\r\n"
+                                   "503 too many connections\r\n\r\n";
+        STAT_INC(w, conns_rejected);
+        ssize_t n = write(fd, busy, sizeof(busy) - 1);
+        (void)n;
+        close(fd);
+        return;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL || proxy_head_init(&c->head, lim->max_header_size, lim->max_headers) < 0) {
+        free(c);
+        close(fd);
+        return;
+    }
+    c->magic = PROXY_CONN_MAGIC;
+    c->w = w;
+    c->fd = fd;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->peer,
+                  sizeof(c->peer));
+    else
+        snprintf(c->peer, sizeof(c->peer), "unix");
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->timer = evtimer_new(w->base, conn_timer_cb, c);
+    c->defer = event_new(w->base, -1, 0, conn_defer_cb, c);
+    if (c->bev == NULL || c->timer == NULL || c->defer == NULL) {
+        if (c->bev == NULL)
+            close(fd);
+        proxy_conn_free(c);
+        return;
+    }
+    llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
+    c->parser.data = c;
+    bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, PROXY_FEED_MAX);
+    bufferevent_setwatermark(c->bev, EV_WRITE, PROXY_HIGH_WATER / 4, 0);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    TAILQ_INSERT_TAIL(&w->conns, c, link);
+    w->nconns++;
+    STAT_INC(w, conns_accepted);
+    STAT_INC(w, conns_active);
+    c->state = CONN_IDLE;
+    /* the first request gets the header timeout from the accept on */
+    timer_arm(c->timer, lim->client_header_timeout_ms);
+}
+
+static void
+req_free(struct proxy_req *r)
+{
+    if (r == NULL)
+        return;
+    CHECK_MAGIC(r, PROXY_REQ_MAGIC);
+    if (r->up != NULL || r->dnsq != NULL)
+        proxy_upstream_abort(r);
+    if (r->body != NULL)
+        evbuffer_free(r->body);
+    if (r->body_copy != NULL)
+        evbuffer_free(r->body_copy);
+    free(r->_tried);
+    if (r->conf != NULL)
+        conf_unref(r->conf);
+    r->magic = PROXY_DEAD_MAGIC;
+    free(r);
+}
+
+void
+proxy_conn_free(struct proxy_conn *c)
+{
+    CHECK_MAGIC(c, PROXY_CONN_MAGIC);
+    if (c->req != NULL) {
+        struct proxy_req *r = c->req;
+        if (!r->resp_done && r->t_end_us == 0) {
+            r->t_end_us = proxy_now_us();
+            if (r->status == 0)
+                r->status = 499; /* client closed before the answer, as nginx logs it */
+            proxy_access_log(r);
+        }
+        c->req = NULL;
+        req_free(r);
+    }
+    if (c->tunnel != NULL)
+        bufferevent_free(c->tunnel);
+    if (c->bev != NULL)
+        bufferevent_free(c->bev);
+    if (c->timer != NULL)
+        event_free(c->timer);
+    if (c->defer != NULL)
+        event_free(c->defer);
+    proxy_head_fini(&c->head);
+    if (c->w != NULL && c->magic == PROXY_CONN_MAGIC && c->state != (enum proxy_conn_state)-1) {
+        struct proxy_worker *w = c->w;
+        if (c->link.tqe_prev != NULL) {
+            TAILQ_REMOVE(&w->conns, c, link);
+            w->nconns--;
+            STAT_DEC(w, conns_active);
+            proxy_worker_conn_gone(w);
+        }
+    }
+    c->magic = PROXY_DEAD_MAGIC;
+    free(c);
+}
+
+/* Closes an idle connection now, a busy one after its current response. */
+void
+proxy_conn_drain(struct proxy_conn *c)
+{
+    if (c->state == CONN_IDLE) {
+        c->want_free = true;
+        conn_defer(c);
+    } else if (c->req != NULL) {
+        c->req->resp_close = true;
+    }
+}
+
+/* ---- responses ------------------------------------------------------------------- */
+
+const char *
+proxy_status_reason(int status)
+{
+    const char *s = llhttp_status_name((llhttp_status_t)status);
+    return (s != NULL && strcmp(s, "<unknown>") != 0) ? s : "Unknown";
+}
+
+static struct evbuffer *
+conn_out(struct proxy_conn *c)
+{
+    return bufferevent_get_output(c->bev);
+}
+
+/* Writes a complete response generated by the edge itself. */
+static void
+respond_simple(struct proxy_req *r, int status, const char *ctype, const char *body, size_t len)
+{
+    struct proxy_conn *c = r->c;
+    struct evbuffer *out = conn_out(c);
+    bool head = r->method == HTTP_HEAD;
+
+    BUG_ON(r->resp_started);
+    if (!r->body_done && (r->chunked || r->content_length > 65536))
+        r->resp_close = true; /* not worth reading a large body we will not use */
+    if (!r->keepalive || c->w->draining)
+        r->resp_close = true;
+    r->status = status;
+    r->resp_started = true;
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "X-Request-Id: %s\r\n%s\r\n",
+                        status, proxy_status_reason(status), ctype, len, r->request_id,
+                        r->resp_close ? "Connection: close\r\n" : "");
+    if (!head && len > 0)
+        evbuffer_add(out, body, len);
+    r->resp_bytes += len;
+    r->resp_done = true;
+}
+
+void
+proxy_resp_error(struct proxy_req *r, int status, const char *fmt, ...)
+{
+    char body[512];
+    va_list ap;
+    int n;
+
+    CHECK_MAGIC(r, PROXY_REQ_MAGIC);
+    if (r->resp_started) {
+        /* the head is out: the only honest signal left is to cut the connection */
+        r->status = r->status ? r->status : status;
+        r->resp_done = true;
+        r->resp_close = true;
+        r->c->want_free = true;
+        conn_defer(r->c);
+        return;
+    }
+    n = snprintf(body, sizeof(body), "%d %s: ", status, proxy_status_reason(status));
+    va_start(ap, fmt);
+    n += vsnprintf(body + n, sizeof(body) - (size_t)n - 2, fmt, ap);
+    va_end(ap);
+    if ((size_t)n > sizeof(body) - 2)
+        n = (int)sizeof(body) - 2;
+    body[n++] = '\n';
+    body[n] = '\0';
+    respond_simple(r, status, "text/plain; charset=utf-8", body, (size_t)n);
+    req_maybe_finish(r);
+}
+
+bool
+proxy_client_congested(const struct proxy_req *r)
+{
+    return evbuffer_get_length(bufferevent_get_output(r->c->bev)) > PROXY_HIGH_WATER;
+}
+
+static bool
+status_has_body(int status)
+{
+    return !(status < 200 || status == 204 || status == 304);
+}
+
+int
+proxy_resp_head(struct proxy_req *r, struct proxy_upconn *u)
+{
+    struct proxy_conn *c = r->c;
+    struct evbuffer *out = conn_out(c);
+    struct proxy_hdr h, cl;
+    bool have_cl = proxy_head_find(&u->head, "content-length", &cl);
+    bool have_reqid = false;
+    int status = llhttp_get_status_code(&u->parser);
+    bool chunked_up = (u->parser.flags & F_CHUNKED) != 0;
+
+    r->status = status;
+    r->resp_started = true;
+    if (!r->keepalive || c->w->draining)
+        r->resp_close = true;
+    r->resp_nobody = r->method == HTTP_HEAD || !status_has_body(status);
+    if (r->upgrade && status != 101)
+        r->resp_close = true; /* the parser stopped at the upgrade: no next request */
+    if (status == 101) {
+        r->resp_nobody = true;
+    } else if (!r->resp_nobody && (chunked_up || !have_cl)) {
+        /* origin streams without a length: chunk it to 1.1 clients, close for 1.0 */
+        if (r->http_major == 1 && r->http_minor >= 1)
+            r->resp_chunked = true;
+        else
+            r->resp_close = true;
+    }
+    evbuffer_add_printf(out, "HTTP/1.1 %d ", status);
+    if (u->head.reason_len > 0)
+        evbuffer_add(out, u->head.buf + u->head.reason_off, u->head.reason_len);
+    else
+        evbuffer_add_printf(out, "%s", proxy_status_reason(status));
+    evbuffer_add(out, "\r\n", 2);
+    for (size_t i = 0; proxy_head_get(&u->head, i, &h); i++) {
+        if (proxy_hdr_hop_by_hop(&h, &u->head))
+            continue;
+        if (proxy_hdr_is(&h, "content-length") && r->resp_chunked)
+            continue;
+        if (proxy_hdr_is(&h, "x-request-id"))
+            have_reqid = true;
+        evbuffer_add(out, h.name, h.nlen);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, h.value, h.vlen);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    if (!have_reqid)
+        evbuffer_add_printf(out, "X-Request-Id: %s\r\n", r->request_id);
+    evbuffer_add_printf(out, "Via: 1.1 edge\r\n");
+    if (status == 101) {
+        struct proxy_hdr up;
+        if (proxy_head_find(&u->head, "upgrade", &up))
+            evbuffer_add_printf(out, "Upgrade: %.*s\r\n", (int)up.vlen, up.value);
+        evbuffer_add_printf(out, "Connection: upgrade\r\n");
+    } else if (r->resp_chunked) {
+        evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
+    }
+    if (status != 101) {
+        if (r->resp_close)
+            evbuffer_add_printf(out, "Connection: close\r\n");
+        else if (r->http_minor == 0)
+            evbuffer_add_printf(out, "Connection: keep-alive\r\n");
+    }
+    evbuffer_add(out, "\r\n", 2);
+    return 0;
+}
+
+int
+proxy_resp_body(struct proxy_req *r, const char *at, size_t len)
+{
+    struct evbuffer *out = conn_out(r->c);
+
+    if (r->resp_nobody || len == 0)
+        return 0;
+    if (r->resp_chunked) {
+        evbuffer_add_printf(out, "%zx\r\n", len);
+        evbuffer_add(out, at, len);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add(out, at, len);
+    }
+    r->resp_bytes += len;
+    return 0;
+}
+
+void
+proxy_resp_end(struct proxy_req *r)
+{
+    CHECK_MAGIC(r, PROXY_REQ_MAGIC);
+    if (r->resp_chunked)
+        evbuffer_add(conn_out(r->c), "0\r\n\r\n", 5);
+    r->resp_done = true;
+    req_maybe_finish(r);
+}
+
+/* ---- request lifecycle --------------------------------------------------------------- */
+
+static bool
+reqid_valid(const char *s, size_t n)
+{
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (!isalnum(ch) && ch != '-' && ch != '_' && ch != '.' && ch != ':')
+            return false;
+    }
+    return true;
+}
+
+/* Resolves "." and ".." segments and merges slashes, for route matching only
+ * (the origin receives the target as the client sent it). Returns the
+ * length, or 0 when the path escapes the root. */
+static size_t
+path_normalize(const char *in, size_t n, char *out, size_t cap)
+{
+    size_t o = 0, i = 0;
+
+    if (n == 0 || in[0] != '/' || cap < 2)
+        return 0;
+    while (i < n) {
+        while (i < n && in[i] == '/')
+            i++;
+        size_t s = i;
+        while (i < n && in[i] != '/')
+            i++;
+        size_t len = i - s;
+        if (len == 0)
+            break;
+        if (len == 1 && in[s] == '.')
+            continue;
+        if (len == 2 && in[s] == '.' && in[s + 1] == '.') {
+            if (o == 0)
+                return 0;
+            while (o > 0 && out[o - 1] != '/')
+                o--;
+            if (o > 0)
+                o--;
+            continue;
+        }
+        if (o + 1 + len >= cap)
+            return 0;
+        out[o++] = '/';
+        memcpy(out + o, in + s, len);
+        o += len;
+    }
+    if (o == 0 || (n > 0 && in[n - 1] == '/' && out[o - 1] != '/')) {
+        if (o + 1 >= cap)
+            return 0;
+        out[o++] = '/';
+    }
+    return o;
+}
+
+static int
+hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes for matching; a decoded NUL or '/' is kept encoded. */
+static size_t
+path_decode(const char *in, size_t n, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 1 < cap; i++) {
+        if (in[i] == '%' && i + 2 < n && hexval(in[i + 1]) >= 0 && hexval(in[i + 2]) >= 0) {
+            int v = hexval(in[i + 1]) * 16 + hexval(in[i + 2]);
+            if (v != 0 && v != '/') {
+                out[o++] = (char)v;
+                i += 2;
+                continue;
+            }
+        }
+        out[o++] = in[i];
+    }
+    return o;
+}
+
+static void
+conn_dispatch(struct proxy_conn *c, struct proxy_req *r)
+{
+    struct proxy_hdr h;
+    const struct conf_limits *lim = limits(c);
+    char decoded[8192], norm[8192];
+    size_t hosts = 0, dlen, nlen;
+    const char *host = NULL;
+    size_t host_len = 0;
+
+    /* target forms: origin-form "/p?q", absolute-form "http://h/p", asterisk "*" */
+    r->target = c->head.buf + c->head.url_off;
+    r->target_len = c->head.url_len;
+    if (r->method == HTTP_CONNECT) {
+        proxy_resp_error(r, 405, "CONNECT is not supported");
+        r->resp_close = true;
+        return;
+    }
+    if (r->target_len > 7 && strncasecmp(r->target, "http://", 7) == 0) {
+        const char *a = r->target + 7, *end = r->target + r->target_len;
+        const char *p = memchr(a, '/', (size_t)(end - a));
+        if (p == NULL)
+            p = end;
+        host = a;
+        host_len = (size_t)(p - a);
+        r->path = p;
+        r->path_len = (size_t)(end - p);
+        if (r->path_len == 0) {
+            r->path = "/";
+            r->path_len = 1;
+        }
+    } else {
+        r->path = r->target;
+        r->path_len = r->target_len;
+    }
+    const char *q = memchr(r->path, '?', r->path_len);
+    if (q != NULL) {
+        r->query = q + 1;
+        r->query_len = r->path_len - (size_t)(q - r->path) - 1;
+        r->path_len = (size_t)(q - r->path);
+    }
+    for (size_t i = 0; proxy_head_get(&c->head, i, &h); i++) {
+        if (proxy_hdr_is(&h, "host")) {
+            hosts++;
+            if (host == NULL || hosts > 1) {
+                host = h.value;
+                host_len = h.vlen;
+            }
+        } else if (proxy_hdr_is(&h, "x-request-id") && reqid_valid(h.value, h.vlen)) {
+            snprintf(r->request_id, sizeof(r->request_id), "%.*s", (int)h.vlen, h.value);
+        } else if (proxy_hdr_is(&h, "expect")) {
+            if (h.vlen == 12 && strncasecmp(h.value, "100-continue", 12) == 0)
+                r->expect_continue = true;
+            else {
+                proxy_resp_error(r, 417, "unsupported Expect: %.*s", (int)h.vlen, h.value);
+                return;
+            }
+        }
+    }
+    if (r->request_id[0] == '\0')
+        proxy_reqid_make(c->w, r->request_id, sizeof(r->request_id));
+    if (hosts > 1) {
+        r->resp_close = true;
+        proxy_resp_error(r, 400, "more than one Host header");
+        return;
+    }
+    if (host == NULL && r->http_minor >= 1) {
+        r->resp_close = true;
+        proxy_resp_error(r, 400, "missing Host header");
+        return;
+    }
+    if (host != NULL) {
+        size_t hl = host_len;
+        snprintf(r->authority, sizeof(r->authority), "%.*s", (int)host_len, host);
+        if (hl > 0 && host[0] == '[') {
+            const char *rb = memchr(host, ']', hl);
+            hl = rb ? (size_t)(rb - host) + 1 : hl;
+        } else {
+            const char *colon = memchr(host, ':', hl);
+            if (colon != NULL)
+                hl = (size_t)(colon - host);
+        }
+        if (hl >= sizeof(r->host)) {
+            r->resp_close = true;
+            proxy_resp_error(r, 400, "Host header too long");
+            return;
+        }
+        for (size_t i = 0; i < hl; i++)
+            r->host[i] = (char)tolower((unsigned char)host[i]);
+        r->host[hl] = '\0';
+    }
+    r->site = conf_site_match(r->conf, r->host, strlen(r->host));
+    if (r->site == NULL) {
+        proxy_resp_error(r, 404, "no site matches host '%s'", r->host);
+        return;
+    }
+    dlen = path_decode(r->path, r->path_len, decoded, sizeof(decoded));
+    nlen = path_normalize(decoded, dlen, norm, sizeof(norm));
+    if (nlen == 0) {
+        if (r->path_len == 1 && r->path[0] == '*') {
+            proxy_resp_error(r, 404, "no route matches '*'");
+            return;
+        }
+        r->resp_close = true;
+        proxy_resp_error(r, 400, "bad request path");
+        return;
+    }
+    r->route = conf_route_match(r->site, norm, nlen);
+    if (r->route == NULL) {
+        proxy_resp_error(r, 404, "no route matches path '%.*s'", (int)nlen, norm);
+        return;
+    }
+    uint64_t max_body = r->route->max_body_size ? r->route->max_body_size : lim->max_body_size;
+    if (r->content_length >= 0 && (uint64_t)r->content_length > max_body) {
+        r->resp_close = true;
+        proxy_resp_error(r, 413, "request body of %lld bytes is over the limit of %llu",
+                         (long long)r->content_length, (unsigned long long)max_body);
+        return;
+    }
+    if (r->route->return_status != 0) {
+        respond_simple(r, r->route->return_status, "text/plain; charset=utf-8",
+                       r->route->return_body ? r->route->return_body : "",
+                       r->route->return_body ? r->route->return_body_len : 0);
+        return;
+    }
+    if (r->route->origin == NULL) {
+        proxy_resp_error(r, 500, "route has nothing to serve");
+        return;
+    }
+    r->origin = r->route->origin;
+    r->body = evbuffer_new();
+    if (r->body == NULL) {
+        proxy_resp_error(r, 503, "out of memory");
+        return;
+    }
+    if (r->expect_continue && (r->content_length > 0 || r->chunked))
+        evbuffer_add_printf(conn_out(c), "HTTP/1.1 100 Continue\r\n\r\n");
+    proxy_upstream_start(r);
+}
+
+/* ---- llhttp callbacks -------------------------------------------------------------- */
+
+static int
+on_message_begin(llhttp_t *p)
+{
+    struct proxy_conn *c = p->data;
+    struct proxy_req *r;
+
+    BUG_ON(c->req != NULL);
+    proxy_head_reset(&c->head);
+    r = calloc(1, sizeof(*r));
+    if (r == NULL) {
+        c->parse_error = 503;
+        return HPE_USER;
+    }
+    r->magic = PROXY_REQ_MAGIC;
+    r->c = c;
+    r->conf = conf_ref(c->w->conf);
+    r->content_length = -1;
+    r->t_start_us = proxy_now_us();
+    c->req = r;
+    c->requests++;
+    if (c->state == CONN_IDLE) {
+        c->state = CONN_HEAD;
+        timer_arm(c->timer, limits(c)->client_header_timeout_ms);
+    }
+    return 0;
+}
+
+static int
+on_url(llhttp_t *p, const char *at, size_t len)
+{
+    struct proxy_conn *c = p->data;
+    if (proxy_head_url(&c->head, at, len, limits(c)->max_uri_length) < 0) {
+        c->parse_error = c->head.overflow;
+        return HPE_USER;
+    }
+    return 0;
+}
+
+static int
+on_header_field(llhttp_t *p, const char *at, size_t len)
+{
+    struct proxy_conn *c = p->data;
+    if (proxy_head_field(&c->head, at, len) < 0) {
+        c->parse_error = c->head.overflow;
+        return HPE_USER;
+    }
+    return 0;
+}
+
+static int
+on_header_value(llhttp_t *p, const char *at, size_t len)
+{
+    struct proxy_conn *c = p->data;
+    if (proxy_head_value(&c->head, at, len) < 0) {
+        c->parse_error = c->head.overflow ? c->head.overflow : 400;
+        return HPE_USER;
+    }
+    return 0;
+}
+
+static int
+on_headers_complete(llhttp_t *p)
+{
+    struct proxy_conn *c = p->data;
+    struct proxy_req *r = c->req;
+
+    event_del(c->timer);
+    c->state = CONN_BUSY;
+    r->method = llhttp_get_method(p);
+    r->method_name = llhttp_method_name((llhttp_method_t)r->method);
+    r->http_major = llhttp_get_http_major(p);
+    r->http_minor = llhttp_get_http_minor(p);
+    r->keepalive = llhttp_should_keep_alive(p);
+    r->chunked = (p->flags & F_CHUNKED) != 0;
+    if (p->flags & F_CONTENT_LENGTH)
+        r->content_length = (int64_t)p->content_length;
+    r->upgrade = (p->flags & F_UPGRADE) != 0 || p->upgrade;
+    if (r->content_length > 0 || r->chunked) {
+        struct timeval tv = {.tv_sec = (time_t)(limits(c)->client_body_timeout_ms / 1000),
+                             .tv_usec = (suseconds_t)(limits(c)->client_body_timeout_ms % 1000) *
+                                        1000};
+        struct timeval wtv = {.tv_sec = (time_t)(limits(c)->send_timeout_ms / 1000),
+                              .tv_usec = (suseconds_t)(limits(c)->send_timeout_ms % 1000) * 1000};
+        bufferevent_set_timeouts(c->bev, &tv, &wtv);
+    }
+    conn_dispatch(c, r);
+    return 0; /* for Upgrade requests llhttp stops with HPE_PAUSED_UPGRADE after the head */
+}
+
+static int
+on_body(llhttp_t *p, const char *at, size_t len)
+{
+    struct proxy_conn *c = p->data;
+    struct proxy_req *r = c->req;
+    uint64_t max_body;
+
+    r->body_bytes += len;
+    max_body = (r->route && r->route->max_body_size) ? r->route->max_body_size
+                                                      : limits(c)->max_body_size;
+    if (r->body_bytes > max_body) {
+        c->parse_error = 413;
+        return HPE_USER;
+    }
+    if (r->body == NULL || r->resp_done)
+        return 0; /* answered without the body: discard it */
+    if (r->chunked) {
+        evbuffer_add_printf(r->body, "%zx\r\n", len);
+        evbuffer_add(r->body, at, len);
+        evbuffer_add(r->body, "\r\n", 2);
+    } else {
+        evbuffer_add(r->body, at, len);
+    }
+    proxy_upstream_push_body(r);
+    return 0;
+}
+
+static int
+on_message_complete(llhttp_t *p)
+{
+    struct proxy_conn *c = p->data;
+    struct proxy_req *r = c->req;
+
+    r->body_done = true;
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    if (r->body != NULL && !r->resp_done) {
+        if (r->chunked)
+            evbuffer_add(r->body, "0\r\n\r\n", 5);
+        proxy_upstream_push_body(r);
+    }
+    return HPE_PAUSED;
+}
+
+/* ---- feeding the parser --------------------------------------------------------------- */
+
+static void
+conn_fail(struct proxy_conn *c, int status, const char *why)
+{
+    struct proxy_req *r = c->req;
+
+    if (r == NULL) {
+        /* error before a request object existed: answer on the bare connection */
+        if (on_message_begin(&c->parser) != 0 || c->req == NULL) {
+            c->want_free = true;
+            conn_defer(c);
+            return;
+        }
+        r = c->req;
+    }
+    if (r->request_id[0] == '\0')
+        proxy_reqid_make(c->w, r->request_id, sizeof(r->request_id));
+    if (r->method_name == NULL)
+        r->method_name = "-";
+    r->resp_close = true;
+    r->body_done = true;
+    if (r->up != NULL || r->dnsq != NULL)
+        proxy_upstream_abort(r);
+    if (!r->resp_started)
+        proxy_resp_error(r, status, "%s", why);
+    else {
+        r->resp_done = true;
+        req_maybe_finish(r);
+    }
+}
+
+static const char *
+parse_error_text(int status)
+{
+    switch (status) {
+    case 413: return "request body is over the limit";
+    case 414: return "request URI is over the limit";
+    case 431: return "request header block is over the limit";
+    default: return "malformed request";
+    }
+}
+
+static void
+conn_feed(struct proxy_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+
+    while (!c->parser_paused && !c->want_free && c->state != CONN_CLOSING &&
+           c->state != CONN_TUNNEL) {
+        struct evbuffer_iovec v;
+        size_t avail = evbuffer_get_length(in), len, used;
+        enum llhttp_errno err;
+        struct proxy_req *r = c->req;
+
+        if (avail == 0)
+            break;
+        if (r != NULL && r->body != NULL && !r->resp_done &&
+            evbuffer_get_length(r->body) > PROXY_HIGH_WATER) {
+            /* upstream is not taking the body as fast: stop reading the client */
+            c->reading_blocked = true;
+            bufferevent_disable(c->bev, EV_READ);
+            break;
+        }
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        len = v.iov_len;
+        if (len > PROXY_FEED_MAX)
+            len = PROXY_FEED_MAX;
+        err = llhttp_execute(&c->parser, v.iov_base, len);
+        used = len;
+        if (err != HPE_OK) {
+            const char *pos = llhttp_get_error_pos(&c->parser);
+            if (pos != NULL && pos >= (const char *)v.iov_base &&
+                pos <= (const char *)v.iov_base + len)
+                used = (size_t)(pos - (const char *)v.iov_base);
+        }
+        evbuffer_drain(in, used);
+        STAT_ADD(c->w, bytes_in, used);
+        if (err == HPE_PAUSED) {
+            c->parser_paused = true;
+        } else if (err == HPE_PAUSED_UPGRADE) {
+            c->parser_paused = true;
+            if (c->req != NULL)
+                c->req->body_done = true;
+        } else if (err != HPE_OK) {
+            int status = c->parse_error ? c->parse_error : 400;
+            const char *why = parse_error_text(status);
+            if (status == 400 && c->parse_error == 0)
+                why = llhttp_get_error_reason(&c->parser);
+            c->parse_error = 0;
+            conn_fail(c, status, why ? why : "malformed request");
+            return;
+        }
+    }
+    if (c->req != NULL)
+        req_maybe_finish(c->req);
+}
+
+static void
+conn_close_after_flush(struct proxy_conn *c)
+{
+    c->state = CONN_CLOSING;
+    event_del(c->timer);
+    bufferevent_disable(c->bev, EV_READ);
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    if (evbuffer_get_length(conn_out(c)) == 0) {
+        c->want_free = true;
+        conn_defer(c);
+    } else {
+        /* bound the time a client that does not read can keep us */
+        struct timeval wtv = {.tv_sec = (time_t)(limits(c)->send_timeout_ms / 1000),
+                              .tv_usec = (suseconds_t)(limits(c)->send_timeout_ms % 1000) * 1000};
+        bufferevent_set_timeouts(c->bev, NULL, &wtv);
+        bufferevent_enable(c->bev, EV_WRITE);
+    }
+}
+
+static void
+req_maybe_finish(struct proxy_req *r)
+{
+    struct proxy_conn *c = r->c;
+
+    if (!r->resp_done || c->state == CONN_TUNNEL)
+        return;
+    if (!r->body_done) {
+        /* answered before the body was read (error, early origin answer) */
+        r->resp_close = true;
+    }
+    if (r->t_end_us == 0) {
+        r->t_end_us = proxy_now_us();
+        STAT_INC(c->w, requests);
+        proxy_stats_observe(c->w, r->status, r->t_end_us - r->t_start_us);
+        proxy_access_log(r);
+    }
+    if (r->up != NULL || r->dnsq != NULL)
+        return; /* the upstream side still owns a reference; it calls back */
+    c->req = NULL;
+    bool close = r->resp_close || c->w->draining;
+    req_free(r);
+    if (close) {
+        conn_close_after_flush(c);
+        return;
+    }
+    /* keep-alive: wait for the next request */
+    c->state = CONN_IDLE;
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    timer_arm(c->timer, limits(c)->keepalive_timeout_ms);
+    if (c->parser_paused) {
+        c->parser_paused = false;
+        llhttp_resume(&c->parser);
+    }
+    if (c->reading_blocked) {
+        c->reading_blocked = false;
+    }
+    bufferevent_enable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
+        c->want_resume = true; /* pipelined bytes are waiting: parse them outside this stack */
+        conn_defer(c);
+    }
+}
+
+void
+proxy_req_body_wanted(struct proxy_req *r)
+{
+    struct proxy_conn *c = r->c;
+    if (c->reading_blocked && evbuffer_get_length(r->body) <= PROXY_HIGH_WATER / 2) {
+        c->reading_blocked = false;
+        bufferevent_enable(c->bev, EV_READ);
+        c->want_resume = true;
+        conn_defer(c);
+    }
+}
+
+/* ---- tunnels (Upgrade: websocket) --------------------------------------------------- */
+
+static void
+tunnel_pump(struct bufferevent *from, struct bufferevent *to)
+{
+    struct evbuffer *out = bufferevent_get_output(to);
+    evbuffer_add_buffer(out, bufferevent_get_input(from));
+    if (evbuffer_get_length(out) > PROXY_HIGH_WATER)
+        bufferevent_disable(from, EV_READ);
+}
+
+static void
+tunnel_readcb(struct bufferevent *bev, void *arg)
+{
+    struct proxy_conn *c = arg;
+    if (bev == c->bev)
+        tunnel_pump(c->bev, c->tunnel);
+    else
+        tunnel_pump(c->tunnel, c->bev);
+}
+
+static void
+tunnel_writecb(struct bufferevent *bev, void *arg)
+{
+    struct proxy_conn *c = arg;
+    struct bufferevent *other = bev == c->bev ? c->tunnel : c->bev;
+
+    if (c->want_free) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            conn_defer(c);
+        return;
+    }
+    if (evbuffer_get_length(bufferevent_get_output(bev)) <= PROXY_HIGH_WATER / 4)
+        bufferevent_enable(other, EV_READ);
+}
+
+static void
+tunnel_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    struct proxy_conn *c = arg;
+    struct bufferevent *other = bev == c->bev ? c->tunnel : c->bev;
+
+    (void)what;
+    /* one side is gone: flush what we have to the other, then close both */
+    tunnel_pump(bev, other);
+    bufferevent_disable(bev, EV_READ);
+    c->want_free = true;
+    if (evbuffer_get_length(bufferevent_get_output(other)) == 0)
+        conn_defer(c);
+}
+
+void
+proxy_req_tunnel(struct proxy_req *r, struct proxy_upconn *u)
+{
+    struct proxy_conn *c = r->c;
+    struct bufferevent *ubev = proxy_upconn_detach_bev(u);
+    struct evbuffer *uin;
+
+    STAT_INC(c->w, tunnels);
+    r->up = NULL;
+    r->resp_done = true;
+    r->t_end_us = proxy_now_us();
+    STAT_INC(c->w, requests);
+    proxy_stats_observe(c->w, r->status, r->t_end_us - r->t_start_us);
+    proxy_access_log(r);
+    c->req = NULL;
+    req_free(r);
+    c->state = CONN_TUNNEL;
+    c->tunnel = ubev;
+    event_del(c->timer);
+    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    bufferevent_set_timeouts(ubev, NULL, NULL);
+    bufferevent_setwatermark(ubev, EV_READ, 0, PROXY_FEED_MAX);
+    bufferevent_setwatermark(ubev, EV_WRITE, PROXY_HIGH_WATER / 4, 0);
+    bufferevent_setcb(c->bev, tunnel_readcb, tunnel_writecb, tunnel_eventcb, c);
+    bufferevent_setcb(ubev, tunnel_readcb, tunnel_writecb, tunnel_eventcb, c);
+    /* bytes that came right behind the heads belong to the tunnel */
+    uin = bufferevent_get_input(ubev);
+    if (evbuffer_get_length(uin) > 0)
+        tunnel_pump(ubev, c->bev);
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        tunnel_pump(c->bev, ubev);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_enable(ubev, EV_READ | EV_WRITE);
+}
+
+/* ---- libevent callbacks ------------------------------------------------------------------ */
+
+static void
+conn_readcb(struct bufferevent *bev, void *arg)
+{
+    struct proxy_conn *c = arg;
+    (void)bev;
+    CHECK_MAGIC(c, PROXY_CONN_MAGIC);
+    if (c->state == CONN_CLOSING) {
+        evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+        return;
+    }
+    conn_feed(c);
+}
+
+static void
+conn_writecb(struct bufferevent *bev, void *arg)
+{
+    struct proxy_conn *c = arg;
+    size_t left = evbuffer_get_length(bufferevent_get_output(bev));
+
+    CHECK_MAGIC(c, PROXY_CONN_MAGIC);
+    if (c->state == CONN_CLOSING || c->want_free) {
+        if (left == 0) {
+            c->want_free = true;
+            conn_defer(c);
+        }
+        return;
+    }
+    if (c->req != NULL && c->req->up != NULL && left <= PROXY_HIGH_WATER / 4)
+        proxy_upstream_resume(c->req);
+}
+
+static void
+conn_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    struct proxy_conn *c = arg;
+    struct proxy_req *r = c->req;
+
+    (void)bev;
+    CHECK_MAGIC(c, PROXY_CONN_MAGIC);
+    if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && r != NULL &&
+        !r->resp_started) {
+        conn_fail(c, 408, "client sent the body too slowly");
+        return;
+    }
+    if ((what & BEV_EVENT_EOF) && r != NULL && r->body_done && !r->resp_done &&
+        c->state == CONN_BUSY) {
+        /* half-close after a complete request: answer, then close */
+        r->resp_close = true;
+        bufferevent_disable(c->bev, EV_READ);
+        return;
+    }
+    /* error, EOF or write timeout: the client is gone */
+    c->want_free = true;
+    conn_defer(c);
+}
+
+static void
+conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    CHECK_MAGIC(c, PROXY_CONN_MAGIC);
+    if (c->state == CONN_HEAD || (c->state == CONN_IDLE && c->requests == 0 &&
+                                  evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)) {
+        conn_fail(c, 408, "client did not send the request head in time");
+        return;
+    }
+    if (c->state == CONN_IDLE) {
+        /* keep-alive expired, or a connection that never sent a byte */
+        c->want_free = true;
+        conn_defer(c);
+    }
+}
+
+static void
+conn_defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct proxy_conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    CHECK_MAGIC(c, PROXY_CONN_MAGIC);
+    if (c->want_free) {
+        proxy_conn_free(c);
+        return;
+    }
+    if (c->want_resume) {
+        c->want_resume = false;
+        conn_feed(c);
+    }
+}

@@ -1,0 +1,364 @@
+/*
+ * proxy internals shared by the files of proxy/ (private to the module).
+ *
+ * Threads: one engine process runs N workers. Each worker owns an
+ * event_base, its listeners, the client connections it accepted, its
+ * upstream pools, its DNS resolver and its counters. Nothing on the request
+ * path is shared between workers except the immutable conf snapshot (each
+ * worker holds its own reference, swapped on reload by a message from the
+ * engine's main thread) and the counters (written by their worker with
+ * relaxed atomics, summed by the admin thread).
+ */
+#ifndef EDGE_PROXY_INTERNAL_H
+#define EDGE_PROXY_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <llhttp.h>
+
+#include "conf/conf.h"
+#include "proxy/log.h"
+
+struct event_base;
+struct event;
+struct evbuffer;
+struct bufferevent;
+struct evconnlistener;
+struct proxy_dns;
+struct proxy_dns_query;
+struct proxy_engine;
+struct proxy_worker;
+
+/* BUG_ON: always on; logs where and aborts. For impossible states only. */
+#define BUG_ON(cond)                                                                               \
+    do {                                                                                           \
+        if (__builtin_expect(!!(cond), 0)) {                                                       \
+            proxy_log(LOG_LVL_ERR, "BUG at %s:%d: %s", __FILE__, __LINE__, #cond);                  \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+/* Objects that travel through void * carry a magic (miniobj style). */
+#define CHECK_MAGIC(p, m) BUG_ON((p) == NULL || (p)->magic != (m))
+#define PROXY_CONN_MAGIC 0x436f6e6eu   /* "Conn" */
+#define PROXY_UPCONN_MAGIC 0x5570436eu /* "UpCn" */
+#define PROXY_REQ_MAGIC 0x52657175u    /* "Requ" */
+#define PROXY_DEAD_MAGIC 0xdeadbeefu
+
+/* ---- counters ---------------------------------------------------------------------- */
+
+/* Request duration buckets (seconds) for the Prometheus histogram. */
+#define PROXY_HIST_BUCKETS 14
+extern const double proxy_hist_bounds[PROXY_HIST_BUCKETS];
+
+struct proxy_stats {
+    _Atomic uint64_t requests;
+    _Atomic uint64_t status_class[6]; /* [1]=1xx … [5]=5xx, [0] other */
+    _Atomic uint64_t conns_accepted;
+    _Atomic uint64_t conns_active;
+    _Atomic uint64_t conns_rejected; /* over max_connections */
+    _Atomic uint64_t bytes_in;       /* from clients */
+    _Atomic uint64_t bytes_out;      /* to clients */
+    _Atomic uint64_t upstream_requests;
+    _Atomic uint64_t upstream_connects;
+    _Atomic uint64_t upstream_connect_failures;
+    _Atomic uint64_t upstream_reused;
+    _Atomic uint64_t upstream_retries;
+    _Atomic uint64_t upstream_timeouts;
+    _Atomic uint64_t upstream_resets;
+    _Atomic uint64_t dns_failures;
+    _Atomic uint64_t client_errors[8]; /* 400 408 413 414 431 404, see proxy_err_index */
+    _Atomic uint64_t tunnels;
+    _Atomic uint64_t hist[PROXY_HIST_BUCKETS + 1]; /* last = +Inf */
+    _Atomic uint64_t hist_sum_us;
+};
+
+#define STAT_ADD(w, field, n) atomic_fetch_add_explicit(&(w)->stats.field, (n), memory_order_relaxed)
+#define STAT_INC(w, field) STAT_ADD(w, field, 1)
+#define STAT_DEC(w, field) atomic_fetch_sub_explicit(&(w)->stats.field, 1, memory_order_relaxed)
+
+int proxy_err_index(int status); /* index into client_errors, or -1 */
+
+/* ---- header lists ------------------------------------------------------------------ */
+
+struct proxy_hdr {
+    const char *name;
+    size_t nlen;
+    const char *value;
+    size_t vlen;
+};
+
+/* A message head being parsed: bytes are copied into 'buf' (max 'cap'),
+ * headers index into it until the head is complete. */
+struct proxy_head {
+    char *buf;
+    size_t len, cap;
+    size_t url_off, url_len;     /* request target */
+    size_t reason_off, reason_len; /* response reason phrase */
+    struct {
+        size_t noff, nlen, voff, vlen;
+    } *idx;
+    size_t n, ncap, max_headers;
+    bool in_value; /* last callback was a value piece */
+    int overflow;  /* 0, or the status to answer (414, 431) */
+};
+
+int proxy_head_init(struct proxy_head *h, size_t cap, size_t max_headers);
+void proxy_head_reset(struct proxy_head *h);
+void proxy_head_fini(struct proxy_head *h);
+int proxy_head_url(struct proxy_head *h, const char *at, size_t len, size_t max_uri);
+int proxy_head_reason(struct proxy_head *h, const char *at, size_t len);
+int proxy_head_field(struct proxy_head *h, const char *at, size_t len);
+int proxy_head_value(struct proxy_head *h, const char *at, size_t len);
+/* Fills the view array (allocated in the head) once the head is complete. */
+size_t proxy_head_get(const struct proxy_head *h, size_t i, struct proxy_hdr *out);
+bool proxy_head_find(const struct proxy_head *h, const char *name, struct proxy_hdr *out);
+
+bool proxy_hdr_is(const struct proxy_hdr *h, const char *name);
+bool proxy_token_in_list(const char *list, size_t len, const char *token);
+/* Hop-by-hop: Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
+ * Transfer-Encoding, Upgrade, and any header named in Connection. */
+bool proxy_hdr_hop_by_hop(const struct proxy_hdr *h, const struct proxy_head *all);
+
+/* ---- requests ---------------------------------------------------------------------- */
+
+enum proxy_err_kind { PROXY_FAIL_NONE, PROXY_FAIL_DNS, PROXY_FAIL_CONNECT, PROXY_FAIL_RESET,
+                      PROXY_FAIL_TIMEOUT, PROXY_FAIL_PROTOCOL, PROXY_FAIL_UNAVAILABLE };
+
+struct proxy_upconn;
+struct proxy_srv;
+
+struct proxy_req {
+    uint32_t magic;
+    struct proxy_conn *c;
+    struct conf *conf; /* reference held for the request's life */
+    const struct conf_site *site;
+    const struct conf_route *route;
+
+    uint8_t method; /* llhttp_method */
+    const char *method_name;
+    uint8_t http_major, http_minor;
+    const char *target; /* in head buf */
+    size_t target_len;
+    const char *path; /* origin-form path (without query) */
+    size_t path_len;
+    const char *query; /* after '?', may be NULL */
+    size_t query_len;
+    char host[256]; /* lower-cased, without port */
+    char authority[280];
+    char request_id[72];
+
+    int64_t content_length; /* -1 when absent */
+    bool chunked;
+    bool expect_continue;
+    bool upgrade;
+    bool keepalive; /* client wants the connection kept */
+    bool body_done; /* client's request message fully parsed */
+    uint64_t body_bytes;
+    struct evbuffer *body; /* request body not yet written upstream */
+    bool body_retained;    /* whole body still in 'body_copy' for a retry */
+    struct evbuffer *body_copy;
+
+    /* upstream exchange */
+    const struct conf_origin *origin;
+    struct proxy_upconn *up;
+    struct proxy_dns_query *dnsq;
+    struct proxy_srv *srv;
+    unsigned tries;
+    bool up_sent_any;   /* any request byte written to an upstream */
+    bool resp_started;  /* status line sent to the client */
+    bool resp_done;
+    bool resp_chunked;  /* we frame the client response with chunks */
+    bool resp_close;    /* client connection closes after this response */
+    bool resp_nobody;
+    int status;
+    uint64_t resp_bytes;
+    char upstream_addr[64];
+    enum proxy_err_kind fail;
+    void *_tried; /* upstream.c: (server, address) pairs tried */
+    unsigned ntried;
+
+    uint64_t t_start_us, t_up_start_us, t_up_head_us, t_end_us;
+};
+
+/* ---- client connections -------------------------------------------------------------- */
+
+enum proxy_conn_state { CONN_IDLE, CONN_HEAD, CONN_BUSY, CONN_TUNNEL, CONN_CLOSING };
+
+struct proxy_conn {
+    uint32_t magic;
+    struct proxy_worker *w;
+    struct bufferevent *bev;
+    int fd;
+    enum proxy_conn_state state;
+    llhttp_t parser;
+    struct proxy_head head;
+    struct proxy_req *req;
+    struct event *timer; /* head / keep-alive timer */
+    struct event *defer; /* deferred work: free, resume parsing */
+    char peer[64];       /* client IP as text */
+    bool parser_paused;
+    bool want_free;
+    bool want_resume;
+    bool reading_blocked; /* backpressure: upstream busy */
+    int parse_error;      /* status to answer after llhttp_execute */
+    unsigned requests;
+    TAILQ_ENTRY(proxy_conn) link;
+    struct bufferevent *tunnel; /* CONN_TUNNEL: the upstream side */
+};
+
+/* ---- upstream ------------------------------------------------------------------------ */
+
+#define PROXY_SRV_ADDRS 16
+
+/* Per-worker state of one origin server "host:port" (kept across reloads). */
+struct proxy_srv {
+    char key[300]; /* "host:port" */
+    char host[256];
+    uint16_t port;
+    bool is_ip;
+    unsigned fails; /* consecutive */
+    uint64_t down_until_ms;
+    unsigned addr_rr;
+    int cw; /* smooth weighted round-robin current weight */
+    struct {
+        struct sockaddr_storage ss;
+        socklen_t len;
+        unsigned fails;
+        uint64_t down_until_ms;
+    } addrs[PROXY_SRV_ADDRS];
+    size_t naddrs; /* health records in use */
+    TAILQ_HEAD(proxy_srv_idle_head, proxy_upconn) idle;
+    size_t nidle;
+    TAILQ_ENTRY(proxy_srv) link;
+};
+
+/* Per-worker round-robin state of one origin of the current conf. */
+struct proxy_origin_rr {
+    const struct conf_origin *origin;
+    struct proxy_srv **srv; /* parallel to origin->servers */
+    int *cw;                /* smooth weighted round-robin current weights */
+};
+
+enum proxy_up_state { UP_CONNECTING, UP_SENDING, UP_WAITING, UP_READING, UP_IDLE, UP_TUNNEL };
+
+struct proxy_upconn {
+    uint32_t magic;
+    struct proxy_worker *w;
+    struct proxy_srv *srv;
+    struct bufferevent *bev;
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    size_t addr_idx;
+    char addr_text[64];
+    enum proxy_up_state state;
+    llhttp_t parser;
+    struct proxy_head head;
+    struct proxy_req *req; /* owner while busy; NULL when pooled */
+    struct event *timer;
+    unsigned served;
+    bool got_bytes; /* any response byte for the current request */
+    bool head_done;
+    bool msg_done;
+    bool reusable;
+    bool interim; /* a 1xx is being skipped */
+    uint64_t idle_timeout_ms;
+    TAILQ_ENTRY(proxy_upconn) link;
+};
+
+/* ---- workers and engine ------------------------------------------------------------ */
+
+struct proxy_listen_fds {
+    int *fds; /* [worker * nlistens + i] */
+    size_t nlistens;
+    unsigned nworkers;
+    int admin_fd; /* -1 when no admin */
+};
+
+struct proxy_worker {
+    unsigned id;
+    struct proxy_engine *e;
+    struct event_base *base;
+    struct conf *conf; /* the worker's reference to the current snapshot */
+    struct evconnlistener **listeners;
+    size_t nlisteners;
+    struct event *notify; /* activated by the main thread: conf swap, drain */
+    struct proxy_dns *dns;
+    TAILQ_HEAD(, proxy_conn) conns;
+    uint64_t nconns;
+    TAILQ_HEAD(, proxy_srv) srvs;
+    struct proxy_origin_rr *rr; /* conf->norigins entries, rebuilt on conf swap */
+    struct conf *rr_conf;
+    bool draining;
+    int access_fd;
+    struct proxy_stats stats;
+    uint64_t reqid_state;
+};
+
+struct proxy_engine {
+    const char *conf_path;
+    struct conf *conf; /* main thread's reference to the newest snapshot */
+    struct proxy_worker *workers;
+    unsigned nworkers;
+    struct proxy_listen_fds *fds;
+    struct event_base *base; /* main thread: signals, admin, reload */
+    struct event *notify;    /* workers -> main: a worker finished draining */
+    _Atomic unsigned workers_done;
+    pthread_mutex_t lock;     /* guards pending_conf */
+    struct conf *pending_conf[64];
+    _Atomic bool draining;
+    uint64_t start_ms;
+    uint64_t reloads, reload_failures;
+    char last_reload_error[CONF_ERR_MAX];
+    void *admin; /* struct evhttp * */
+    int access_fd;
+};
+
+/* engine.c */
+int proxy_engine_run(const char *conf_path, struct conf *initial, struct proxy_listen_fds *fds);
+int proxy_engine_reload(struct proxy_engine *e, char *err, size_t errlen);
+
+/* http1.c — client side */
+void proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int salen);
+void proxy_conn_drain(struct proxy_conn *c); /* close when idle */
+void proxy_conn_free(struct proxy_conn *c);
+void proxy_worker_conn_gone(struct proxy_worker *w); /* engine.c: drain bookkeeping */
+/* Called by the upstream side. */
+int proxy_resp_head(struct proxy_req *r, struct proxy_upconn *u);
+int proxy_resp_body(struct proxy_req *r, const char *at, size_t len);
+void proxy_resp_end(struct proxy_req *r);
+void proxy_resp_error(struct proxy_req *r, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void proxy_req_body_wanted(struct proxy_req *r); /* upstream can take more body */
+void proxy_req_tunnel(struct proxy_req *r, struct proxy_upconn *u); /* after a 101 */
+bool proxy_client_congested(const struct proxy_req *r);
+
+/* upstream.c */
+void proxy_upstream_start(struct proxy_req *r);
+void proxy_upstream_abort(struct proxy_req *r); /* client went away */
+void proxy_upstream_push_body(struct proxy_req *r); /* new body bytes in r->body */
+void proxy_upstream_resume(struct proxy_req *r);    /* client drained: read more */
+void proxy_worker_srvs_free(struct proxy_worker *w);
+void proxy_worker_rr_rebuild(struct proxy_worker *w);
+struct bufferevent *proxy_upconn_detach_bev(struct proxy_upconn *u); /* for tunnels */
+
+/* accesslog.c / metrics.c */
+void proxy_access_log(struct proxy_req *r);
+void proxy_stats_observe(struct proxy_worker *w, int status, uint64_t dur_us);
+struct evbuffer;
+void proxy_metrics_render(struct proxy_engine *e, struct evbuffer *out);
+void proxy_status_render(struct proxy_engine *e, struct evbuffer *out);
+int proxy_admin_start(struct proxy_engine *e);
+void proxy_admin_stop(struct proxy_engine *e);
+
+uint64_t proxy_now_us(void);
+const char *proxy_status_reason(int status);
+void proxy_reqid_make(struct proxy_worker *w, char *out, size_t n);
+
+#endif
