@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # bench/proxy.sh — edge vs nginx as plain reverse proxies, same backend, same run.
 #
 # Backend: nginx serving a static 1 KiB file (BACKEND=nginx, default) or
@@ -33,8 +33,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_port() { for i in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; exit 1; }
 
 BACK=$(free_port); EDGE=$(free_port); NGX=$(free_port)
-mkdir -p "$T/www" "$T/logs"
-head -c 1024 /dev/zero | tr '\0' 'x' > "$T/www/1k"
+mkdir -p "$T/www" "$T/logs"; chmod 755 "$T" "$T/www"
+head -c 1024 /dev/zero | tr '\0' 'x' > "$T/www/1k"; chmod 644 "$T/www/1k"
 
 nginx_conf() { # $1 name, $2 server block body
 cat > "$T/nginx-$1.conf" <<NGX

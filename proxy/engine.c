@@ -3,8 +3,13 @@
  * listeners handed over by the supervisor), and a main thread that owns the
  * signals, the admin listener, reloads and the drain at stop.
  *
+ * The event bases are not thread-safe (no evthread locking: measurably
+ * cheaper); threads talk through eventfds: the main thread wakes a worker
+ * (conf swap, drain, forced stop) and workers wake the main thread when
+ * they finish.
+ *
  * Conf swaps: the main thread parses and validates; on success it posts a
- * reference to every worker (pending_conf + event_active) and each worker
+ * reference to every worker (pending_conf + its eventfd) and each worker
  * swaps its own pointer on its own thread. A request holds its own
  * reference, so in-flight requests finish on the snapshot they started with.
  */
@@ -17,13 +22,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
-#include <event2/thread.h>
 
 uint64_t
 proxy_now_us(void)
@@ -45,6 +50,22 @@ proxy_reqid_make(struct proxy_worker *w, char *out, size_t n)
     b = x * 0x2545F4914F6CDD1Dull;
     w->reqid_state = x;
     snprintf(out, n, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+}
+
+static void
+wake(int fd)
+{
+    uint64_t one = 1;
+    ssize_t n = write(fd, &one, sizeof(one));
+    (void)n; /* EAGAIN means a wake-up is already pending: fine */
+}
+
+static void
+drain_wake(int fd)
+{
+    uint64_t v;
+    ssize_t n = read(fd, &v, sizeof(v));
+    (void)n;
 }
 
 static void
@@ -93,8 +114,12 @@ worker_notify_cb(evutil_socket_t fd, short what, void *arg)
     struct proxy_engine *e = w->e;
     struct conf *next;
 
-    (void)fd;
     (void)what;
+    drain_wake(fd);
+    if (atomic_load(&w->force_stop)) {
+        event_base_loopbreak(w->base);
+        return;
+    }
     pthread_mutex_lock(&e->lock);
     next = e->pending_conf[w->id];
     e->pending_conf[w->id] = NULL;
@@ -123,7 +148,7 @@ worker_main(void *arg)
 
     event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
     atomic_fetch_add(&e->workers_done, 1);
-    event_active(e->notify, EV_TIMEOUT, 0);
+    wake(e->notify_fd);
     return NULL;
 }
 
@@ -149,7 +174,12 @@ worker_init(struct proxy_engine *e, struct proxy_worker *w, unsigned id)
         log_err("worker %u: resolver: %s", id, err);
         return -1;
     }
-    w->notify = event_new(w->base, -1, 0, worker_notify_cb, w);
+    w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (w->notify_fd < 0)
+        return -1;
+    w->notify = event_new(w->base, w->notify_fd, EV_READ | EV_PERSIST, worker_notify_cb, w);
+    if (w->notify == NULL || event_add(w->notify, NULL) < 0)
+        return -1;
     w->nlisteners = e->fds->nlistens;
     w->listeners = calloc(w->nlisteners ? w->nlisteners : 1, sizeof(*w->listeners));
     if (w->notify == NULL || w->listeners == NULL)
@@ -181,6 +211,8 @@ worker_fini(struct proxy_worker *w)
         proxy_dns_free(w->dns);
     if (w->notify != NULL)
         event_free(w->notify);
+    if (w->notify_fd > 0)
+        close(w->notify_fd);
     if (w->conf != NULL)
         conf_unref(w->conf);
     if (w->base != NULL)
@@ -225,7 +257,7 @@ proxy_engine_reload(struct proxy_engine *e, char *err, size_t errlen)
     }
     pthread_mutex_unlock(&e->lock);
     for (unsigned i = 0; i < e->nworkers; i++)
-        event_active(e->workers[i].notify, EV_TIMEOUT, 0);
+        wake(e->workers[i].notify_fd);
     conf_unref(e->conf);
     e->conf = next;
     e->reloads++;
@@ -245,8 +277,10 @@ drain_deadline_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     log_warn("shutdown_timeout reached: closing the remaining connections");
-    for (unsigned i = 0; i < e->nworkers; i++)
-        event_base_loopbreak(e->workers[i].base);
+    for (unsigned i = 0; i < e->nworkers; i++) {
+        atomic_store(&e->workers[i].force_stop, true);
+        wake(e->workers[i].notify_fd);
+    }
 }
 
 static struct event *drain_timer;
@@ -268,7 +302,7 @@ engine_signal_cb(evutil_socket_t sig, short what, void *arg)
              (unsigned long long)e->conf->limits.shutdown_timeout_ms);
     atomic_store(&e->draining, true); /* /healthz now answers 503 draining */
     for (unsigned i = 0; i < e->nworkers; i++)
-        event_active(e->workers[i].notify, EV_TIMEOUT, 0);
+        wake(e->workers[i].notify_fd);
     drain_timer = evtimer_new(e->base, drain_deadline_cb, e);
     if (drain_timer != NULL) {
         uint64_t ms = e->conf->limits.shutdown_timeout_ms;
@@ -282,8 +316,8 @@ static void
 engine_notify_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct proxy_engine *e = arg;
-    (void)fd;
     (void)what;
+    drain_wake(fd);
     if (atomic_load(&e->workers_done) == e->nworkers)
         event_base_loopexit(e->base, NULL);
 }
@@ -301,7 +335,6 @@ proxy_engine_run(const char *conf_path, struct conf *initial, struct proxy_liste
     if (e == NULL)
         return 1;
     signal(SIGPIPE, SIG_IGN);
-    evthread_use_pthreads();
     pthread_mutex_init(&e->lock, NULL);
     e->conf_path = conf_path;
     e->conf = conf_ref(initial);
@@ -320,7 +353,12 @@ proxy_engine_run(const char *conf_path, struct conf *initial, struct proxy_liste
                     strerror(errno));
     }
     e->base = event_base_new();
-    e->notify = e->base ? event_new(e->base, -1, 0, engine_notify_cb, e) : NULL;
+    e->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    e->notify = (e->base && e->notify_fd >= 0)
+                    ? event_new(e->base, e->notify_fd, EV_READ | EV_PERSIST, engine_notify_cb, e)
+                    : NULL;
+    if (e->notify != NULL)
+        event_add(e->notify, NULL);
     e->workers = calloc(e->nworkers, sizeof(*e->workers));
     threads = calloc(e->nworkers, sizeof(*threads));
     if (e->base == NULL || e->notify == NULL || e->workers == NULL || threads == NULL)
@@ -345,8 +383,10 @@ out:
     if (rc != 0) {
         log_err("engine failed to start");
         atomic_store(&e->draining, true);
-        for (unsigned i = 0; i < started; i++)
-            event_base_loopbreak(e->workers[i].base);
+        for (unsigned i = 0; i < started; i++) {
+            atomic_store(&e->workers[i].force_stop, true);
+            wake(e->workers[i].notify_fd);
+        }
     }
     for (unsigned i = 0; i < started; i++)
         pthread_join(threads[i], NULL);
@@ -363,6 +403,8 @@ out:
         event_free(drain_timer);
     if (e->notify != NULL)
         event_free(e->notify);
+    if (e->notify_fd >= 0)
+        close(e->notify_fd);
     if (e->base != NULL)
         event_base_free(e->base);
     if (e->access_fd > 2)

@@ -80,6 +80,51 @@ conn_defer(struct proxy_conn *c)
     event_active(c->defer, EV_TIMEOUT, 0);
 }
 
+/*
+ * Writes go out directly (writev from the evbuffer) instead of waiting for a
+ * write event: EV_WRITE stays disabled unless a write could not finish, which
+ * saves two epoll_ctl calls per response. Returns -1 on a write error (the
+ * write event is then enabled so the bufferevent reports it).
+ */
+int
+proxy_bev_flush(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    int fd = bufferevent_getfd(bev);
+
+    while (evbuffer_get_length(out) > 0) {
+        int n;
+        /* a socket bufferevent keeps its output's start frozen so that only
+         * its own write path drains it; we are that write path here */
+        evbuffer_unfreeze(out, 1);
+        errno = 0;
+        n = evbuffer_write(out, fd);
+        evbuffer_freeze(out, 1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            bufferevent_enable(bev, EV_WRITE); /* an error is then reported by the bev */
+            return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+        }
+        if (n == 0)
+            break;
+    }
+    if (evbuffer_get_length(out) > 0)
+        bufferevent_enable(bev, EV_WRITE);
+    return 0;
+}
+
+/* Flushes the client's output once the current callback is done, so that a
+ * head and its body leave in one writev. */
+void
+proxy_conn_want_flush(struct proxy_conn *c)
+{
+    if (!c->flush_wanted) {
+        c->flush_wanted = true;
+        conn_defer(c);
+    }
+}
+
 void
 proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int salen)
 {
@@ -130,7 +175,8 @@ proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int
     bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, PROXY_FEED_MAX);
     bufferevent_setwatermark(c->bev, EV_WRITE, PROXY_HIGH_WATER / 4, 0);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_disable(c->bev, EV_WRITE); /* only while a write is pending */
+    bufferevent_enable(c->bev, EV_READ);
     TAILQ_INSERT_TAIL(&w->conns, c, link);
     w->nconns++;
     STAT_INC(w, conns_accepted);
@@ -247,6 +293,7 @@ respond_simple(struct proxy_req *r, int status, const char *ctype, const char *b
         evbuffer_add(out, body, len);
     r->resp_bytes += len;
     r->resp_done = true;
+    proxy_conn_want_flush(c);
 }
 
 void
@@ -353,6 +400,7 @@ proxy_resp_head(struct proxy_req *r, struct proxy_upconn *u)
             evbuffer_add_printf(out, "Connection: keep-alive\r\n");
     }
     evbuffer_add(out, "\r\n", 2);
+    proxy_conn_want_flush(c);
     return 0;
 }
 
@@ -371,6 +419,7 @@ proxy_resp_body(struct proxy_req *r, const char *at, size_t len)
         evbuffer_add(out, at, len);
     }
     r->resp_bytes += len;
+    proxy_conn_want_flush(r->c);
     return 0;
 }
 
@@ -381,6 +430,7 @@ proxy_resp_end(struct proxy_req *r)
     if (r->resp_chunked)
         evbuffer_add(conn_out(r->c), "0\r\n\r\n", 5);
     r->resp_done = true;
+    proxy_conn_want_flush(r->c);
     req_maybe_finish(r);
 }
 
@@ -609,8 +659,10 @@ conn_dispatch(struct proxy_conn *c, struct proxy_req *r)
         proxy_resp_error(r, 503, "out of memory");
         return;
     }
-    if (r->expect_continue && (r->content_length > 0 || r->chunked))
+    if (r->expect_continue && (r->content_length > 0 || r->chunked)) {
         evbuffer_add_printf(conn_out(c), "HTTP/1.1 100 Continue\r\n\r\n");
+        proxy_conn_want_flush(c);
+    }
     proxy_upstream_start(r);
 }
 
@@ -854,6 +906,11 @@ conn_close_after_flush(struct proxy_conn *c)
     event_del(c->timer);
     bufferevent_disable(c->bev, EV_READ);
     bufferevent_set_timeouts(c->bev, NULL, NULL);
+    if (proxy_bev_flush(c->bev) < 0) {
+        c->want_free = true;
+        conn_defer(c);
+        return;
+    }
     if (evbuffer_get_length(conn_out(c)) == 0) {
         c->want_free = true;
         conn_defer(c);
@@ -1037,6 +1094,8 @@ conn_writecb(struct bufferevent *bev, void *arg)
         }
         return;
     }
+    if (left == 0)
+        bufferevent_disable(bev, EV_WRITE); /* back to direct writes */
     if (c->req != NULL && c->req->up != NULL && left <= PROXY_HIGH_WATER / 4)
         proxy_upstream_resume(c->req);
 }
@@ -1097,6 +1156,18 @@ conn_defer_cb(evutil_socket_t fd, short what, void *arg)
     if (c->want_free) {
         proxy_conn_free(c);
         return;
+    }
+    if (c->flush_wanted) {
+        c->flush_wanted = false;
+        if (c->state != CONN_TUNNEL && proxy_bev_flush(c->bev) < 0) {
+            c->want_free = true;
+            conn_defer(c);
+            return;
+        }
+        /* a response paused on this client's backlog may go on */
+        if (c->req != NULL && c->req->up != NULL &&
+            evbuffer_get_length(conn_out(c)) <= PROXY_HIGH_WATER / 4)
+            proxy_upstream_resume(c->req);
     }
     if (c->want_resume) {
         c->want_resume = false;

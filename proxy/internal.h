@@ -207,6 +207,7 @@ struct proxy_conn {
     bool want_free;
     bool want_resume;
     bool reading_blocked; /* backpressure: upstream busy */
+    bool flush_wanted;    /* output waits for the deferred flush */
     int parse_error;      /* status to answer after llhttp_execute */
     unsigned requests;
     TAILQ_ENTRY(proxy_conn) link;
@@ -288,7 +289,9 @@ struct proxy_worker {
     struct conf *conf; /* the worker's reference to the current snapshot */
     struct evconnlistener **listeners;
     size_t nlisteners;
-    struct event *notify; /* activated by the main thread: conf swap, drain */
+    struct event *notify; /* on notify_fd, written by the main thread: conf swap, drain */
+    int notify_fd;        /* eventfd */
+    _Atomic bool force_stop;
     struct proxy_dns *dns;
     TAILQ_HEAD(, proxy_conn) conns;
     uint64_t nconns;
@@ -308,7 +311,8 @@ struct proxy_engine {
     unsigned nworkers;
     struct proxy_listen_fds *fds;
     struct event_base *base; /* main thread: signals, admin, reload */
-    struct event *notify;    /* workers -> main: a worker finished draining */
+    struct event *notify;    /* workers -> main: a worker finished (on notify_fd) */
+    int notify_fd;
     _Atomic unsigned workers_done;
     pthread_mutex_t lock;     /* guards pending_conf */
     struct conf *pending_conf[64];
@@ -328,6 +332,8 @@ int proxy_engine_reload(struct proxy_engine *e, char *err, size_t errlen);
 void proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int salen);
 void proxy_conn_drain(struct proxy_conn *c); /* close when idle */
 void proxy_conn_free(struct proxy_conn *c);
+int proxy_bev_flush(struct bufferevent *bev);
+void proxy_conn_want_flush(struct proxy_conn *c);
 void proxy_worker_conn_gone(struct proxy_worker *w); /* engine.c: drain bookkeeping */
 /* Called by the upstream side. */
 int proxy_resp_head(struct proxy_req *r, struct proxy_upconn *u);

@@ -527,6 +527,7 @@ proxy_upstream_push_body(struct proxy_req *r)
         r->up_sent_any = true;
         evbuffer_add_buffer(out, r->body);
     }
+    proxy_bev_flush(u->bev); /* an error surfaces through the event callback */
     proxy_req_body_wanted(r);
 }
 
@@ -553,7 +554,8 @@ up_start_exchange(struct proxy_req *r, struct proxy_upconn *u)
     bufferevent_setwatermark(u->bev, EV_READ, 0, UP_FEED_MAX);
     bufferevent_setwatermark(u->bev, EV_WRITE, UP_HIGH_WATER / 4, 0);
     bufferevent_set_timeouts(u->bev, NULL, &rt);
-    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    bufferevent_disable(u->bev, EV_WRITE); /* direct writes; see proxy_bev_flush */
+    bufferevent_enable(u->bev, EV_READ);
     event_del(u->timer);
     timer_arm(u->timer, o->response_timeout_ms);
     STAT_INC(r->c->w, upstream_requests);
@@ -948,8 +950,9 @@ static void
 up_writecb(struct bufferevent *bev, void *arg)
 {
     struct proxy_upconn *u = arg;
-    (void)bev;
     CHECK_MAGIC(u, PROXY_UPCONN_MAGIC);
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);
     if (u->req != NULL && u->req->body != NULL)
         proxy_upstream_push_body(u->req);
 }

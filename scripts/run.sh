@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # The demo stack, in the foreground: a private redis-server, origin-sim, and
 # edge with conf/edge.conf. Ctrl-C stops all three.
 # Usage: scripts/run.sh BUILD_DIR   (make run calls it)
