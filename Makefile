@@ -181,7 +181,7 @@ fuzz: fuzz-build
 
 # ---- benchmarks (not tests) -------------------------------------------------------
 bench: all
-	@bash bench/run.sh $(BUILD)
+	@bash bench/proxy.sh $(BUILD)
 
 # ---- style ------------------------------------------------------------------------
 BANNED := '\b(strcpy|strcat|sprintf|vsprintf|gets|strtok|atoi|atol|alloca)\s*\('
