@@ -116,10 +116,12 @@ $(BUILD)/edge-bench: $(call obj,bench/main.c) $(BENCH_LIB) $(call obj,conf/value
 $(BUILD)/origin-sim: $(call obj,$(OSIM_SRC)) $(call obj,conf/value.c) $(LIB_LLHTTP)
 	$(CC) $(ALL_LDFLAGS) $^ $(LIBS) -o $@
 
-# Edge functions: built against compute/edgefn.h only.
+# Edge functions: built against compute/edgefn.h only (plus, per function,
+# the libraries named in FN_LIBS_<name>).
+FN_LIBS_jwt := -lcrypto
 $(BUILD)/functions/%.so: compute/functions/%.c compute/edgefn.h | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS_BASE) $(WARN) -fPIC -shared $(CFLAGS) $< -o $@
+	$(CC) $(CFLAGS_BASE) $(WARN) -fPIC -shared $(CFLAGS) $< $(FN_LIBS_$*) -o $@
 
 # ---- tests --------------------------------------------------------------------
 # A test links the libraries of the module its name starts with, so one

@@ -1,0 +1,157 @@
+/*
+ * compute — edge functions: loader (dlopen of function .so files), the KV
+ * client plugins reach through the host table, and the conf directives.
+ * The public header of the module for the proxy; plugins see only
+ * compute/edgefn.h.
+ *
+ * HOW THE PROXY USES IT
+ *
+ *   start-up (main thread, before the first conf_load):
+ *       compute_conf_register();                  registers the directives
+ *       compute_set_host(&proxy_efn_host);        the real host table (else a
+ *                                                 stub is used: fine for edge -t)
+ *   conf load (conf_load / reload): the module's finish hooks load every
+ *   `function` (copy to run dir, dlopen, version check, init — once per
+ *   build) and build one instance per entry; any failure refuses the conf
+ *   with "file:line:col: function 'NAME': reason". The conf release hook
+ *   frees instances and unrefs builds (fini + dlclose at zero), so
+ *   a request pinning its conf generation pins its functions too.
+ *
+ *   per request: compute_route_chain(route) gives the chain (entries in
+ *   conf order: plugin descriptor, instance, kv prefix, on_error, budgets).
+ *   The proxy's host table implementation runs, per phase, each entry's
+ *   hook (efn_plugin.on_request/on_origin/on_response) with
+ *   entry->inst; on EFN_PAUSE it waits for the KV callbacks it issued for
+ *   that entry (kv_op_* below, one struct kv_handle per request), arming
+ *   function_pause_timeout; the first non-PAUSE callback action resumes;
+ *   then kv_handle_cancel() before moving on if the action ends the chain,
+ *   and always kv_handle_free() when the request ends.
+ *
+ *   per worker thread: kv_client_new(worker_base, &conf->redis) after the
+ *   base exists; kv_client_free() at worker exit (after every request).
+ *
+ * Return conventions: int functions give 0 / negative (EFN_E_* for KV calls,
+ * -1 + err text for the loader); pointer functions give NULL + err text.
+ */
+#ifndef EDGE_COMPUTE_H
+#define EDGE_COMPUTE_H
+
+#include "compute/edgefn.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct conf_route;
+struct conf;
+
+#define COMPUTE_ERR_MAX 512
+
+/* ---- loader ------------------------------------------------------------------------------- */
+
+/* One loaded build of a function: a .so copied to `<run_dir>/<name>-<sha256>.so`
+ * and dlopened from there (RTLD_NOW|RTLD_LOCAL), version-checked and
+ * initialised once. Refcounted: owners are the conf generations holding
+ * instances of it; the last unref calls fini and dlclose. */
+struct compute_build;
+/* The registry of loaded builds: main thread for loads; unref may come from
+ * any thread (the one dropping the last conf ref); internally locked. */
+struct compute_loader;
+
+/* run_dir is created (mkdir -p) if needed. host must outlive the loader. */
+struct compute_loader *compute_loader_new(const char *run_dir, const struct efn_host *host,
+                                          char *err, size_t errlen);
+/* Frees the registry; builds still referenced stay loaded until unref'd. */
+void compute_loader_free(struct compute_loader *l);
+
+/* Loads function_dir/NAME.so, or returns the already loaded build with the
+ * same sha256 (a new ref, no second init). err: "function 'NAME': reason"
+ * for a missing file, a dlopen failure, a missing efn_plugin_v1 symbol, an
+ * ABI mismatch ("built for ABI 2.0, edge has 1.0"), a name mismatch or init
+ * failing ("init failed: <plugin text>"). */
+struct compute_build *compute_build_load(struct compute_loader *l, const char *function_dir,
+                                         const char *name, char *err, size_t errlen);
+struct compute_build *compute_build_ref(struct compute_build *b);
+void compute_build_unref(struct compute_build *b);
+const struct efn_plugin *compute_build_plugin(const struct compute_build *b);
+const char *compute_build_sha256(const struct compute_build *b); /* 64 hex chars */
+const char *compute_build_path(const struct compute_build *b);   /* the copy in run_dir */
+unsigned compute_build_inits(const struct compute_build *b);     /* times init ran (1) */
+
+/* plugin->instance_new with the error text prefixed "function 'NAME': ". */
+int compute_instance_new(struct compute_build *b, const efn_arg *args, size_t nargs, void **inst,
+                         char *err, size_t errlen);
+void compute_instance_free(struct compute_build *b, void *inst);
+
+/* The host table given to plugins' init. Set before the first conf load;
+ * default: a stub whose request calls fail with EFN_E_PHASE (edge -t). */
+void compute_set_host(const struct efn_host *host);
+const struct efn_host *compute_host_stub(void);
+const struct efn_host *compute_host_current(void); /* the one set, else the stub */
+
+
+/* ---- KV client (Redis) -------------------------------------------------------------------- */
+
+/* Where Redis is: `redis HOST:PORT [password=] [db=] [timeout=];` or
+ * `redis unix:/path ...;` */
+struct kv_conf {
+    bool is_unix;
+    char host[256]; /* TCP */
+    uint16_t port;
+    char path[108]; /* unix socket */
+    char password[128]; /* "" = no AUTH */
+    unsigned db;          /* SELECT when > 0 */
+    uint64_t timeout_ms;  /* per op (kv_timeout); default 100 ms */
+    uint64_t connect_timeout_ms; /* default 1 s */
+    unsigned max_inflight; /* per request handle; default 8 */
+};
+void kv_conf_defaults(struct kv_conf *kc);
+
+/* One per worker thread, on that worker's event_base: one hiredis async
+ * connection, pipelined; connects at once and reconnects with backoff (50 ms
+ * doubling to 2 s) whenever the connection fails or drops. Not thread-safe:
+ * use only on the base's thread. */
+struct kv_client;
+struct kv_client *kv_client_new(struct event_base *base, const struct kv_conf *kc);
+/* Every kv_handle of it must be freed first. Pending replies are dropped. */
+void kv_client_free(struct kv_client *c);
+bool kv_client_connected(const struct kv_client *c);
+
+/* One per request (or per caller): bounds the ops in flight and cancels
+ * them all at once. */
+struct kv_handle;
+struct kv_handle *kv_handle_new(struct kv_client *c); /* NULL on OOM */
+/* Drops every pending op of the handle: their callbacks are never called
+ * (late replies are orphaned and discarded). The handle stays usable. */
+void kv_handle_cancel(struct kv_handle *h);
+void kv_handle_free(struct kv_handle *h); /* cancel + free; NULL ok */
+unsigned kv_handle_pending(const struct kv_handle *h);
+
+/* Called exactly once per op issued with EFN_OK and a callback, on the
+ * client's thread, never inside the kv_op_* call and never after
+ * kv_handle_cancel/free: status EFN_OK, EFN_E_NOTFOUND (GET nil),
+ * EFN_E_TIMEOUT (no reply within timeout_ms: our own timer; the late reply
+ * is dropped), EFN_E_KV (error reply, connection lost). rep is valid only
+ * during the call. */
+typedef void (*kv_cb)(void *ud, const efn_kv_reply *rep);
+
+/* The key sent is prefix + key (prefix e.g. "efn:hello:default:"; the two
+ * together at most 1024 bytes, else EFN_E_INVAL). Returns EFN_OK (issued),
+ * EFN_E_LIMIT (max_inflight ops with a callback pending on this handle),
+ * EFN_E_KV (not connected: fails fast while Redis is down), EFN_E_INVAL,
+ * EFN_E_NOMEM. cb == NULL: fire-and-forget, not tied to the handle. */
+int kv_op_get(struct kv_handle *h, efn_str prefix, efn_str key, kv_cb cb, void *ud);
+int kv_op_set(struct kv_handle *h, efn_str prefix, efn_str key, efn_str val, uint32_t ttl_ms,
+              kv_cb cb, void *ud);
+int kv_op_incr(struct kv_handle *h, efn_str prefix, efn_str key, int64_t delta, kv_cb cb,
+               void *ud);
+int kv_op_del(struct kv_handle *h, efn_str prefix, efn_str key, kv_cb cb, void *ud);
+int kv_op_expire(struct kv_handle *h, efn_str prefix, efn_str key, uint32_t ttl_ms, kv_cb cb,
+                 void *ud);
+/* Atomic fixed-window counter (one EVAL): INCRBY; PEXPIRE window_ms when the
+ * key has no expiry; replies integer = count, ttl_ms = window left. */
+int kv_op_incr_window(struct kv_handle *h, efn_str prefix, efn_str key, int64_t delta,
+                      uint32_t window_ms, kv_cb cb, void *ud);
+
+#endif /* EDGE_COMPUTE_H */
