@@ -74,6 +74,20 @@ timer_arm(struct event *ev, uint64_t ms)
     event_add(ev, &tv);
 }
 
+/* The client-side timeouts: 'reading' adds client_body_timeout on reads;
+ * writes always have send_timeout (it only runs while a write waits, that
+ * is, while the client does not read). */
+static void
+conn_timeouts(struct proxy_conn *c, bool reading)
+{
+    const struct conf_limits *lim = &c->w->conf->limits;
+    struct timeval rtv = {.tv_sec = (time_t)(lim->client_body_timeout_ms / 1000),
+                          .tv_usec = (suseconds_t)(lim->client_body_timeout_ms % 1000) * 1000};
+    struct timeval wtv = {.tv_sec = (time_t)(lim->send_timeout_ms / 1000),
+                          .tv_usec = (suseconds_t)(lim->send_timeout_ms % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, reading ? &rtv : NULL, &wtv);
+}
+
 static void
 conn_defer(struct proxy_conn *c)
 {
@@ -176,6 +190,7 @@ proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int
     bufferevent_setwatermark(c->bev, EV_READ, 0, PROXY_FEED_MAX);
     bufferevent_setwatermark(c->bev, EV_WRITE, PROXY_HIGH_WATER / 4, 0);
     bufferevent_disable(c->bev, EV_WRITE); /* only while a write is pending */
+    conn_timeouts(c, false);
     bufferevent_enable(c->bev, EV_READ);
     TAILQ_INSERT_TAIL(&w->conns, c, link);
     w->nconns++;
@@ -745,14 +760,8 @@ on_headers_complete(llhttp_t *p)
     if (p->flags & F_CONTENT_LENGTH)
         r->content_length = (int64_t)p->content_length;
     r->upgrade = (p->flags & F_UPGRADE) != 0 || p->upgrade;
-    if (r->content_length > 0 || r->chunked) {
-        struct timeval tv = {.tv_sec = (time_t)(limits(c)->client_body_timeout_ms / 1000),
-                             .tv_usec = (suseconds_t)(limits(c)->client_body_timeout_ms % 1000) *
-                                        1000};
-        struct timeval wtv = {.tv_sec = (time_t)(limits(c)->send_timeout_ms / 1000),
-                              .tv_usec = (suseconds_t)(limits(c)->send_timeout_ms % 1000) * 1000};
-        bufferevent_set_timeouts(c->bev, &tv, &wtv);
-    }
+    if (r->content_length > 0 || r->chunked)
+        conn_timeouts(c, true);
     conn_dispatch(c, r);
     return 0; /* for Upgrade requests llhttp stops with HPE_PAUSED_UPGRADE after the head */
 }
@@ -791,7 +800,7 @@ on_message_complete(llhttp_t *p)
     struct proxy_req *r = c->req;
 
     r->body_done = true;
-    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    conn_timeouts(c, false);
     if (r->body != NULL && !r->resp_done) {
         if (r->chunked)
             evbuffer_add(r->body, "0\r\n\r\n", 5);
@@ -905,7 +914,7 @@ conn_close_after_flush(struct proxy_conn *c)
     c->state = CONN_CLOSING;
     event_del(c->timer);
     bufferevent_disable(c->bev, EV_READ);
-    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    conn_timeouts(c, false);
     if (proxy_bev_flush(c->bev) < 0) {
         c->want_free = true;
         conn_defer(c);
@@ -915,11 +924,7 @@ conn_close_after_flush(struct proxy_conn *c)
         c->want_free = true;
         conn_defer(c);
     } else {
-        /* bound the time a client that does not read can keep us */
-        struct timeval wtv = {.tv_sec = (time_t)(limits(c)->send_timeout_ms / 1000),
-                              .tv_usec = (suseconds_t)(limits(c)->send_timeout_ms % 1000) * 1000};
-        bufferevent_set_timeouts(c->bev, NULL, &wtv);
-        bufferevent_enable(c->bev, EV_WRITE);
+        bufferevent_enable(c->bev, EV_WRITE); /* send_timeout bounds a client that does not read */
     }
 }
 
@@ -951,7 +956,7 @@ req_maybe_finish(struct proxy_req *r)
     }
     /* keep-alive: wait for the next request */
     c->state = CONN_IDLE;
-    bufferevent_set_timeouts(c->bev, NULL, NULL);
+    conn_timeouts(c, false);
     timer_arm(c->timer, limits(c)->keepalive_timeout_ms);
     if (c->parser_paused) {
         c->parser_paused = false;

@@ -553,6 +553,8 @@ up_start_exchange(struct proxy_req *r, struct proxy_upconn *u)
     bufferevent_setcb(u->bev, up_readcb, up_writecb, up_eventcb, u);
     bufferevent_setwatermark(u->bev, EV_READ, 0, UP_FEED_MAX);
     bufferevent_setwatermark(u->bev, EV_WRITE, UP_HIGH_WATER / 4, 0);
+    /* sending the body: idle_timeout between writes; the head has its own
+     * response_timeout timer, reads get idle_timeout once the head is in */
     bufferevent_set_timeouts(u->bev, NULL, &rt);
     bufferevent_disable(u->bev, EV_WRITE); /* direct writes; see proxy_bev_flush */
     bufferevent_enable(u->bev, EV_READ);
@@ -832,6 +834,10 @@ u_on_headers_complete(llhttp_t *p)
         return 0;
     }
     event_del(u->timer);
+    {
+        struct timeval idle = tv_ms(r->origin->idle_timeout_ms);
+        bufferevent_set_timeouts(u->bev, &idle, &idle);
+    }
     u->head_done = true;
     u->state = UP_READING;
     r->t_up_head_us = proxy_now_us();
