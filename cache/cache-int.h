@@ -1,0 +1,117 @@
+/*
+ * cache — private declarations shared by the files of the cache module.
+ * Nothing outside cache/ includes this header.
+ */
+#ifndef EDGE_CACHE_INT_H
+#define EDGE_CACHE_INT_H
+
+#include "cache/cache.h"
+
+/* ---- policy.c helpers ------------------------------------------------------------------------ */
+
+bool cache_hdr_name_is(const struct cache_hdr *h, const char *lower_name);
+bool cache_str_ieq(const char *a, size_t alen, const char *b);
+bool cache_is_tchar(unsigned char c);
+void cache_trim(const char **s, size_t *len);
+
+/* ---- key.c ----------------------------------------------------------------------------------- */
+
+/* 64 bits of SHA-256 of a Vary secondary key; never 0 (0 = "not a variant"). */
+uint64_t cache_variant_id(const char *vkey, size_t len);
+
+/* ---- crc32c.c -------------------------------------------------------------------------------- */
+
+/* CRC-32C (Castagnoli), slice-by-8 in software. Start with crc = 0. */
+uint32_t cache_crc32c(uint32_t crc, const void *data, size_t len);
+
+/* ---- on-disk layout (store.c) ---------------------------------------------------------------- */
+
+#define CACHE_MAGIC 0x43474445u /* "EDGC" read as a little-endian uint32 */
+#define CACHE_VERSION 1
+#define CACHE_TMP_DIR "tmp"
+
+enum cache_kind { CACHE_KIND_OBJECT = 1, CACHE_KIND_VARY = 2 };
+
+/* The fixed header at offset 0 of every file; host byte order. Zeroed before
+ * being filled, so padding is deterministic for the CRC. head_crc covers this
+ * struct (head_crc = 0) — tail_crc, inside it, covers key + vary + headers. */
+struct cache_disk_meta {
+    uint32_t magic;
+    uint16_t version;
+    uint16_t kind; /* enum cache_kind */
+    uint32_t head_crc;
+    uint32_t tail_crc;
+    uint32_t body_crc;
+    uint32_t key_len, vary_len, headers_len;
+    uint32_t status;
+    uint32_t pol_flags; /* enum cache_pol_flag */
+    uint64_t body_len;
+    uint64_t variant; /* variant id, 0 for a plain object or a vary stub */
+    int64_t request_time, response_time, initial_age, lifetime, swr, sie, date, last_modified;
+};
+
+/* ---- the cache (index.c + store.c) ----------------------------------------------------------- */
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define CACHE_STRIPES 64
+#define CACHE_BUCKETS 1024 /* per stripe */
+
+struct cache_ent {
+    uint8_t id[CACHE_ID_LEN];
+    uint64_t variant;
+    uint64_t size;     /* file size */
+    uint64_t last_use; /* cache->clock tick */
+    char *key;         /* owned */
+    char *tags;        /* owned: " a b c " (space-delimited, for substring search) or NULL */
+    struct cache_ent *hnext, *lprev, *lnext;
+};
+
+struct cache_stripe {
+    pthread_mutex_t mu;
+    struct cache_ent *buckets[CACHE_BUCKETS];
+    struct cache_ent *mru, *lru; /* LRU list of this stripe */
+};
+
+struct cache {
+    char *dir;
+    int dirfd;
+    struct cache_main conf;
+    struct cache_stripe stripes[CACHE_STRIPES];
+    atomic_uint_fast64_t clock;     /* LRU ticks */
+    atomic_uint_fast64_t purge_seq; /* bumped by every purge (writers compare) */
+    atomic_uint evict_cursor;
+    atomic_bool stop;
+    pthread_t rebuild_thread;
+    bool rebuild_started;
+    pthread_mutex_t ready_mu;
+    pthread_cond_t ready_cv;
+    bool ready;
+    pthread_rwlock_t purge_mu; /* purges: write; commits (rename): read */
+    struct {
+        atomic_uint_fast64_t hits, misses, stores, store_refused, evictions, write_errors, corrupt,
+            purges, refreshes, bytes, objects;
+    } n;
+};
+
+/* file name "ab/cd/<hex>[-<16 hex>]" of an id (+ variant) into buf (>= 64) */
+void cache_path(const uint8_t id[CACHE_ID_LEN], uint64_t variant, char *buf, size_t cap);
+/* Reads and checks a file's meta, key, vary and header blocks (into *buf,
+ * malloc'd). 0, CACHE_ECORRUPT, CACHE_EIO. */
+int cache_file_read_head(int fd, struct cache_disk_meta *m, char **buf);
+/* Tags of a header block: " a b " or NULL (malloc'd). */
+char *cache_tags_from_headers(const char *h, size_t len);
+
+void cache_index_put(struct cache *c, const uint8_t id[CACHE_ID_LEN], uint64_t variant,
+                     uint64_t size, const char *key, size_t klen, char *tags, bool if_absent);
+void cache_index_touch(struct cache *c, const uint8_t id[CACHE_ID_LEN], uint64_t variant);
+void cache_index_remove(struct cache *c, const uint8_t id[CACHE_ID_LEN], uint64_t variant);
+void cache_evict(struct cache *c);
+/* Purges every file of a primary id (object, or stub + variants); hard:
+ * unlinked and the directory fsynced; soft: marked in place. Count of objects. */
+int cache_file_purge_id(struct cache *c, const uint8_t id[CACHE_ID_LEN], bool soft);
+/* unlink the file of (id, variant) relative to dirfd, ignoring ENOENT */
+void cache_unlink(struct cache *c, const uint8_t id[CACHE_ID_LEN], uint64_t variant);
+
+#endif /* EDGE_CACHE_INT_H */
