@@ -464,81 +464,6 @@ reqid_valid(const char *s, size_t n)
     return true;
 }
 
-/* Resolves "." and ".." segments and merges slashes, for route matching only
- * (the origin receives the target as the client sent it). Returns the
- * length, or 0 when the path escapes the root. */
-static size_t
-path_normalize(const char *in, size_t n, char *out, size_t cap)
-{
-    size_t o = 0, i = 0;
-
-    if (n == 0 || in[0] != '/' || cap < 2)
-        return 0;
-    while (i < n) {
-        while (i < n && in[i] == '/')
-            i++;
-        size_t s = i;
-        while (i < n && in[i] != '/')
-            i++;
-        size_t len = i - s;
-        if (len == 0)
-            break;
-        if (len == 1 && in[s] == '.')
-            continue;
-        if (len == 2 && in[s] == '.' && in[s + 1] == '.') {
-            if (o == 0)
-                return 0;
-            while (o > 0 && out[o - 1] != '/')
-                o--;
-            if (o > 0)
-                o--;
-            continue;
-        }
-        if (o + 1 + len >= cap)
-            return 0;
-        out[o++] = '/';
-        memcpy(out + o, in + s, len);
-        o += len;
-    }
-    if (o == 0 || (n > 0 && in[n - 1] == '/' && out[o - 1] != '/')) {
-        if (o + 1 >= cap)
-            return 0;
-        out[o++] = '/';
-    }
-    return o;
-}
-
-static int
-hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* Percent-decodes for matching; a decoded NUL or '/' is kept encoded. */
-static size_t
-path_decode(const char *in, size_t n, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 1 < cap; i++) {
-        if (in[i] == '%' && i + 2 < n && hexval(in[i + 1]) >= 0 && hexval(in[i + 2]) >= 0) {
-            int v = hexval(in[i + 1]) * 16 + hexval(in[i + 2]);
-            if (v != 0 && v != '/') {
-                out[o++] = (char)v;
-                i += 2;
-                continue;
-            }
-        }
-        out[o++] = in[i];
-    }
-    return o;
-}
-
 static void
 conn_dispatch(struct proxy_conn *c, struct proxy_req *r)
 {
@@ -635,8 +560,8 @@ conn_dispatch(struct proxy_conn *c, struct proxy_req *r)
         proxy_resp_error(r, 404, "no site matches host '%s'", r->host);
         return;
     }
-    dlen = path_decode(r->path, r->path_len, decoded, sizeof(decoded));
-    nlen = path_normalize(decoded, dlen, norm, sizeof(norm));
+    dlen = proxy_path_decode(r->path, r->path_len, decoded, sizeof(decoded));
+    nlen = proxy_path_normalize(decoded, dlen, norm, sizeof(norm));
     if (nlen == 0) {
         if (r->path_len == 1 && r->path[0] == '*') {
             proxy_resp_error(r, 404, "no route matches '*'");

@@ -121,6 +121,10 @@ size_t proxy_head_get(const struct proxy_head *h, size_t i, struct proxy_hdr *ou
 bool proxy_head_find(const struct proxy_head *h, const char *name, struct proxy_hdr *out);
 
 bool proxy_hdr_is(const struct proxy_hdr *h, const char *name);
+/* Percent-decodes a path for matching (a decoded NUL or '/' stays encoded). */
+size_t proxy_path_decode(const char *in, size_t n, char *out, size_t cap);
+/* Resolves '.' and '..' and merges slashes; 0 when the path escapes the root. */
+size_t proxy_path_normalize(const char *in, size_t n, char *out, size_t cap);
 bool proxy_token_in_list(const char *list, size_t len, const char *token);
 /* Hop-by-hop: Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
  * Transfer-Encoding, Upgrade, and any header named in Connection. */
