@@ -17,18 +17,26 @@
  *   frees instances and unrefs builds (fini + dlclose at zero), so
  *   a request pinning its conf generation pins its functions too.
  *
- *   per request: compute_route_chain(route) gives the chain (entries in
- *   conf order: plugin descriptor, instance, kv prefix, on_error, budgets).
- *   The proxy's host table implementation runs, per phase, each entry's
- *   hook (efn_plugin.on_request/on_origin/on_response) with
+ *   per request: compute_route_chain(route) gives the route's chain (NULL:
+ *   no function on this route) — entries in conf order, each with its
+ *   plugin descriptor, instance and KV prefix, plus the route's on_error and
+ *   budgets. The proxy's host table implementation runs, per phase, each
+ *   entry's hook (efn_plugin.on_request/on_origin/on_response) with
  *   entry->inst; on EFN_PAUSE it waits for the KV callbacks it issued for
- *   that entry (kv_op_* below, one struct kv_handle per request), arming
- *   function_pause_timeout; the first non-PAUSE callback action resumes;
+ *   that entry (kv_op_* below with entry->kv_prefix, one struct kv_handle per
+ *   request, kv_handle_set_timeout(h, budgets.kv_timeout_ms)), arming
+ *   budgets.pause_timeout_ms; the first non-PAUSE callback action resumes;
  *   then kv_handle_cancel() before moving on if the action ends the chain,
- *   and always kv_handle_free() when the request ends.
+ *   and always kv_handle_free() when the request ends. A route whose chain
+ *   exists but that has neither 'origin' nor 'return' is valid (the module
+ *   marks it handled); when every function of such a route continues, the
+ *   proxy has nothing to forward to and answers by itself (its choice).
  *
- *   per worker thread: kv_client_new(worker_base, &conf->redis) after the
- *   base exists; kv_client_free() at worker exit (after every request).
+ *   per worker thread: kv_client_new(worker_base, &compute_conf_main(conf)->redis)
+ *   after the base exists; kv_client_free() at worker exit (after every
+ *   request).
+ *
+ *   exit (main thread, after the last conf_unref): compute_conf_shutdown().
  *
  * Return conventions: int functions give 0 / negative (EFN_E_* for KV calls,
  * -1 + err text for the loader); pointer functions give NULL + err text.
@@ -45,6 +53,8 @@
 struct event_base;
 struct conf_route;
 struct conf;
+struct conf_pos;
+struct conf_node;
 
 #define COMPUTE_ERR_MAX 512
 
@@ -126,6 +136,9 @@ struct kv_handle *kv_handle_new(struct kv_client *c); /* NULL on OOM */
  * (late replies are orphaned and discarded). The handle stays usable. */
 void kv_handle_cancel(struct kv_handle *h);
 void kv_handle_free(struct kv_handle *h); /* cancel + free; NULL ok */
+/* Per-op timeout of the ops issued on this handle from now on (the route's
+ * kv_timeout); 0 = the client's kv_conf.timeout_ms. */
+void kv_handle_set_timeout(struct kv_handle *h, uint64_t timeout_ms);
 unsigned kv_handle_pending(const struct kv_handle *h);
 
 /* Called exactly once per op issued with EFN_OK and a callback, on the
@@ -153,5 +166,122 @@ int kv_op_expire(struct kv_handle *h, efn_str prefix, efn_str key, uint32_t ttl_
  * key has no expiry; replies integer = count, ttl_ms = window left. */
 int kv_op_incr_window(struct kv_handle *h, efn_str prefix, efn_str key, int64_t delta,
                       uint32_t window_ms, kv_cb cb, void *ud);
+
+/* ---- conf directives ---------------------------------------------------------------------- */
+
+/* MAIN (top level):
+ *   redis HOST:PORT [password=P] [db=N] [timeout=D];    HOST: name, IPv4 or [IPv6]
+ *   redis unix:/path [password=P] [db=N] [timeout=D];
+ *       where the KV lives (default 127.0.0.1:6379, db 0, no AUTH). timeout=
+ *       bounds connecting + AUTH/SELECT (default 1s); the per-op timeout is
+ *       kv_timeout below.
+ *   function_dir PATH;       where `function NAME` finds NAME.so (default
+ *                            build/functions)
+ *   function_run_dir PATH;   where the loader copies the .so files (default
+ *                            var/run/efn; created when missing, at the first
+ *                            route that has a function)
+ *       Relative paths resolve against the process's working directory at
+ *       conf load (not the conf file's directory).
+ * MAIN or ROUTE (a route inherits each one it does not set from MAIN):
+ *   function_cpu_budget D;     CPU time per hook/callback       1ms-200ms, default 5ms
+ *   kv_timeout D;              per KV op                        1ms-60s,   default 50ms
+ *   function_pause_timeout D;  a whole EFN_PAUSE                1ms-5m,    default 1s
+ *   function_arena_max SIZE;   request arena cap                1k-256m,   default 64k
+ *   function_body_max SIZE;    body a function may buffer       0-1g,      default 1m
+ * ROUTE:
+ *   function NAME [key=value | word ...];   repeatable: the chain, in order
+ *   on_error open|closed;      default closed
+ *   kv_namespace NAME;         the KV instance id of the route's functions
+ *
+ * Loading: at conf load each `function` is loaded (compute_build_load from
+ * function_dir; an unchanged build is shared with the previous generation,
+ * no second init) and gets its instance (instance_new with its arguments);
+ * any failure refuses the conf with "file:line:col: function 'NAME': reason"
+ * at the directive, or at the argument the plugin's message names. A route
+ * with a function needs no 'origin' or 'return'.
+ *
+ * KV namespace: entry->kv_prefix = "efn:<function>:<id>:" where <id> is
+ *   1. the entry's `instance=ID` argument (taken by the host, never passed to
+ *      the plugin), else
+ *   2. the route's `kv_namespace ID;`, else
+ *   3. the route itself: its site's first host name, the match type
+ *      ("", "=", "~", "~*", "^~") and the pattern, with '%', ':' and bytes
+ *      outside 0x21-0x7e %-escaped (long ones cut and suffixed with a hash),
+ *      plus "#N" for the N-th (N >= 2) entry of the same function in the
+ *      chain: e.g. "efn:rate_limit:example.com/api:".
+ *   IDs given in conf are 1-64 of A-Z a-z 0-9 _ . - , so they never collide
+ *   with route ids (which always hold '/', '=', '~' or '^'). So two
+ *   rate_limit entries share counters only when they name the same id, and
+ *   counters survive reloads as long as the route keeps its host and pattern.
+ *
+ * Threads: compute_conf_register, conf loads and compute_conf_shutdown on the
+ * main thread; the release hook (instance_free, build unref, fini + dlclose at
+ * zero) runs wherever the last conf_unref happens, a worker thread included.
+ */
+
+#define COMPUTE_ID_MAX 64 /* instance= and kv_namespace */
+
+/* Registers the module's directives with conf/. Call before the first
+ * conf_load; idempotent. 0, or -1 when conf/ refused the table. */
+int compute_conf_register(void);
+/* Frees the loader registry kept between conf loads. Builds still held by
+ * live confs stay loaded until those are released. Main thread; the next
+ * conf load with functions starts a new registry. */
+void compute_conf_shutdown(void);
+
+enum compute_on_error {
+    COMPUTE_ON_ERROR_CLOSED = 0, /* a failing function answers 500 (503 for KV/timeouts) */
+    COMPUTE_ON_ERROR_OPEN = 1,   /* go on as if the function had returned EFN_CONTINUE */
+};
+
+struct compute_budgets {
+    uint64_t cpu_ms;           /* function_cpu_budget    */
+    uint64_t kv_timeout_ms;    /* kv_timeout             */
+    uint64_t pause_timeout_ms; /* function_pause_timeout */
+    uint64_t arena_max;        /* function_arena_max, bytes */
+    uint64_t body_max;         /* function_body_max, bytes; 0 = bodies not buffered */
+};
+
+/* One `function` of a route's chain. Everything lives as long as the conf
+ * generation (owner of the instance and of one build ref). */
+struct compute_entry {
+    const char *name;                 /* as in `function NAME` */
+    const struct efn_plugin *plugin;  /* the build's descriptor */
+    void *inst;                       /* from instance_new; may be NULL */
+    efn_str kv_prefix;                /* "efn:<name>:<id>:" (also NUL-terminated) */
+    const efn_arg *args;              /* as given to instance_new: instance= removed */
+    size_t nargs;
+    const struct conf_pos *pos;       /* of the directive, for logs */
+    struct compute_build *build;      /* one ref, dropped by the conf release hook */
+    const struct conf_node *_node;
+    const char *_instance;            /* instance= value or NULL */
+};
+
+/* The route's data (route->mod[module index]). */
+struct compute_route {
+    struct compute_entry *entries; /* conf order */
+    size_t nentries;
+    enum compute_on_error on_error;
+    struct compute_budgets budgets; /* inherited from MAIN where not set */
+    const char *kv_namespace;       /* NULL unless set */
+    unsigned _set;                  /* budgets set in the route */
+};
+
+/* The MAIN data (conf->mod[module index]). */
+struct compute_main {
+    struct kv_conf redis; /* timeout_ms = the MAIN kv_timeout */
+    bool redis_set;       /* a 'redis' directive was given */
+    const char *function_dir;
+    const char *run_dir;
+    struct compute_budgets budgets;
+    const struct conf_node *_run_dir_node;
+};
+
+/* The route's chain, NULL when the route has no function (or the module is
+ * not registered). Thread-safe (read-only). */
+const struct compute_route *compute_route_chain(const struct conf_route *r);
+/* The MAIN data, NULL when the module is not registered. Never NULL for a
+ * conf loaded after compute_conf_register. */
+const struct compute_main *compute_conf_main(const struct conf *c);
 
 #endif /* EDGE_COMPUTE_H */

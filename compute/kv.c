@@ -59,6 +59,7 @@ struct kv_handle {
     struct kv_client *c;
     struct kv_op *ops;
     unsigned n;
+    uint64_t timeout_ms; /* per op; 0 = the client's kv_conf.timeout_ms */
 };
 
 struct kv_client {
@@ -451,7 +452,7 @@ op_issue(struct kv_handle *h, enum kv_kind kind, efn_str prefix, efn_str key, in
         h->ops->prev = op;
     h->ops = op;
     h->n++;
-    tv = tv_ms(c->conf.timeout_ms);
+    tv = tv_ms(h->timeout_ms != 0 ? h->timeout_ms : c->conf.timeout_ms);
     evtimer_add(&op->timer, &tv);
     op->timer_on = true;
     return EFN_OK;
@@ -540,6 +541,14 @@ kv_handle_new(struct kv_client *c)
     h->c = c;
     c->handles++;
     return h;
+}
+
+void
+kv_handle_set_timeout(struct kv_handle *h, uint64_t timeout_ms)
+{
+    if (h->magic != KV_HANDLE_MAGIC)
+        abort();
+    h->timeout_ms = timeout_ms;
 }
 
 void
