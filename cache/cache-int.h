@@ -56,7 +56,8 @@ struct cache_disk_meta {
 #include <stdatomic.h>
 
 #define CACHE_STRIPES 64
-#define CACHE_BUCKETS 1024 /* per stripe */
+#define CACHE_BUCKETS 1024     /* per stripe */
+#define CACHE_INVAL_SLOTS 4096 /* invalidation generations, by object id */
 
 struct cache_ent {
     uint8_t id[CACHE_ID_LEN];
@@ -89,11 +90,21 @@ struct cache {
     pthread_cond_t ready_cv;
     bool ready;
     pthread_rwlock_t purge_mu; /* purges: write; commits (rename): read */
+    /* Bumped by cache_invalidate_key() for the ids of a slot (cache_inval_slot()):
+     * a writer records its slot's value and does not publish when it moved
+     * (checked before and again after the rename, see cache_writer_commit). */
+    atomic_uint_fast32_t inval_gen[CACHE_INVAL_SLOTS];
     struct {
         atomic_uint_fast64_t hits, misses, stores, store_refused, evictions, write_errors, corrupt,
-            purges, refreshes, bytes, objects;
+            purges, refreshes, invalidations, bytes, objects;
     } n;
 };
+
+static inline size_t
+cache_inval_slot(const uint8_t id[CACHE_ID_LEN])
+{
+    return ((size_t)id[1] << 8 | id[2]) % CACHE_INVAL_SLOTS;
+}
 
 /* file name "ab/cd/<hex>[-<16 hex>]" of an id (+ variant) into buf (>= 64) */
 void cache_path(const uint8_t id[CACHE_ID_LEN], uint64_t variant, char *buf, size_t cap);
@@ -111,6 +122,8 @@ void cache_evict(struct cache *c);
 /* Purges every file of a primary id (object, or stub + variants); hard:
  * unlinked and the directory fsynced; soft: marked in place. Count of objects. */
 int cache_file_purge_id(struct cache *c, const uint8_t id[CACHE_ID_LEN], bool soft);
+/* The same as a hard purge without the directory fsync (cache_invalidate_key). */
+int cache_file_invalidate_id(struct cache *c, const uint8_t id[CACHE_ID_LEN]);
 /* unlink the file of (id, variant) relative to dirfd, ignoring ENOENT */
 void cache_unlink(struct cache *c, const uint8_t id[CACHE_ID_LEN], uint64_t variant);
 

@@ -55,7 +55,31 @@
  *     purge. Thread-safe: every worker thread calls it directly.
  *
  *  5. Conf (conf.c) — cache_conf_register(): 'cache_dir' (MAIN) and 'cache'
- *     (ROUTE); route settings in route->mod[cache_conf_index()].
+ *     (SITE, ROUTE); the proxy reads them with cache_conf_main() and
+ *     cache_route_conf(). The language:
+ *
+ *       cache_dir PATH max_size=SIZE [max_object=SIZE] [fsync=on|off];
+ *           top level, at most once. max_size= is required (> 0); max_object=
+ *           defaults to min(64m, max_size / 8) and may not exceed max_size=;
+ *           fsync= (fdatasync each object before publishing it) defaults to
+ *           off. PATH is used as written (relative = to the working
+ *           directory); it is created at start-up.
+ *       cache on|off [ttl=D] [max_ttl=D] [stale_while_revalidate=D]
+ *                    [stale_if_error=D] [key=TEMPLATE] [ignore_query=a,b]
+ *                    [sort_query];
+ *           in a 'site' or a 'route', at most once each. Off by default. A
+ *           route without 'cache' takes its site's 'cache' whole (options are
+ *           not merged: a route's own 'cache' replaces every option). 'cache
+ *           off' takes no options. Durations are whole seconds from 0s to
+ *           365d; ttl= may not exceed max_ttl=. key= is a template (section 2;
+ *           write "${name}" forms in single quotes, else the conf's ${ENV}
+ *           substitution takes them); ignore_query= names at most
+ *           CACHE_IGNORE_QUERY_MAX parameters. 'cache on' without a
+ *           'cache_dir' is an error (naming the site or route).
+ *     Errors are "file:line:col: message" at the offending argument, e.g.
+ *       edge.conf:7:18: 'cache': unknown option 'tll=5m' (did you mean 'ttl='?)
+ *       edge.conf:7:18: 'cache' key=: column 9: unknown variable in key template (...)
+ *       edge.conf:9:9: route '/api': 'cache on' needs a 'cache_dir' at the top level
  *
  * ==== How the proxy calls it ============================================================
  *
@@ -93,9 +117,9 @@
  *       w = cache_writer_new(c, &(struct cache_store_args){…}, &err)  (NULL: serve uncached)
  *       tee each body chunk: cache_writer_write(w, p, len) (<0: abort, keep streaming to client)
  *       end of body: cache_writer_commit(w); origin error mid-body: cache_writer_abort(w).
- *  Unsafe method that succeeded (2xx/3xx): cache_purge_url(c, key, klen, false) for the
+ *  Unsafe method that succeeded (2xx/3xx): cache_invalidate_key(c, key, klen) for the
  *    target (and Location / Content-Location of the same host) — RFC 9111 4.4.
- *  Purge (admin): cache_purge_url / cache_purge_prefix / cache_purge_tag, soft or hard;
+ *  Purge (admin): cache_purge_key / cache_purge_prefix / cache_purge_tag, soft or hard;
  *    they return once the purge is durable (see index.c).
  *
  * Return conventions: int functions return 0 (or a positive enum) on success and
@@ -109,6 +133,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct conf;
 struct conf_route;
 
 /* ---- errors ---------------------------------------------------------------------------------- */
@@ -230,8 +255,8 @@ struct cache_req_info {
 };
 void cache_req_parse(const struct cache_hdr *h, size_t n, struct cache_req_info *out);
 
-/* Per-route settings: the object in route->mod[cache_conf_index()]. Durations
- * in seconds; CACHE_UNSET = not set. */
+/* Per-route settings ('cache' of the route or its site: cache_route_conf()).
+ * Durations in seconds; CACHE_UNSET = not set. */
 struct cache_key_tpl; /* a compiled key template (key.c) */
 #define CACHE_IGNORE_QUERY_MAX 32
 struct cache_route {
@@ -258,8 +283,20 @@ enum cache_store_verdict {
     CACHE_STORE_VARY_STAR,
     CACHE_STORE_NO_FRESHNESS, /* no explicit freshness, no validator, no route ttl= */
     CACHE_STORE_DISABLED,     /* route cache off */
+    CACHE_STORE_SET_COOKIE,   /* Set-Cookie without public / s-maxage / route ttl= (below) */
 };
-/* method: the request method (ptr,len). route may be NULL (all defaults). */
+/* method: the request method (ptr,len). route may be NULL (all defaults).
+ *
+ * Set-Cookie (a deliberate choice, stricter than RFC 9111, which lets a
+ * shared cache store such a response and serve its Set-Cookie to everyone):
+ * a response with Set-Cookie is not stored (CACHE_STORE_SET_COOKIE) unless
+ * the origin or the operator says it is shared anyway: the response has
+ * 'public' or 's-maxage' (or a CDN-Cache-Control with max-age, which targets
+ * this cache), or the route sets ttl=. A response whose Cache-Control names
+ * Set-Cookie in private="..." or no-cache="..." is storable as usual: that
+ * field is dropped from the stored copy. This is what Varnish's built-in VCL
+ * and most CDNs do by default, and it keeps one user's session cookie from
+ * being handed to the next when an origin forgets Cache-Control: private. */
 enum cache_store_verdict cache_storable(const char *method, size_t mlen,
                                         const struct cache_req_info *rq,
                                         const struct cache_resp_info *ri,
@@ -397,7 +434,10 @@ void cache_key_tpl_free(struct cache_key_tpl *t);
 
 /* Builds the key into out (cap bytes, NUL-terminated); *outlen = its length.
  * route may be NULL (default key, no query options). 0, or CACHE_ETOOBIG /
- * CACHE_EINVAL (no host, path not starting with '/'). */
+ * CACHE_EINVAL (no host, path not starting with '/', an empty key, or a
+ * control byte (0x00-0x1f, 0x7f) anywhere in the key, e.g. from a header
+ * value: keys are C strings and Cache-Status values). Templates with a
+ * control byte are refused by cache_key_tpl_new(). */
 int cache_key_build(const struct cache_route *route, const struct cache_key_parts *parts,
                     const struct cache_hdr *req, size_t nreq, char *out, size_t cap,
                     size_t *outlen);
@@ -421,7 +461,7 @@ int cache_vary_names(const struct cache_hdr *h, size_t n, char *out, size_t cap,
 
 #define CACHE_HEADERS_MAX (64 * 1024) /* stored header block */
 
-/* 'cache_dir PATH max_size=SIZE [max_object=SIZE] [fsync];' — conf->mod[cache_conf_index()]. */
+/* 'cache_dir PATH max_size=SIZE [max_object=SIZE] [fsync=on|off];' — cache_conf_main(). */
 struct cache_main {
     const char *dir;     /* NULL: no cache_dir (every route's cache is a no-op) */
     uint64_t max_size;   /* bytes of objects kept (files' sizes); LRU beyond */
@@ -442,7 +482,7 @@ void cache_wait_ready(struct cache *c);
 
 struct cache_counters {
     uint64_t hits, misses, stores, store_refused, evictions, write_errors, corrupt, purges,
-        refreshes;
+        refreshes, invalidations;
     uint64_t bytes, objects; /* current */
 };
 void cache_counters_get(struct cache *c, struct cache_counters *out);
@@ -488,6 +528,8 @@ struct cache_obj {
     uint8_t _id[CACHE_ID_LEN];
     uint64_t _variant;
     uint32_t _body_crc;
+    uint64_t _purge_seq; /* c->purge_seq and c->inval_gen[slot] before the open: */
+    uint32_t _inval_gen; /* a refresh of o must not outlive a purge / invalidation */
     char *_buf;
 };
 /* Looks a key up (req: the request's headers, for Vary). CACHE_OK + *out,
@@ -510,7 +552,9 @@ size_t cache_conditional_headers(const struct cache_obj *o, char *buf, size_t ca
  * times of the revalidation, and writes a new file whose body is copied from
  * o's file (copy_file_range: a reflink or in-kernel copy, no user-space pass),
  * published with rename() like any write. *out: the refreshed object (open).
- * o stays valid and must still be freed. */
+ * o stays valid and must still be freed. CACHE_EPURGED when o's key was
+ * purged or invalidated since o was opened (the refreshed copy would bring
+ * it back). */
 int cache_refresh(struct cache *c, const struct cache_obj *o, const struct cache_hdr *resp304,
                   size_t n, const struct cache_route *route, int64_t request_time,
                   int64_t response_time, struct cache_obj **out);
@@ -528,5 +572,32 @@ int cache_purge_prefix(struct cache *c, const char *prefix, size_t plen, bool so
 /* Tags come from the stored Surrogate-Key and Cache-Tag fields (space or
  * comma separated); exact, case-sensitive match. */
 int cache_purge_tag(struct cache *c, const char *tag, size_t tlen, bool soft);
+
+/* RFC 9111 4.4 invalidation, for the hot path (a successful unsafe request):
+ * removes the object of the key, or its Vary stub and every variant, and
+ * makes writers of that key that started before the call drop their object
+ * instead of publishing it. From return on, this process never serves them
+ * again. Unlike cache_purge_key() it does not fsync the directory: after a
+ * crash (power loss, kernel panic — not a process kill, whose unlinks the
+ * kernel keeps) an invalidated object may reappear. RFC 9111 4.4 does not ask
+ * invalidation to survive a crash, and a stale copy is then served only
+ * within its own freshness rules; an operator who needs that guarantee
+ * purges (durable). Count of objects removed (0: nothing stored), or
+ * CACHE_EINVAL / CACHE_EIO. */
+int cache_invalidate_key(struct cache *c, const char *key, size_t klen);
+
+/* ---- 6. conf --------------------------------------------------------------------------------- */
+
+/* Registers the 'cache_dir' and 'cache' directives (section 5 of the comment
+ * at the top) with the conf registry. Idempotent; call at start-up before
+ * the first conf_load(). 0, or -1 when the registry refuses the module. */
+int cache_conf_register(void);
+/* The cache_dir settings of a loaded conf; NULL when it has no 'cache_dir'
+ * (or the module is not registered). Valid as long as the conf. */
+const struct cache_main *cache_conf_main(const struct conf *c);
+/* The cache settings of a route (its own 'cache' or its site's); NULL when
+ * caching is off for it. A non-NULL result has enabled == true. Valid as
+ * long as the conf. */
+const struct cache_route *cache_route_conf(const struct conf_route *r);
 
 #endif /* EDGE_CACHE_H */

@@ -490,6 +490,7 @@ cache_counters_get(struct cache *c, struct cache_counters *o)
     o->corrupt = atomic_load(&c->n.corrupt);
     o->purges = atomic_load(&c->n.purges);
     o->refreshes = atomic_load(&c->n.refreshes);
+    o->invalidations = atomic_load(&c->n.invalidations);
     o->bytes = atomic_load(&c->n.bytes);
     o->objects = atomic_load(&c->n.objects);
 }
@@ -509,6 +510,27 @@ cache_purge_key(struct cache *c, const char *key, size_t klen, bool soft)
     pthread_rwlock_unlock(&c->purge_mu);
     if (n > 0)
         atomic_fetch_add(&c->n.purges, (uint64_t)n);
+    return n;
+}
+
+/* RFC 9111 4.4. Cheap: the files go (unlink, index entry) but the directory
+ * is not fsynced, and no lock is taken; writers of the id that started
+ * earlier notice the generation bump and do not publish. */
+int
+cache_invalidate_key(struct cache *c, const char *key, size_t klen)
+{
+    uint8_t id[CACHE_ID_LEN];
+    int n;
+
+    if (key == NULL || klen == 0 || klen > CACHE_KEY_MAX)
+        return CACHE_EINVAL;
+    cache_key_id(key, klen, id);
+    /* before the unlinks: a commit that passed its first check re-checks
+     * after its rename and takes back what it published */
+    atomic_fetch_add(&c->inval_gen[cache_inval_slot(id)], 1);
+    n = cache_file_invalidate_id(c, id);
+    if (n > 0)
+        atomic_fetch_add(&c->n.invalidations, (uint64_t)n);
     return n;
 }
 

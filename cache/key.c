@@ -270,6 +270,13 @@ cache_key_tpl_new(const char *s, size_t len, char *err, size_t errlen)
     memcpy(t->text, s, len);
     t->text[len] = '\0';
     s = t->text;
+    for (i = 0; i < len; i++) {
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+            tpl_err(err, errlen, i + 1, "control character in key template");
+            goto fail;
+        }
+    }
+    i = 0;
     while (i < len) {
         struct tpl_part *p;
         if (t->nparts == TPL_PARTS_MAX) {
@@ -468,6 +475,11 @@ out:
         rc = CACHE_ETOOBIG;
     if (rc == 0 && b.len == 0)
         rc = CACHE_EINVAL;
+    /* keys are also C strings (index, prefix purges) and Cache-Status
+     * values: no NUL or other control byte, whatever the request carried */
+    for (i = 0; rc == 0 && i < b.len; i++)
+        if ((unsigned char)out[i] < 0x20 || out[i] == 0x7f)
+            rc = CACHE_EINVAL;
     if (rc < 0) {
         if (cap > 0)
             out[0] = '\0';

@@ -679,6 +679,22 @@ has_validator(const struct cache_resp_info *ri)
     return ri->etag.p != NULL || ri->last_modified != CACHE_UNSET;
 }
 
+/* Set-Cookie named by private="..." or no-cache="...": the field is not
+ * stored (cache_hdr_storable), so the rest of the response is shareable. */
+static bool
+cookie_field_stripped(const struct cache_cc *cc)
+{
+    size_t i;
+
+    for (i = 0; (cc->flags & CACHE_CC_PRIVATE_FIELDS) && i < cc->n_priv_fields; i++)
+        if (cache_str_ieq(cc->priv_fields[i].p, cc->priv_fields[i].len, "set-cookie"))
+            return true;
+    for (i = 0; (cc->flags & CACHE_CC_NO_CACHE_FIELDS) && i < cc->n_nc_fields; i++)
+        if (cache_str_ieq(cc->nc_fields[i].p, cc->nc_fields[i].len, "set-cookie"))
+            return true;
+    return false;
+}
+
 enum cache_store_verdict
 cache_storable(const char *method, size_t mlen, const struct cache_req_info *rq,
                const struct cache_resp_info *ri, const struct cache_route *route)
@@ -703,6 +719,10 @@ cache_storable(const char *method, size_t mlen, const struct cache_req_info *rq,
     if (rq != NULL && rq->authorization &&
         !(f & (CACHE_CC_PUBLIC | CACHE_CC_S_MAXAGE | CACHE_CC_MUST_REVALIDATE)))
         return CACHE_STORE_AUTHORIZATION;
+    /* Set-Cookie: a deliberate choice beyond RFC 9111, see cache.h */
+    if (ri->set_cookie && !(f & (CACHE_CC_PUBLIC | CACHE_CC_S_MAXAGE)) &&
+        !(ri->cdn_cc && (f & CACHE_CC_MAX_AGE)) && !route_ttl && !cookie_field_stripped(&ri->cc))
+        return CACHE_STORE_SET_COOKIE;
     if (ri->vary_star)
         return CACHE_STORE_VARY_STAR;
     if (explicit_fresh)
@@ -730,6 +750,7 @@ cache_store_verdict_str(enum cache_store_verdict v)
     case CACHE_STORE_VARY_STAR: return "vary-star";
     case CACHE_STORE_NO_FRESHNESS: return "no-freshness";
     case CACHE_STORE_DISABLED: return "disabled";
+    case CACHE_STORE_SET_COOKIE: return "set-cookie";
     }
     return "?";
 }

@@ -242,11 +242,14 @@ cache_open(struct cache *c, const char *key, size_t klen, const struct cache_hdr
     struct cache_disk_meta m;
     char *buf = NULL, vkey[CACHE_VARY_KEY_MAX];
     size_t vlen;
-    uint64_t variant = 0;
+    uint64_t variant = 0, pseq;
+    uint32_t igen;
     int fd = -1, rc;
 
     *out = NULL;
     cache_key_id(key, klen, id);
+    pseq = atomic_load(&c->purge_seq);
+    igen = (uint32_t)atomic_load(&c->inval_gen[cache_inval_slot(id)]);
     rc = open_file(c, id, 0, &fd, &m, &buf);
     if (rc != 0)
         goto miss;
@@ -278,6 +281,8 @@ cache_open(struct cache *c, const char *key, size_t klen, const struct cache_hdr
         rc = CACHE_ENOMEM;
         goto miss;
     }
+    (*out)->_purge_seq = pseq;
+    (*out)->_inval_gen = igen;
     cache_index_touch(c, id, variant);
     atomic_fetch_add(&c->n.hits, 1);
     return CACHE_OK;
@@ -410,6 +415,7 @@ struct cache_writer {
     char *vary_names; /* the stub's block when the response varies, else NULL */
     size_t vary_names_len;
     uint64_t purge_seq;
+    uint32_t inval_gen; /* c->inval_gen[slot of id] when the writer started */
     uint64_t max_body;
     char *tags;
     char *key;
@@ -536,6 +542,7 @@ cache_writer_new(struct cache *c, const struct cache_store_args *a, int *rcp)
     w->purge_seq = atomic_load(&c->purge_seq);
     w->max_body = c->conf.max_object;
     cache_key_id(a->key, a->key_len, w->id);
+    w->inval_gen = (uint32_t)atomic_load(&c->inval_gen[cache_inval_slot(w->id)]);
     cache_policy_from_resp(a->ri, a->route, a->request_time, a->response_time, &pol);
     w->m.kind = CACHE_KIND_OBJECT;
     w->m.status = (uint32_t)a->ri->status;
@@ -647,6 +654,12 @@ write_stub(struct cache_writer *w)
     return 0;
 }
 
+static bool
+invalidated(const struct cache_writer *w)
+{
+    return (uint32_t)atomic_load(&w->c->inval_gen[cache_inval_slot(w->id)]) != w->inval_gen;
+}
+
 int
 cache_writer_commit(struct cache_writer *w)
 {
@@ -663,9 +676,10 @@ cache_writer_commit(struct cache_writer *w)
     cache_path(w->id, w->m.variant, path, sizeof(path));
     if (ensure_dirs(c, path) < 0)
         goto out;
-    /* a purge started since cache_writer_new: this response may predate it */
+    /* a purge or an invalidation of this id started since cache_writer_new:
+     * this response may predate it */
     pthread_rwlock_rdlock(&c->purge_mu);
-    if (atomic_load(&c->purge_seq) != w->purge_seq) {
+    if (atomic_load(&c->purge_seq) != w->purge_seq || invalidated(w)) {
         pthread_rwlock_unlock(&c->purge_mu);
         rc = CACHE_EPURGED;
         goto out;
@@ -678,6 +692,20 @@ cache_writer_commit(struct cache_writer *w)
     pthread_rwlock_unlock(&c->purge_mu);
     close(w->fd);
     w->fd = -1;
+    /* Invalidations take no lock: one that ran between the check above and
+     * the rename may have listed the directory before our file appeared, so
+     * look again and take the files back (a newer object another writer
+     * published meanwhile may go with them: a miss, never a stale hit). */
+    if (invalidated(w)) {
+        cache_unlink(c, w->id, w->m.variant);
+        cache_index_remove(c, w->id, w->m.variant);
+        if (w->vary_names != NULL) {
+            cache_unlink(c, w->id, 0);
+            cache_index_remove(c, w->id, 0);
+        }
+        rc = CACHE_EPURGED;
+        goto out;
+    }
     size = sizeof(w->m) + w->m.key_len + w->m.vary_len + w->m.headers_len + w->m.body_len;
     cache_index_put(c, w->id, w->m.variant, size, w->key, w->m.key_len, w->tags, false);
     w->tags = NULL; /* owned by the index now */
@@ -748,9 +776,11 @@ cache_refresh(struct cache *c, const struct cache_obj *o, const struct cache_hdr
     w->key[o->key_len] = '\0';
     w->c = c;
     w->fd = -1;
-    w->purge_seq = atomic_load(&c->purge_seq);
+    /* as of o's open: a purge or invalidation since then drops the refresh */
+    w->purge_seq = o->_purge_seq;
     w->max_body = UINT64_MAX;
     memcpy(w->id, o->_id, CACHE_ID_LEN);
+    w->inval_gen = o->_inval_gen;
     w->m.kind = CACHE_KIND_OBJECT;
     w->m.status = (uint32_t)o->status;
     w->m.variant = o->_variant;
@@ -782,11 +812,17 @@ cache_refresh(struct cache *c, const struct cache_obj *o, const struct cache_hdr
             struct cache_disk_meta m;
             char *buf = NULL;
             int fd = -1;
+            uint64_t pseq = atomic_load(&c->purge_seq);
+            uint32_t igen = (uint32_t)atomic_load(&c->inval_gen[cache_inval_slot(o->_id)]);
             rc = open_file(c, o->_id, o->_variant, &fd, &m, &buf);
             if (rc == 0 && (*out = obj_make(o->_id, fd, &m, buf)) == NULL) {
                 close(fd);
                 free(buf);
                 rc = CACHE_ENOMEM;
+            }
+            if (*out != NULL) {
+                (*out)->_purge_seq = pseq;
+                (*out)->_inval_gen = igen;
             }
         }
         if (rc == CACHE_MISS)
@@ -830,8 +866,9 @@ out:
     return rc;
 }
 
-int
-cache_file_purge_id(struct cache *c, const uint8_t id[CACHE_ID_LEN], bool soft)
+/* sync: fsync the directory after unlinking (hard purges: durable). */
+static int
+purge_id(struct cache *c, const uint8_t id[CACHE_ID_LEN], bool soft, bool sync)
 {
     char hex[CACHE_ID_HEX + 1], dpath[8], fpath[300];
     struct dirent *de;
@@ -875,10 +912,22 @@ cache_file_purge_id(struct cache *c, const uint8_t id[CACHE_ID_LEN], bool soft)
             plain += k > 0;
     }
     closedir(d);
-    if (!soft && fsync_dir_of(c, dpath) < 0)
+    if (!soft && sync && fsync_dir_of(c, dpath) < 0)
         return CACHE_EIO;
     if (rc < 0)
         return rc;
     /* with variants, the plain file is their stub */
     return variants > 0 ? variants : plain;
+}
+
+int
+cache_file_purge_id(struct cache *c, const uint8_t id[CACHE_ID_LEN], bool soft)
+{
+    return purge_id(c, id, soft, true);
+}
+
+int
+cache_file_invalidate_id(struct cache *c, const uint8_t id[CACHE_ID_LEN])
+{
+    return purge_id(c, id, false, false);
 }

@@ -156,6 +156,8 @@ test_template_errors(void **state)
                   "$path, $query, $uri, $arg_NAME or $http_NAME)"},
         {"x${}", "column 2: '$' must be followed by a variable name (or '$$')"},
         {"$-", "column 1: '$' must be followed by a variable name (or '$$')"},
+        {"$host\t$path", "column 6: control character in key template"},
+        {"a\x7f", "column 2: control character in key template"},
     };
     char err[256];
     size_t i;
@@ -168,6 +170,44 @@ test_template_errors(void **state)
             fail_msg("'%s': '%s'", t[i].tpl, err);
     }
     cache_key_tpl_free(NULL);
+}
+
+/* Keys are C strings: a control byte from the request (a NUL in the path
+ * or query, a tab or CR in a header value) makes the key invalid (bypass),
+ * never a key that a strcmp-based index or a Cache-Status value misreads. */
+static void
+test_control_bytes(void **state)
+{
+    static const struct cache_hdr tab[] = {{"X-A", 3, "a\tb", 3}};
+    static const struct cache_hdr ok[] = {{"X-A", 3,
+                                           "a\x80"
+                                           "b",
+                                           3}};
+    struct cache_key_parts p = {S("http"), S("h"), {"/a\0b", 4}, {NULL, 0}};
+    struct cache_key_tpl *tpl = cache_key_tpl_new("$uri|$http_x_a", 14, NULL, 0);
+    struct cache_route r;
+    char out[128];
+    size_t len = 7;
+
+    (void)state;
+    assert_non_null(tpl);
+    assert_int_equal(cache_key_build(NULL, &p, NULL, 0, out, sizeof(out), &len), CACHE_EINVAL);
+    assert_int_equal(len, 0);
+    assert_string_equal(out, "");
+    p.path = S("/a");
+    p.query = (struct cache_str){"x=\0", 3};
+    assert_int_equal(cache_key_build(NULL, &p, NULL, 0, out, sizeof(out), &len), CACHE_EINVAL);
+    p.query = S("x=%00");
+    assert_int_equal(cache_key_build(NULL, &p, NULL, 0, out, sizeof(out), &len), 0);
+    assert_string_equal(out, "http://h/a?x=%00");
+    cache_route_init(&r);
+    r.key = tpl;
+    assert_int_equal(build(&r, "http", "h", "/a", NULL, tab, 1, out, sizeof(out)), CACHE_EINVAL);
+    assert_int_equal(build(&r, "http", "h", "/a", NULL, ok, 1, out, sizeof(out)), 0);
+    assert_string_equal(out, "/a|a\x80"
+                             "b");
+    assert_int_equal(build(&r, "http", "h", "/a", "\x01", NULL, 0, out, sizeof(out)), CACHE_EINVAL);
+    cache_key_tpl_free(tpl);
 }
 
 static void
@@ -232,9 +272,10 @@ int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_default_key), cmocka_unit_test(test_query_options),
-        cmocka_unit_test(test_templates),   cmocka_unit_test(test_template_errors),
-        cmocka_unit_test(test_ids),         cmocka_unit_test(test_vary),
+        cmocka_unit_test(test_default_key),   cmocka_unit_test(test_query_options),
+        cmocka_unit_test(test_templates),     cmocka_unit_test(test_template_errors),
+        cmocka_unit_test(test_ids),           cmocka_unit_test(test_vary),
+        cmocka_unit_test(test_control_bytes),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -398,6 +398,31 @@ test_storable(void **state)
          CACHE_STORE_OK},
         {"GET", 200, "", "Expires: Sun, 06 Nov 1994 09:49:37 GMT\nCDN-Cache-Control: public\n",
          CACHE_UNSET, CACHE_STORE_NO_FRESHNESS},
+        /* Set-Cookie: only when declared shared (cache.h) */
+        {"GET", 200, "", "Cache-Control: max-age=60\nSet-Cookie: s=1\n", CACHE_UNSET,
+         CACHE_STORE_SET_COOKIE},
+        {"GET", 200, "", "ETag: \"x\"\nset-cookie: s=1\n", CACHE_UNSET, CACHE_STORE_SET_COOKIE},
+        {"GET", 200, "", "Expires: Sun, 06 Nov 1994 09:49:37 GMT\nSet-Cookie: s=1\n", CACHE_UNSET,
+         CACHE_STORE_SET_COOKIE},
+        {"GET", 200, "", "Cache-Control: max-age=60, public\nSet-Cookie: s=1\n", CACHE_UNSET,
+         CACHE_STORE_OK},
+        {"GET", 200, "", "Cache-Control: s-maxage=60\nSet-Cookie: s=1\n", CACHE_UNSET,
+         CACHE_STORE_OK},
+        {"GET", 200, "", "Cache-Control: max-age=60\nSet-Cookie: s=1\n", 30, CACHE_STORE_OK},
+        {"GET", 200, "", "Set-Cookie: s=1\n", 30, CACHE_STORE_OK},
+        {"GET", 200, "",
+         "Cache-Control: max-age=60\nCDN-Cache-Control: max-age=60\nSet-Cookie: a\n", CACHE_UNSET,
+         CACHE_STORE_OK},
+        {"GET", 200, "", "Cache-Control: max-age=60, private=\"Set-Cookie\"\nSet-Cookie: s=1\n",
+         CACHE_UNSET, CACHE_STORE_OK},
+        {"GET", 200, "", "Cache-Control: max-age=60, no-cache=\"x, set-cookie\"\nSet-Cookie: a\n",
+         CACHE_UNSET, CACHE_STORE_OK},
+        {"GET", 200, "", "Cache-Control: max-age=60, private=\"x-user\"\nSet-Cookie: s=1\n",
+         CACHE_UNSET, CACHE_STORE_SET_COOKIE},
+        /* the stronger verdicts come first */
+        {"GET", 200, "", "Cache-Control: private, max-age=60\nSet-Cookie: s=1\n", CACHE_UNSET,
+         CACHE_STORE_PRIVATE},
+        {"GET", 200, "", "Cache-Control: no-store\nSet-Cookie: s=1\n", 30, CACHE_STORE_NO_STORE},
     };
     size_t i;
 
@@ -425,6 +450,7 @@ test_storable(void **state)
         assert_int_equal(cache_storable("GET", 3, NULL, &ri, &rt), CACHE_STORE_DISABLED);
         assert_int_equal(cache_storable("GET", 3, NULL, &ri, NULL), CACHE_STORE_OK);
         assert_string_equal(cache_store_verdict_str(CACHE_STORE_PRIVATE), "private");
+        assert_string_equal(cache_store_verdict_str(CACHE_STORE_SET_COOKIE), "set-cookie");
     }
 }
 

@@ -2,8 +2,9 @@
  * Unit tests of the disk store and index: write/commit/open, abort and
  * max_object, Vary variants, corrupt and truncated files, 304 refresh,
  * persistence across reopen (and a crash's tmp files), eviction, purges
- * (key, prefix, tag, soft) with no resurrection after reopen, and a purge
- * racing a writer.
+ * (key, prefix, tag, soft) with no resurrection after reopen, a purge
+ * racing a writer, and RFC 9111 4.4 invalidation (variants, writers that
+ * started before it, a commit racing it).
  */
 #include "cache/cache.h"
 
@@ -15,6 +16,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <pthread.h>
 #include <signal.h>
 #include <strings.h>
 #include <sys/wait.h>
@@ -487,6 +489,166 @@ test_purge(void **state)
     cache_free(c);
 }
 
+static struct cache_writer *
+writer_for(struct cache *c, const char *key, const struct cache_hdr *req, size_t nreq,
+           const struct cache_hdr *resp, size_t nresp, struct cache_resp_info *ri)
+{
+    int rc = 0;
+    struct cache_writer *w;
+
+    cache_resp_parse(resp, nresp, 200, ri);
+    w = cache_writer_new(
+        c,
+        &(struct cache_store_args){key, strlen(key), req, nreq, resp, nresp, ri, NULL, T0, T0, -1},
+        &rc);
+    if (w == NULL)
+        fail_msg("cache_writer_new: %d", rc);
+    return w;
+}
+
+static void
+test_invalidate(void **state)
+{
+    static const struct cache_hdr resp[] = {H("Cache-Control", "max-age=60"),
+                                            H("Vary", "Accept-Encoding")};
+    static const struct cache_hdr gz[] = {H("Accept-Encoding", "gzip")};
+    static const struct cache_hdr br[] = {H("Accept-Encoding", "br")};
+    struct cache *c = open_cache(1 << 20, 0);
+    struct cache_counters n;
+    struct cache_resp_info ri, ri2;
+    struct cache_writer *w, *w2;
+    struct cache_obj *o, *held;
+    char path[256];
+    struct stat st;
+
+    (void)state;
+    /* a plain object */
+    assert_int_equal(store(c, "http://h/i", NULL, 0, basic, NBASIC, "x"), 0);
+    assert_int_equal(cache_open(c, "http://h/i", 10, NULL, 0, &held), CACHE_OK);
+    assert_int_equal(cache_invalidate_key(c, "http://h/i", 10), 1);
+    assert_int_equal(cache_open(c, "http://h/i", 10, NULL, 0, &o), CACHE_MISS);
+    file_of("http://h/i", path, sizeof(path));
+    assert_int_equal(stat(path, &st), -1);
+    body_is(held, "x"); /* an object being served keeps its fd */
+    cache_obj_free(held);
+    assert_int_equal(cache_invalidate_key(c, "http://h/i", 10), 0);
+    assert_int_equal(cache_invalidate_key(c, "http://h/never", 14), 0);
+    assert_int_equal(cache_invalidate_key(c, "", 0), CACHE_EINVAL);
+    cache_counters_get(c, &n);
+    assert_int_equal(n.invalidations, 1);
+    assert_int_equal(n.objects, 0);
+    assert_int_equal(n.bytes, 0);
+
+    /* Vary: the stub and every variant go */
+    assert_int_equal(store(c, "http://h/v", gz, 1, resp, 2, "GZ"), 0);
+    assert_int_equal(store(c, "http://h/v", br, 1, resp, 2, "BR"), 0);
+    assert_int_equal(cache_invalidate_key(c, "http://h/v", 10), 2);
+    assert_int_equal(cache_open(c, "http://h/v", 10, gz, 1, &o), CACHE_MISS);
+    /* a new variant brings no old one back */
+    assert_int_equal(store(c, "http://h/v", gz, 1, resp, 2, "GZ2"), 0);
+    assert_int_equal(cache_open(c, "http://h/v", 10, br, 1, &o), CACHE_VARY_MISS);
+    assert_int_equal(cache_open(c, "http://h/v", 10, gz, 1, &o), CACHE_OK);
+    body_is(o, "GZ2");
+    cache_obj_free(o);
+
+    /* a writer that started before the invalidation does not publish; one of
+     * another key does, and so does one started after it */
+    w = writer_for(c, "http://h/w", NULL, 0, basic, NBASIC, &ri);
+    w2 = writer_for(c, "http://h/other", NULL, 0, basic, NBASIC, &ri2);
+    assert_int_equal(cache_writer_write(w, "old", 3), 0);
+    assert_int_equal(cache_writer_write(w2, "o", 1), 0);
+    assert_int_equal(cache_invalidate_key(c, "http://h/w", 10), 0);
+    assert_int_equal(cache_writer_commit(w), CACHE_EPURGED);
+    assert_int_equal(cache_writer_commit(w2), 0);
+    assert_int_equal(cache_open(c, "http://h/w", 10, NULL, 0, &o), CACHE_MISS);
+    assert_int_equal(store(c, "http://h/w", NULL, 0, basic, NBASIC, "new"), 0);
+    assert_int_equal(cache_open(c, "http://h/w", 10, NULL, 0, &o), CACHE_OK);
+    body_is(o, "new");
+    cache_obj_free(o);
+    /* a 304 refresh that started before is dropped too */
+    assert_int_equal(cache_open(c, "http://h/w", 10, NULL, 0, &held), CACHE_OK);
+    assert_int_equal(cache_invalidate_key(c, "http://h/w", 10), 1);
+    {
+        static const struct cache_hdr h304[] = {H("Cache-Control", "max-age=120")};
+        assert_int_equal(cache_refresh(c, held, h304, 1, NULL, T0, T0, &o), CACHE_EPURGED);
+        assert_null(o);
+    }
+    cache_obj_free(held);
+    assert_int_equal(cache_open(c, "http://h/w", 10, NULL, 0, &o), CACHE_MISS);
+    /* the same for a hard purge between the open and the 304 */
+    assert_int_equal(store(c, "http://h/w", NULL, 0, basic, NBASIC, "new"), 0);
+    assert_int_equal(cache_open(c, "http://h/w", 10, NULL, 0, &held), CACHE_OK);
+    assert_int_equal(cache_purge_key(c, "http://h/w", 10, false), 1);
+    {
+        static const struct cache_hdr h304[] = {H("Cache-Control", "max-age=120")};
+        assert_int_equal(cache_refresh(c, held, h304, 1, NULL, T0, T0, &o), CACHE_EPURGED);
+    }
+    cache_obj_free(held);
+    assert_int_equal(cache_open(c, "http://h/w", 10, NULL, 0, &o), CACHE_MISS);
+    cache_counters_get(c, &n);
+    assert_int_equal(n.purges, 1);
+    assert_int_equal(n.invalidations, 4);
+    cache_free(c);
+}
+
+/* A commit racing an invalidation: whatever the interleaving, an object
+ * whose writer started before cache_invalidate_key() was called is gone once
+ * both have returned (the commit re-checks after its rename). */
+struct race {
+    pthread_barrier_t go;
+    struct cache *c;
+    int invalidated;
+};
+
+static void *
+race_invalidate(void *arg)
+{
+    struct race *r = arg;
+
+    pthread_barrier_wait(&r->go);
+    r->invalidated = cache_invalidate_key(r->c, "http://h/race", 13);
+    return NULL;
+}
+
+static void
+test_invalidate_race(void **state)
+{
+    static const struct cache_hdr resp[] = {H("Cache-Control", "max-age=60"),
+                                            H("Vary", "Accept-Encoding")};
+    static const struct cache_hdr gz[] = {H("Accept-Encoding", "gzip")};
+    struct race r;
+    int i, published = 0;
+
+    (void)state;
+    r.c = open_cache(1 << 20, 0);
+    for (i = 0; i < 300; i++) {
+        struct cache_resp_info ri;
+        struct cache_writer *w;
+        struct cache_obj *o = NULL;
+        pthread_t t;
+        int rc;
+        bool vary = i % 2 == 1;
+
+        w = vary ? writer_for(r.c, "http://h/race", gz, 1, resp, 2, &ri)
+                 : writer_for(r.c, "http://h/race", NULL, 0, basic, NBASIC, &ri);
+        assert_int_equal(cache_writer_write(w, "body", 4), 0);
+        assert_int_equal(pthread_barrier_init(&r.go, NULL, 2), 0);
+        assert_int_equal(pthread_create(&t, NULL, race_invalidate, &r), 0);
+        pthread_barrier_wait(&r.go);
+        rc = cache_writer_commit(w);
+        pthread_join(t, NULL);
+        pthread_barrier_destroy(&r.go);
+        assert_true(rc == 0 || rc == CACHE_EPURGED);
+        published += rc == 0;
+        assert_true(r.invalidated >= 0);
+        rc = cache_open(r.c, "http://h/race", 13, vary ? gz : NULL, vary ? 1 : 0, &o);
+        if (rc != CACHE_MISS)
+            fail_msg("iteration %d: the object survived its invalidation (rc %d)", i, rc);
+    }
+    (void)published; /* either outcome is fine; the point is what is visible after */
+    cache_free(r.c);
+}
+
 /* A purge is durable before it returns: a child purges and is SIGKILLed at
  * once; the parent reopens the store and must not find the object. */
 static void
@@ -536,6 +698,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_eviction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge_then_kill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalidate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_invalidate_race, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
