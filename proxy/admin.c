@@ -32,6 +32,94 @@ json_escape_into(struct evbuffer *out, const char *s)
     }
 }
 
+/* POST /purge?url=URL | prefix=URL-PREFIX | tag=TAG [&soft=1] (query or
+ * form body). Keys are the default "scheme://host/path?query" form; routes
+ * with a key= template are purged by prefix or tag. */
+static void
+admin_purge(struct proxy_engine *e, struct evhttp_request *req, enum evhttp_cmd_type cmd,
+            struct evbuffer *body)
+{
+    struct evkeyvalq q;
+    const char *uri = evhttp_request_get_uri(req);
+    const char *qs = strchr(uri, '?');
+    char form[4096];
+    const char *url, *prefix, *tag, *soft;
+    bool is_soft;
+    int n = -1;
+
+    if (cmd != EVHTTP_REQ_POST) {
+        evbuffer_add_printf(body, "{\"error\":\"use POST /purge\"}\n");
+        reply(req, 405, "application/json", body);
+        return;
+    }
+    if (e->cache == NULL) {
+        evbuffer_add_printf(body, "{\"error\":\"no cache_dir is configured\"}\n");
+        reply(req, 409, "application/json", body);
+        return;
+    }
+    TAILQ_INIT(&q);
+    if (qs != NULL) {
+        evhttp_parse_query_str(qs + 1, &q);
+    } else {
+        struct evbuffer *in = evhttp_request_get_input_buffer(req);
+        size_t len = evbuffer_get_length(in);
+        if (len >= sizeof(form))
+            len = sizeof(form) - 1;
+        evbuffer_copyout(in, form, len);
+        form[len] = '\0';
+        evhttp_parse_query_str(form, &q);
+    }
+    url = evhttp_find_header(&q, "url");
+    prefix = evhttp_find_header(&q, "prefix");
+    tag = evhttp_find_header(&q, "tag");
+    soft = evhttp_find_header(&q, "soft");
+    is_soft = soft != NULL && (strcmp(soft, "1") == 0 || strcmp(soft, "true") == 0);
+    if (url != NULL) {
+        char key[CACHE_KEY_MAX];
+        size_t klen;
+        struct evhttp_uri *u = evhttp_uri_parse(url);
+        const char *host = u ? evhttp_uri_get_host(u) : NULL;
+        if (u != NULL && host != NULL) {
+            char hostport[300];
+            int port = evhttp_uri_get_port(u);
+            const char *path = evhttp_uri_get_path(u), *query = evhttp_uri_get_query(u);
+            const char *scheme = evhttp_uri_get_scheme(u);
+            if (port > 0)
+                snprintf(hostport, sizeof(hostport), "%s:%d", host, port);
+            else
+                snprintf(hostport, sizeof(hostport), "%s", host);
+            struct cache_key_parts parts = {
+                .scheme = {scheme ? scheme : "http", strlen(scheme ? scheme : "http")},
+                .host = {hostport, strlen(hostport)},
+                .path = {(path && *path) ? path : "/", strlen((path && *path) ? path : "/")},
+                .query = {query, query ? strlen(query) : 0},
+            };
+            if (cache_key_build(NULL, &parts, NULL, 0, key, sizeof(key), &klen) == 0)
+                n = cache_purge_key(e->cache, key, klen, is_soft);
+        }
+        if (u != NULL)
+            evhttp_uri_free(u);
+    } else if (prefix != NULL) {
+        n = cache_purge_prefix(e->cache, prefix, strlen(prefix), is_soft);
+    } else if (tag != NULL) {
+        n = cache_purge_tag(e->cache, tag, strlen(tag), is_soft);
+    } else {
+        evbuffer_add_printf(body, "{\"error\":\"give url=, prefix= or tag= (and soft=1)\"}\n");
+        reply(req, 400, "application/json", body);
+        evhttp_clear_headers(&q);
+        return;
+    }
+    if (n < 0) {
+        evbuffer_add_printf(body, "{\"error\":\"purge failed or bad url\"}\n");
+        reply(req, 400, "application/json", body);
+    } else {
+        evbuffer_add_printf(body, "{\"purged\":%d,\"soft\":%s}\n", n,
+                            is_soft ? "true" : "false");
+        reply(req, 200, "application/json", body);
+    }
+    evhttp_clear_headers(&q);
+}
+
 static void
 admin_cb(struct evhttp_request *req, void *arg)
 {
@@ -58,6 +146,10 @@ admin_cb(struct evhttp_request *req, void *arg)
     } else if (strcmp(path, "/status") == 0 && cmd == EVHTTP_REQ_GET) {
         proxy_status_render(e, body);
         reply(req, 200, "application/json", body);
+    } else if (strcmp(path, "/purge") == 0) {
+        admin_purge(e, req, cmd, body);
+        evbuffer_free(body);
+        return;
     } else if (strcmp(path, "/reload") == 0) {
         if (cmd != EVHTTP_REQ_POST) {
             evbuffer_add_printf(body, "{\"error\":\"use POST /reload\"}\n");
@@ -78,7 +170,8 @@ admin_cb(struct evhttp_request *req, void *arg)
         }
     } else {
         evbuffer_add_printf(body, "{\"error\":\"not found\",\"endpoints\":[\"GET /healthz\","
-                                  "\"GET /metrics\",\"GET /status\",\"POST /reload\"]}\n");
+                                  "\"GET /metrics\",\"GET /status\",\"POST /purge\","
+                                  "\"POST /reload\"]}\n");
         reply(req, 404, "application/json", body);
     }
     evbuffer_free(body);

@@ -249,6 +249,13 @@ proxy_engine_reload(struct proxy_engine *e, char *err, size_t errlen)
     }
     if (!listens_equal(e->conf, next))
         log_warn("reload: changes to 'listen', 'admin' or 'workers' take effect at restart");
+    {
+        const struct cache_main *a = cache_conf_main(e->conf), *b = cache_conf_main(next);
+        const char *da = a ? a->dir : NULL, *db = b ? b->dir : NULL;
+        if ((da == NULL) != (db == NULL) || (da != NULL && strcmp(da, db) != 0) ||
+            (a != NULL && b != NULL && (a->max_size != b->max_size || a->max_object != b->max_object)))
+            log_warn("reload: changes to 'cache_dir' take effect at restart");
+    }
     pthread_mutex_lock(&e->lock);
     for (unsigned i = 0; i < e->nworkers; i++) {
         if (e->pending_conf[i] != NULL)
@@ -352,6 +359,15 @@ proxy_engine_run(const char *conf_path, struct conf *initial, struct proxy_liste
             log_err("access_log %s: %s (logging disabled)", e->conf->access_log_path,
                     strerror(errno));
     }
+    {
+        const struct cache_main *cm = cache_conf_main(e->conf);
+        if (cm != NULL && cm->dir != NULL) {
+            char err[256];
+            e->cache = cache_new(cm, err, sizeof(err));
+            if (e->cache == NULL)
+                log_err("cache_dir %s: %s; serving uncached", cm->dir, err);
+        }
+    }
     e->base = event_base_new();
     e->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     e->notify = (e->base && e->notify_fd >= 0)
@@ -409,6 +425,8 @@ out:
         event_base_free(e->base);
     if (e->access_fd > 2)
         close(e->access_fd);
+    if (e->cache != NULL)
+        cache_free(e->cache);
     conf_unref(e->conf);
     free(e->workers);
     free(threads);

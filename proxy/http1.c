@@ -213,6 +213,7 @@ req_free(struct proxy_req *r)
         evbuffer_free(r->body);
     if (r->body_copy != NULL)
         evbuffer_free(r->body_copy);
+    proxy_cache_req_free(r);
     free(r->_tried);
     if (r->conf != NULL)
         conf_unref(r->conf);
@@ -244,6 +245,7 @@ proxy_conn_free(struct proxy_conn *c)
     if (c->defer != NULL)
         event_free(c->defer);
     proxy_head_fini(&c->head);
+    free(c->hv);
     if (c->w != NULL && c->magic == PROXY_CONN_MAGIC && c->state != (enum proxy_conn_state)-1) {
         struct proxy_worker *w = c->w;
         if (c->link.tqe_prev != NULL) {
@@ -399,6 +401,8 @@ proxy_resp_head(struct proxy_req *r, struct proxy_upconn *u)
     }
     if (!have_reqid)
         evbuffer_add_printf(out, "X-Request-Id: %s\r\n", r->request_id);
+    if (r->cache_status[0] != '\0')
+        evbuffer_add_printf(out, "Cache-Status: %s\r\n", r->cache_status);
     evbuffer_add_printf(out, "Via: 1.1 edge\r\n");
     if (status == 101) {
         struct proxy_hdr up;
@@ -599,6 +603,8 @@ conn_dispatch(struct proxy_conn *c, struct proxy_req *r)
         proxy_resp_error(r, 503, "out of memory");
         return;
     }
+    if (proxy_cache_request(r))
+        return; /* answered from the cache */
     if (r->expect_continue && (r->content_length > 0 || r->chunked)) {
         evbuffer_add_printf(conn_out(c), "HTTP/1.1 100 Continue\r\n\r\n");
         proxy_conn_want_flush(c);

@@ -22,6 +22,7 @@
 
 #include <llhttp.h>
 
+#include "cache/cache.h"
 #include "conf/conf.h"
 #include "proxy/log.h"
 
@@ -75,6 +76,8 @@ struct proxy_stats {
     _Atomic uint64_t dns_failures;
     _Atomic uint64_t client_errors[8]; /* 400 408 413 414 431 404, see proxy_err_index */
     _Atomic uint64_t tunnels;
+    _Atomic uint64_t cache_hits, cache_misses, cache_stores, cache_store_errors,
+        cache_revalidated;
     _Atomic uint64_t hist[PROXY_HIST_BUCKETS + 1]; /* last = +Inf */
     _Atomic uint64_t hist_sum_us;
 };
@@ -185,6 +188,21 @@ struct proxy_req {
     uint64_t resp_bytes;
     char upstream_addr[64];
     enum proxy_err_kind fail;
+    /* cache (cachepath.c) */
+    const struct cache_route *cache_route;
+    char *cache_key; /* NUL-terminated, when the route caches */
+    size_t cache_key_len;
+    bool cache_lookup;      /* GET/HEAD looked up: the response may be stored */
+    bool cache_serve_after; /* answer from cache_obj when the origin's response ends */
+    int cache_fwd;          /* enum cache_fwd of Cache-Status */
+    struct cache_req_info cache_rq;
+    struct cache_decision cache_d;
+    struct cache_obj *cache_obj; /* stale object being revalidated / kept for errors */
+    struct cache_writer *cache_w;
+    int64_t cache_req_time;
+    char cache_cond[512]; /* our If-None-Match / If-Modified-Since */
+    size_t cache_cond_len;
+    char cache_status[256]; /* Cache-Status value, "" when the route does not cache */
     void *_tried; /* upstream.c: (server, address) pairs tried */
     unsigned ntried;
 
@@ -216,6 +234,8 @@ struct proxy_conn {
     unsigned requests;
     TAILQ_ENTRY(proxy_conn) link;
     struct bufferevent *tunnel; /* CONN_TUNNEL: the upstream side */
+    struct cache_hdr *hv; /* the request's headers as cache views (cachepath.c) */
+    size_t nhv;
 };
 
 /* ---- upstream ------------------------------------------------------------------------ */
@@ -325,6 +345,7 @@ struct proxy_engine {
     uint64_t reloads, reload_failures;
     char last_reload_error[CONF_ERR_MAX];
     void *admin; /* struct evhttp * */
+    struct cache *cache; /* the cache_dir, or NULL; shared by every worker (thread-safe) */
     int access_fd;
 };
 
@@ -357,6 +378,15 @@ void proxy_upstream_resume(struct proxy_req *r);    /* client drained: read more
 void proxy_worker_srvs_free(struct proxy_worker *w);
 void proxy_worker_rr_rebuild(struct proxy_worker *w);
 struct bufferevent *proxy_upconn_detach_bev(struct proxy_upconn *u); /* for tunnels */
+
+/* cachepath.c */
+int proxy_cache_request(struct proxy_req *r);
+int proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u);
+void proxy_cache_body(struct proxy_req *r, const char *at, size_t len);
+int proxy_cache_response_done(struct proxy_req *r);
+int proxy_cache_upstream_failed(struct proxy_req *r);
+bool proxy_cache_cond(const struct proxy_req *r, const char **hdrs, size_t *len);
+void proxy_cache_req_free(struct proxy_req *r);
 
 /* accesslog.c / metrics.c */
 void proxy_access_log(struct proxy_req *r);

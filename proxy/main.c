@@ -11,6 +11,7 @@
  * keeps the old one if the new one is bad); TERM/INT/QUIT stop gracefully
  * (the engine drains in-flight requests up to shutdown_timeout).
  */
+#include "cache/cache.h"
 #include "conf/conf.h"
 #include "proxy/internal.h"
 #include "proxy/log.h"
@@ -255,6 +256,10 @@ main(int argc, char **argv)
     }
     if (optind != argc) {
         usage(stderr);
+        return 1;
+    }
+    if (cache_conf_register() < 0) {
+        fprintf(stderr, "edge: cannot register the cache directives\n");
         return 1;
     }
     conf = conf_load(path, &err);

@@ -133,6 +133,26 @@ proxy_metrics_render(struct proxy_engine *e, struct evbuffer *out)
             dt.stale_served);
     counter(out, "edge_tunnels_total", "Upgraded (WebSocket) connections tunnelled.",
             SUM(e, tunnels));
+    counter(out, "edge_cache_hits_total", "Requests answered from the cache (fresh or stale).",
+            SUM(e, cache_hits));
+    counter(out, "edge_cache_misses_total", "Cacheable requests that went to the origin.",
+            SUM(e, cache_misses));
+    counter(out, "edge_cache_revalidated_total", "Stored responses refreshed by a 304.",
+            SUM(e, cache_revalidated));
+    counter(out, "edge_cache_stores_total", "Responses stored.", SUM(e, cache_stores));
+    counter(out, "edge_cache_store_errors_total", "Responses not stored: disk or size errors.",
+            SUM(e, cache_store_errors));
+    if (e->cache != NULL) {
+        struct cache_counters cc;
+        cache_counters_get(e->cache, &cc);
+        gauge(out, "edge_cache_objects", "Objects in the cache.", cc.objects);
+        gauge(out, "edge_cache_bytes", "Bytes of objects in the cache.", cc.bytes);
+        counter(out, "edge_cache_evictions_total", "Objects evicted to stay under max_size.",
+                cc.evictions);
+        counter(out, "edge_cache_purges_total", "Objects purged.", cc.purges);
+        counter(out, "edge_cache_corrupt_total", "Stored files found corrupt and removed.",
+                cc.corrupt);
+    }
     counter(out, "edge_reloads_total", "Successful configuration reloads.", e->reloads);
     counter(out, "edge_reload_failures_total", "Reloads refused because the new conf was bad.",
             e->reload_failures);

@@ -459,6 +459,9 @@ send_head(struct proxy_req *r, struct proxy_upconn *u)
     struct evbuffer *out = bufferevent_get_output(u->bev);
     struct proxy_hdr h;
     bool had_xff = false, had_via = false;
+    const char *cond = NULL;
+    size_t cond_len = 0;
+    bool revalidating = proxy_cache_cond(r, &cond, &cond_len);
 
     evbuffer_add_printf(out, "%s ", r->method_name);
     if (r->path != r->target) /* absolute-form: send origin-form */
@@ -476,6 +479,9 @@ send_head(struct proxy_req *r, struct proxy_upconn *u)
             proxy_hdr_is(&h, "x-request-id") || proxy_hdr_is(&h, "x-forwarded-proto") ||
             proxy_hdr_is(&h, "x-forwarded-host"))
             continue;
+        if (revalidating && (proxy_hdr_is(&h, "if-none-match") ||
+                             proxy_hdr_is(&h, "if-modified-since")))
+            continue; /* our validators replace the client's */
         if (proxy_hdr_is(&h, "x-forwarded-for")) {
             evbuffer_add_printf(out, "X-Forwarded-For: %.*s, %s\r\n", (int)h.vlen, h.value,
                                 c->peer);
@@ -501,6 +507,8 @@ send_head(struct proxy_req *r, struct proxy_upconn *u)
     if (r->authority[0] != '\0')
         evbuffer_add_printf(out, "X-Forwarded-Host: %s\r\n", r->authority);
     evbuffer_add_printf(out, "X-Request-Id: %s\r\n", r->request_id);
+    if (revalidating)
+        evbuffer_add(out, cond, cond_len);
     if (r->upgrade) {
         struct proxy_hdr up;
         if (proxy_head_find(&c->head, "upgrade", &up))
@@ -780,6 +788,10 @@ up_fail(struct proxy_req *r, enum proxy_err_kind kind, const char *detail)
     free(r->_tried);
     r->_tried = NULL;
     r->ntried = 0;
+    if (proxy_cache_upstream_failed(r)) {
+        proxy_resp_end(r); /* a stale copy answered (stale-if-error) */
+        return;
+    }
     if (r->resp_started) {
         log_info("origin '%s' failed mid-response (%s: %s); cutting the client connection",
                  r->origin->name, fail_name(kind), detail);
@@ -841,6 +853,8 @@ u_on_headers_complete(llhttp_t *p)
     u->head_done = true;
     u->state = UP_READING;
     r->t_up_head_us = proxy_now_us();
+    if (proxy_cache_response_head(r, u))
+        return r->method == HTTP_HEAD ? 1 : 0; /* the client is answered from cache at the end */
     proxy_resp_head(r, u);
     if (status == 101)
         return 2;
@@ -853,7 +867,11 @@ static int
 u_on_body(llhttp_t *p, const char *at, size_t len)
 {
     struct proxy_upconn *u = p->data;
-    return proxy_resp_body(u->req, at, len);
+    struct proxy_req *r = u->req;
+    if (r->cache_serve_after)
+        return 0; /* an answer the client does not get (see proxy_cache_response_head) */
+    proxy_cache_body(r, at, len);
+    return proxy_resp_body(r, at, len);
 }
 
 static int
@@ -885,6 +903,11 @@ up_done(struct proxy_upconn *u)
     r->_tried = NULL;
     r->ntried = 0;
     upconn_release(u, o);
+    proxy_cache_response_done(r); /* commits a stored copy, or answers from cache */
+    if (!r->resp_started) {
+        proxy_resp_error(r, 502, "origin '%s' answered nothing usable", o->name);
+        return;
+    }
     proxy_resp_end(r);
 }
 

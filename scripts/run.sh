@@ -42,8 +42,9 @@ edge demo stack is up (logs in var/log/):
 
 Try:
   curl -i http://localhost:$EDGE_PORT/hello                 answered at the edge
-  curl -i http://localhost:$EDGE_PORT/static/index.html     through edge to origin-sim
-  curl -s -o /dev/null -w '%{time_total}s\n' http://localhost:$EDGE_PORT/resp?cc=max-age=60
+  curl -i http://localhost:$EDGE_PORT/static/index.html     twice: Cache-Status miss, then hit
+  curl -s -X POST "http://127.0.0.1:$ADMIN_PORT/purge?prefix=http://localhost:$EDGE_PORT/static/"
+  curl -s -o /dev/null -w '%{time_total}s\n' 'http://localhost:$EDGE_PORT/resp?cc=max-age%3D60'   (40 ms, then ~0)
   curl -i -X PUT -d '{"name":"ada"}' http://localhost:$EDGE_PORT/api/tables/users/items/u1
   curl -s http://localhost:$EDGE_PORT/api/tables/users/items/u1
   curl -s http://127.0.0.1:$ADMIN_PORT/metrics | head

@@ -1,0 +1,468 @@
+/*
+ * The cache on the request path (cache/ does the RFC 9111 work; this file
+ * decides when to call it and turns its answers into responses):
+ *
+ *   lookup   GET/HEAD on a route with 'cache on': build the key, open the
+ *            object, decide (fresh / stale allowed / revalidate / miss).
+ *            Fresh (or stale within stale-while-revalidate): answered here,
+ *            body by sendfile. Revalidate: the origin gets our validators.
+ *   store    the origin's answer to a miss is teed into a cache writer while
+ *            it streams to the client; published when complete, dropped when
+ *            the origin fails mid-body.
+ *   304      refreshes the stored object and the client gets it from cache.
+ *   errors   a stale object within stale-if-error answers instead of 502/504.
+ *   unsafe   a successful POST/PUT/DELETE/PATCH invalidates the target's key.
+ */
+#include "proxy/internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+static int64_t
+unix_now(void)
+{
+    return (int64_t)time(NULL);
+}
+
+/* The request's headers as cache views, in a per-connection array. */
+static size_t
+req_views(struct proxy_req *r, const struct cache_hdr **out)
+{
+    struct proxy_conn *c = r->c;
+    struct proxy_hdr h;
+    size_t n = c->head.n;
+
+    if (n > c->nhv) {
+        void *p = realloc(c->hv, n * sizeof(*c->hv));
+        if (p == NULL) {
+            *out = NULL;
+            return 0;
+        }
+        c->hv = p;
+        c->nhv = n;
+    }
+    for (size_t i = 0; proxy_head_get(&c->head, i, &h); i++) {
+        c->hv[i].name = h.name;
+        c->hv[i].nlen = h.nlen;
+        c->hv[i].value = h.value;
+        c->hv[i].vlen = h.vlen;
+    }
+    *out = c->hv;
+    return n;
+}
+
+/* The upstream response's headers as views (valid while u->head is). */
+static size_t
+resp_views(struct proxy_upconn *u, struct cache_hdr *out, size_t cap)
+{
+    struct proxy_hdr h;
+    size_t n = 0;
+    for (size_t i = 0; n < cap && proxy_head_get(&u->head, i, &h); i++) {
+        out[n].name = h.name;
+        out[n].nlen = h.nlen;
+        out[n].value = h.value;
+        out[n].vlen = h.vlen;
+        n++;
+    }
+    return n;
+}
+
+static void
+status_text(struct proxy_req *r, enum cache_fwd fwd, int fwd_status, int64_t ttl, bool stored)
+{
+    r->cache_fwd = (int)fwd;
+    struct cache_status st = {.name = "edge",
+                              .fwd = fwd,
+                              .fwd_status = fwd_status,
+                              .ttl = ttl,
+                              .stored = stored};
+    if (cache_status_format(&st, r->cache_status, sizeof(r->cache_status)) == 0)
+        r->cache_status[0] = '\0';
+}
+
+void
+proxy_cache_req_free(struct proxy_req *r)
+{
+    if (r->cache_w != NULL) {
+        cache_writer_abort(r->cache_w);
+        r->cache_w = NULL;
+    }
+    if (r->cache_obj != NULL) {
+        cache_obj_free(r->cache_obj);
+        r->cache_obj = NULL;
+    }
+    free(r->cache_key);
+    r->cache_key = NULL;
+}
+
+/* Weak comparison of an If-None-Match list with an entity tag. */
+static bool
+etag_matches(const char *list, size_t llen, const char *etag, size_t elen)
+{
+    size_t i = 0;
+    if (elen > 2 && etag[0] == 'W' && etag[1] == '/')
+        etag += 2, elen -= 2;
+    while (i < llen) {
+        while (i < llen && (list[i] == ' ' || list[i] == '\t' || list[i] == ','))
+            i++;
+        if (i < llen && list[i] == '*')
+            return true;
+        size_t s = i;
+        if (llen - i > 2 && list[i] == 'W' && list[i + 1] == '/')
+            s = i + 2;
+        i = s;
+        if (i < llen && list[i] == '"') {
+            i++;
+            while (i < llen && list[i] != '"')
+                i++;
+            if (i < llen)
+                i++;
+        } else {
+            while (i < llen && list[i] != ',')
+                i++;
+        }
+        if (i - s == elen && memcmp(list + s, etag, elen) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* RFC 9110 13.1.2 / 13.1.3 against the stored object: true = answer 304. */
+static bool
+client_not_modified(struct proxy_req *r, const struct cache_obj *o)
+{
+    struct proxy_hdr inm, ims, h;
+    struct cache_hdr sh;
+    size_t pos = 0;
+    const char *etag = NULL;
+    size_t elen = 0;
+    int64_t lm = CACHE_UNSET, since;
+
+    if (o->status != 200)
+        return false;
+    while (cache_obj_header_next(o, &pos, &sh)) {
+        if (sh.nlen == 4 && strncasecmp(sh.name, "etag", 4) == 0) {
+            etag = sh.value;
+            elen = sh.vlen;
+        } else if (sh.nlen == 13 && strncasecmp(sh.name, "last-modified", 13) == 0) {
+            if (!cache_http_date_parse(sh.value, sh.vlen, &lm))
+                lm = CACHE_UNSET;
+        }
+    }
+    (void)h;
+    if (proxy_head_find(&r->c->head, "if-none-match", &inm))
+        return etag != NULL && etag_matches(inm.value, inm.vlen, etag, elen);
+    if (proxy_head_find(&r->c->head, "if-modified-since", &ims) && lm != CACHE_UNSET &&
+        cache_http_date_parse(ims.value, ims.vlen, &since))
+        return lm <= since;
+    return false;
+}
+
+static bool
+skip_stored(const struct cache_hdr *h)
+{
+    static const char *const skip[] = {"content-length", "transfer-encoding", "connection",
+                                       "keep-alive",     "age",               "x-request-id",
+                                       "via",            NULL};
+    for (size_t i = 0; skip[i] != NULL; i++)
+        if (h->nlen == strlen(skip[i]) && strncasecmp(h->name, skip[i], h->nlen) == 0)
+            return true;
+    return false;
+}
+
+/* Answers the request from o; the request is complete afterwards. */
+static void
+serve_obj(struct proxy_req *r, struct cache_obj *o, int64_t age)
+{
+    struct proxy_conn *c = r->c;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct cache_hdr h;
+    size_t pos = 0;
+    bool not_modified = client_not_modified(r, o);
+    int status = not_modified ? 304 : o->status;
+    bool body = !not_modified && r->method != HTTP_HEAD && o->body_len > 0;
+
+    if (!r->keepalive || c->w->draining)
+        r->resp_close = true;
+    if (!r->body_done && (r->chunked || r->content_length > 65536))
+        r->resp_close = true;
+    r->status = status;
+    r->resp_started = true;
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, proxy_status_reason(status));
+    while (cache_obj_header_next(o, &pos, &h)) {
+        if (skip_stored(&h))
+            continue;
+        evbuffer_add(out, h.name, h.nlen);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, h.value, h.vlen);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    if (!not_modified)
+        evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)o->body_len);
+    evbuffer_add_printf(out, "Age: %lld\r\nCache-Status: %s\r\nX-Request-Id: %s\r\nVia: 1.1 edge\r\n",
+                        (long long)(age < 0 ? 0 : age), r->cache_status, r->request_id);
+    if (r->resp_close)
+        evbuffer_add_printf(out, "Connection: close\r\n");
+    evbuffer_add(out, "\r\n", 2);
+    if (body) {
+        int fd = dup(o->fd);
+        if (fd < 0 || evbuffer_add_file(out, fd, (ev_off_t)o->body_off,
+                                        (ev_off_t)o->body_len) < 0) {
+            if (fd >= 0)
+                close(fd);
+            r->resp_close = true; /* the head is out: cut rather than lie */
+            c->want_free = true;
+        } else {
+            r->resp_bytes += o->body_len;
+        }
+    }
+    STAT_INC(c->w, cache_hits);
+    r->resp_done = true;
+    proxy_conn_want_flush(c);
+}
+
+/* In conn_dispatch, once the route is known and goes to an origin.
+ * 1: answered (from cache, or 504 for only-if-cached); 0: go to the origin. */
+int
+proxy_cache_request(struct proxy_req *r)
+{
+    struct proxy_engine *e = r->c->w->e;
+    const struct cache_route *cr = cache_route_conf(r->route);
+    const struct cache_hdr *hv;
+    size_t nh;
+    char key[CACHE_KEY_MAX];
+    size_t klen;
+    struct cache_key_parts parts;
+    struct cache_obj *o = NULL;
+    int rc;
+
+    if (e->cache == NULL || cr == NULL || !cr->enabled)
+        return 0;
+    nh = req_views(r, &hv);
+    if (hv == NULL && nh > 0)
+        return 0;
+    parts.scheme = (struct cache_str){"http", 4};
+    parts.host = (struct cache_str){r->authority, strlen(r->authority)};
+    parts.path = (struct cache_str){r->path, r->path_len};
+    parts.query = (struct cache_str){r->query, r->query ? r->query_len : 0};
+    if (cache_key_build(cr, &parts, hv, nh, key, sizeof(key), &klen) != 0) {
+        status_text(r, CACHE_FWD_BYPASS, 0, CACHE_UNSET, false);
+        return 0;
+    }
+    r->cache_key = malloc(klen + 1);
+    if (r->cache_key == NULL)
+        return 0;
+    memcpy(r->cache_key, key, klen + 1);
+    r->cache_key_len = klen;
+    r->cache_route = cr;
+    if (r->method != HTTP_GET && r->method != HTTP_HEAD)
+        return 0; /* unsafe methods invalidate on success (proxy_cache_response_done) */
+    cache_req_parse(hv, nh, &r->cache_rq);
+    r->cache_lookup = true;
+    r->cache_req_time = unix_now();
+    if (r->cache_rq.range) {
+        status_text(r, CACHE_FWD_BYPASS, 0, CACHE_UNSET, false);
+        r->cache_lookup = false; /* ranges of stored objects come later */
+        return 0;
+    }
+    rc = cache_open(e->cache, key, klen, hv, nh, &o);
+    if (rc != CACHE_OK) {
+        STAT_INC(r->c->w, cache_misses);
+        status_text(r, rc == CACHE_VARY_MISS ? CACHE_FWD_VARY_MISS : CACHE_FWD_URI_MISS, 0,
+                    CACHE_UNSET, false);
+        if (r->cache_rq.cc.flags & CACHE_CC_ONLY_IF_CACHED) {
+            proxy_resp_error(r, 504, "only-if-cached and not in the cache");
+            return 1;
+        }
+        return 0;
+    }
+    cache_decide(&o->policy, &r->cache_rq, cr, unix_now(), &r->cache_d);
+    switch (r->cache_d.use) {
+    case CACHE_USE_FRESH:
+    case CACHE_USE_STALE:
+        status_text(r, r->cache_d.use == CACHE_USE_FRESH ? CACHE_FWD_NONE : CACHE_FWD_STALE, 0,
+                    r->cache_d.ttl, false);
+        serve_obj(r, o, r->cache_d.age);
+        cache_obj_free(o);
+        return 1;
+    case CACHE_REVALIDATE:
+        r->cache_obj = o;
+        r->cache_cond_len = cache_conditional_headers(o, r->cache_cond, sizeof(r->cache_cond));
+        status_text(r, CACHE_FWD_STALE, 0, r->cache_d.ttl, false);
+        break;
+    case CACHE_MUST_MISS:
+    default:
+        if (r->cache_d.stale_if_error)
+            r->cache_obj = o; /* kept in case the origin fails */
+        else
+            cache_obj_free(o);
+        status_text(r, CACHE_FWD_STALE, 0, r->cache_d.ttl, false);
+        break;
+    }
+    if (r->cache_d.only_if_cached) {
+        proxy_resp_error(r, 504, "only-if-cached and the stored response is not usable");
+        return 1;
+    }
+    STAT_INC(r->c->w, cache_misses);
+    return 0;
+}
+
+/*
+ * The origin's response head arrived. Returns:
+ *   0  forward it (a writer may have been opened to store it)
+ *   1  swallow it: the client is answered from cache when the response ends
+ *      (a 304 that refreshed the object, or an error covered by stale-if-error)
+ */
+int
+proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
+{
+    struct proxy_engine *e = r->c->w->e;
+    struct cache_hdr hv[256];
+    const struct cache_hdr *reqv;
+    size_t n, nreq;
+    int status = llhttp_get_status_code(&u->parser);
+    struct cache_resp_info ri;
+    enum cache_store_verdict v;
+    int64_t now = unix_now();
+
+    if (!r->cache_lookup || e->cache == NULL)
+        return 0;
+    n = resp_views(u, hv, 256);
+    nreq = req_views(r, &reqv);
+    if (r->cache_obj != NULL && status == 304 && r->cache_cond_len > 0) {
+        struct cache_obj *fresh = NULL;
+        if (cache_refresh(e->cache, r->cache_obj, hv, n, r->cache_route, r->cache_req_time, now,
+                          &fresh) == CACHE_OK &&
+            fresh != NULL) {
+            cache_obj_free(r->cache_obj);
+            r->cache_obj = fresh;
+        }
+        STAT_INC(r->c->w, cache_revalidated);
+        status_text(r, CACHE_FWD_STALE, 304, r->cache_obj->policy.lifetime, true);
+        r->cache_serve_after = true;
+        return 1;
+    }
+    if (r->cache_obj != NULL && status >= 500 && r->cache_d.stale_if_error) {
+        status_text(r, CACHE_FWD_STALE, status, r->cache_d.ttl, false);
+        r->cache_serve_after = true;
+        return 1;
+    }
+    cache_resp_parse(hv, n, status, &ri);
+    v = cache_storable(r->method_name, strlen(r->method_name), &r->cache_rq, &ri,
+                       r->cache_route);
+    if (v == CACHE_STORE_OK && r->method == HTTP_GET) {
+        struct proxy_hdr cl;
+        struct cache_store_args a = {
+            .key = r->cache_key,
+            .key_len = r->cache_key_len,
+            .req = reqv,
+            .nreq = nreq,
+            .resp = hv,
+            .nresp = n,
+            .ri = &ri,
+            .route = r->cache_route,
+            .request_time = r->cache_req_time,
+            .response_time = now,
+            .content_length = -1,
+        };
+        int rc = 0;
+        if (proxy_head_find(&u->head, "content-length", &cl)) {
+            char num[32];
+            snprintf(num, sizeof(num), "%.*s", (int)(cl.vlen < 31 ? cl.vlen : 31), cl.value);
+            a.content_length = strtoll(num, NULL, 10);
+        }
+        r->cache_w = cache_writer_new(e->cache, &a, &rc);
+        if (r->cache_w == NULL)
+            STAT_INC(r->c->w, cache_store_errors);
+    }
+    {
+        struct cache_decision d;
+        struct cache_policy pol;
+        cache_policy_from_resp(&ri, r->cache_route, r->cache_req_time, now, &pol);
+        cache_decide(&pol, &r->cache_rq, r->cache_route, now, &d);
+        status_text(r, (enum cache_fwd)r->cache_fwd, status,
+                    r->cache_w != NULL ? d.ttl : CACHE_UNSET, r->cache_w != NULL);
+    }
+    if (r->cache_obj != NULL) {
+        /* a new full response replaces the stale object */
+        cache_obj_free(r->cache_obj);
+        r->cache_obj = NULL;
+    }
+    return 0;
+}
+
+/* A piece of the origin's body (already sent on to the client). */
+void
+proxy_cache_body(struct proxy_req *r, const char *at, size_t len)
+{
+    if (r->cache_w != NULL && cache_writer_write(r->cache_w, at, len) < 0) {
+        STAT_INC(r->c->w, cache_store_errors);
+        cache_writer_abort(r->cache_w);
+        r->cache_w = NULL;
+    }
+}
+
+/* The origin's response ended. 1: the client was answered from cache here. */
+int
+proxy_cache_response_done(struct proxy_req *r)
+{
+    struct proxy_engine *e = r->c->w->e;
+
+    if (r->cache_w != NULL) {
+        int rc = cache_writer_commit(r->cache_w);
+        r->cache_w = NULL;
+        if (rc == CACHE_OK)
+            STAT_INC(r->c->w, cache_stores);
+        else if (rc != CACHE_EPURGED)
+            STAT_INC(r->c->w, cache_store_errors);
+    }
+    if (r->cache_key != NULL && e->cache != NULL && r->method != HTTP_GET &&
+        r->method != HTTP_HEAD && r->status >= 200 && r->status < 400) {
+        /* RFC 9111 4.4: a successful unsafe request invalidates the target */
+        cache_invalidate_key(e->cache, r->cache_key, r->cache_key_len);
+    }
+    if (r->cache_serve_after && r->cache_obj != NULL && !r->resp_started) {
+        int64_t age = cache_current_age(r->cache_obj->policy.initial_age,
+                                        r->cache_obj->policy.response_time, unix_now());
+        serve_obj(r, r->cache_obj, age);
+        return 1;
+    }
+    return 0;
+}
+
+/* The origin failed (dns, connect, reset, timeout) before the response head
+ * went out. 1: a stale object within stale-if-error answered instead. */
+int
+proxy_cache_upstream_failed(struct proxy_req *r)
+{
+    if (r->cache_w != NULL) {
+        cache_writer_abort(r->cache_w); /* nothing half-written is ever published */
+        r->cache_w = NULL;
+    }
+    if (r->cache_obj == NULL || r->resp_started || !r->cache_d.stale_if_error)
+        return 0;
+    status_text(r, CACHE_FWD_STALE, 0, r->cache_d.ttl, false);
+    snprintf(r->cache_status + strlen(r->cache_status),
+             sizeof(r->cache_status) - strlen(r->cache_status), "; detail=origin-error");
+    serve_obj(r, r->cache_obj, r->cache_d.age);
+    return 1;
+}
+
+/* Conditional headers to send instead of the client's (revalidation). */
+bool
+proxy_cache_cond(const struct proxy_req *r, const char **hdrs, size_t *len)
+{
+    if (r->cache_obj == NULL || r->cache_cond_len == 0)
+        return false;
+    *hdrs = r->cache_cond;
+    *len = r->cache_cond_len;
+    return true;
+}

@@ -1,0 +1,378 @@
+/*
+ * The cache on the request path, end to end: origin-sim's scripted /resp
+ * drives Cache-Control, ETag, Vary and tags; its /_stats proves what reached
+ * the origin.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests/integration/edge.h"
+
+static struct h_osim osim;
+static struct h_edge edge;
+static char cache_dir[600];
+
+static int
+write_conf(char *conf, size_t n, int port, int admin)
+{
+    return snprintf(conf, n,
+                    "workers 2;\nlisten 127.0.0.1:%d;\nadmin 127.0.0.1:%d;\naccess_log off;\n"
+                    "cache_dir %s max_size=64m;\n"
+                    "origin app { server 127.0.0.1:%d; retries 0; connect_timeout 300ms; }\n"
+                    "site * {\n"
+                    "  route /nocache/ { origin app; }\n"
+                    "  route / { origin app; cache on; }\n"
+                    "}\n",
+                    port, admin, cache_dir, osim.port);
+}
+
+static int
+setup(void **state)
+{
+    char conf[2048];
+    int port, admin;
+    (void)state;
+    if (h_osim_start(&osim, NULL) < 0)
+        return -1;
+    snprintf(cache_dir, sizeof(cache_dir), "%s/cache", h_tmpdir());
+    port = h_free_port();
+    admin = h_free_port();
+    write_conf(conf, sizeof(conf), port, admin);
+    return h_edge_start(&edge, port, admin, conf);
+}
+
+static int
+teardown(void **state)
+{
+    (void)state;
+    int a = h_edge_stop(&edge), b = h_osim_stop(&osim);
+    return a == 0 && b == 0 ? 0 : -1;
+}
+
+static long
+origin_requests(void)
+{
+    return h_stats_int(osim.url, "requests");
+}
+
+struct got {
+    long status;
+    char cs[256], age[32], etag[128];
+    size_t len;
+    char body[4096];
+};
+
+static void
+get(const char *path, const char *const *hdrs, struct got *g)
+{
+    struct h_resp r;
+    char u[512];
+    snprintf(u, sizeof(u), "%s%s", edge.url, path);
+    memset(g, 0, sizeof(*g));
+    assert_int_equal(h_http(&r, "GET", u, NULL, 0, hdrs), 0);
+    g->status = r.status;
+    if (h_header(&r, "cache-status", g->cs, sizeof(g->cs)) == NULL)
+        g->cs[0] = '\0';
+    if (h_header(&r, "age", g->age, sizeof(g->age)) == NULL)
+        g->age[0] = '\0';
+    if (h_header(&r, "etag", g->etag, sizeof(g->etag)) == NULL)
+        g->etag[0] = '\0';
+    g->len = r.len;
+    memcpy(g->body, r.body, r.len < sizeof(g->body) ? r.len : sizeof(g->body));
+    h_resp_free(&r);
+}
+
+static void
+test_miss_then_hit(void **state)
+{
+    struct got a, b;
+    (void)state;
+    long before = origin_requests();
+    get("/resp?cc=max-age%3D60&size=1000&k=hit", NULL, &a);
+    assert_int_equal(a.status, 200);
+    assert_non_null(strstr(a.cs, "fwd=uri-miss"));
+    assert_non_null(strstr(a.cs, "stored"));
+    get("/resp?cc=max-age%3D60&size=1000&k=hit", NULL, &b);
+    assert_int_equal(b.status, 200);
+    assert_non_null(strstr(b.cs, "edge; hit"));
+    assert_true(b.age[0] != '\0');
+    assert_int_equal(b.len, 1000);
+    assert_memory_equal(a.body, b.body, 1000);
+    assert_int_equal(origin_requests() - before, 1);
+}
+
+static void
+test_no_store_private_not_stored(void **state)
+{
+    struct got g;
+    (void)state;
+    long before = origin_requests();
+    for (int i = 0; i < 2; i++) {
+        get("/resp?cc=no-store&k=ns", NULL, &g);
+        assert_int_equal(g.status, 200);
+        get("/resp?cc=private%2C%20max-age%3D60&k=pv", NULL, &g);
+        assert_int_equal(g.status, 200);
+        assert_null(strstr(g.cs, "hit"));
+    }
+    assert_int_equal(origin_requests() - before, 4);
+}
+
+static void
+test_s_maxage_wins_for_shared_cache(void **state)
+{
+    struct got g;
+    (void)state;
+    long before = origin_requests();
+    get("/resp?cc=max-age%3D0%2C%20s-maxage%3D60&k=smax", NULL, &g);
+    get("/resp?cc=max-age%3D0%2C%20s-maxage%3D60&k=smax", NULL, &g);
+    assert_non_null(strstr(g.cs, "hit"));
+    assert_int_equal(origin_requests() - before, 1);
+}
+
+static void
+test_expiry_revalidates_with_304(void **state)
+{
+    struct got g;
+    (void)state;
+    long before = origin_requests();
+    get("/resp?cc=max-age%3D1&etag=v1&k=exp", NULL, &g);
+    assert_int_equal(g.status, 200);
+    h_sleep_ms(2100);
+    get("/resp?cc=max-age%3D1&etag=v1&k=exp", NULL, &g);
+    assert_int_equal(g.status, 200);
+    assert_non_null(strstr(g.cs, "fwd=stale"));
+    assert_non_null(strstr(g.cs, "fwd-status=304"));
+    assert_int_equal(origin_requests() - before, 2);
+    /* refreshed: a hit again */
+    get("/resp?cc=max-age%3D1&etag=v1&k=exp", NULL, &g);
+    assert_non_null(strstr(g.cs, "hit"));
+    assert_int_equal(origin_requests() - before, 2);
+}
+
+static void
+test_vary_variants(void **state)
+{
+    struct got g;
+    const char *en[] = {"Accept-Language: en", NULL};
+    const char *fr[] = {"Accept-Language: fr", NULL};
+    (void)state;
+    long before = origin_requests();
+    get("/resp?cc=max-age%3D60&vary=Accept-Language&k=vary", en, &g);
+    get("/resp?cc=max-age%3D60&vary=Accept-Language&k=vary", fr, &g);
+    assert_null(strstr(g.cs, "hit"));
+    get("/resp?cc=max-age%3D60&vary=Accept-Language&k=vary", en, &g);
+    assert_non_null(strstr(g.cs, "hit"));
+    get("/resp?cc=max-age%3D60&vary=Accept-Language&k=vary", fr, &g);
+    assert_non_null(strstr(g.cs, "hit"));
+    assert_int_equal(origin_requests() - before, 2);
+}
+
+static void
+test_head_and_conditional_from_cache(void **state)
+{
+    struct got g;
+    struct h_resp r;
+    char u[256], b[64];
+    (void)state;
+    get("/resp?cc=max-age%3D60&etag=abc&size=500&k=head", NULL, &g);
+    long before = origin_requests();
+    snprintf(u, sizeof(u), "%s/resp?cc=max-age%%3D60&etag=abc&size=500&k=head", edge.url);
+    assert_int_equal(h_http(&r, "HEAD", u, NULL, 0, NULL), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, 0);
+    assert_string_equal(h_header(&r, "content-length", b, sizeof(b)), "500");
+    h_resp_free(&r);
+    const char *inm[] = {"If-None-Match: \"abc\"", NULL};
+    get("/resp?cc=max-age%3D60&etag=abc&size=500&k=head", inm, &g);
+    assert_int_equal(g.status, 304);
+    assert_int_equal(g.len, 0);
+    assert_int_equal(origin_requests() - before, 0);
+}
+
+static void
+test_unsafe_method_invalidates(void **state)
+{
+    struct got g;
+    struct h_resp r;
+    char u[256];
+    (void)state;
+    get("/resp?cc=max-age%3D60&k=post", NULL, &g);
+    get("/resp?cc=max-age%3D60&k=post", NULL, &g);
+    assert_non_null(strstr(g.cs, "hit"));
+    snprintf(u, sizeof(u), "%s/resp?cc=max-age%%3D60&k=post", edge.url);
+    assert_int_equal(h_http(&r, "POST", u, "x", 1, NULL), 0);
+    assert_int_equal(r.status, 200);
+    h_resp_free(&r);
+    get("/resp?cc=max-age%3D60&k=post", NULL, &g);
+    assert_null(strstr(g.cs, "hit"));
+}
+
+static long
+purge(const char *what)
+{
+    struct h_resp r;
+    char u[512];
+    long n = -1;
+    snprintf(u, sizeof(u), "%s/purge?%s", edge.admin_url, what);
+    if (h_http(&r, "POST", u, "", 0, NULL) == 0 && r.status == 200) {
+        const char *p = strstr(r.body, "\"purged\":");
+        if (p != NULL)
+            n = strtol(p + 9, NULL, 10);
+    }
+    h_resp_free(&r);
+    return n;
+}
+
+static void
+test_purge_url_prefix_tag_soft(void **state)
+{
+    struct got g;
+    char q[512];
+    (void)state;
+    get("/resp?cc=max-age%3D60&k=pu", NULL, &g);
+    snprintf(q, sizeof(q), "url=http://127.0.0.1:%d/resp%%3Fcc%%3Dmax-age%%253D60%%26k%%3Dpu",
+             edge.port);
+    assert_int_equal(purge(q), 1);
+    get("/resp?cc=max-age%3D60&k=pu", NULL, &g);
+    assert_null(strstr(g.cs, "hit"));
+
+    get("/resp?cc=max-age%3D60&tag=red&k=t1", NULL, &g);
+    get("/resp?cc=max-age%3D60&tag=red&k=t2", NULL, &g);
+    assert_int_equal(purge("tag=red"), 2);
+    get("/resp?cc=max-age%3D60&tag=red&k=t1", NULL, &g);
+    assert_null(strstr(g.cs, "hit"));
+
+    get("/resp?cc=max-age%3D60&etag=s1&k=soft", NULL, &g);
+    assert_int_equal(purge("tag=nothing"), 0);
+    snprintf(q, sizeof(q), "prefix=http://127.0.0.1:%d/resp&soft=1", edge.port);
+    assert_true(purge(q) >= 1);
+    long before = origin_requests();
+    get("/resp?cc=max-age%3D60&etag=s1&k=soft", NULL, &g);
+    /* soft: stale, revalidated with the origin (304) */
+    assert_non_null(strstr(g.cs, "fwd=stale"));
+    assert_int_equal(origin_requests() - before, 1);
+}
+
+static void
+test_survives_engine_sigkill(void **state)
+{
+    struct got g;
+    (void)state;
+    get("/resp?cc=max-age%3D600&k=persist", NULL, &g);
+    pid_t engine = h_child_pid(edge.proc.pid);
+    kill(engine, SIGKILL);
+    for (int i = 0; i < 100 && h_child_pid(edge.proc.pid) == engine; i++)
+        h_sleep_ms(10);
+    h_sleep_ms(200);
+    long before = origin_requests();
+    get("/resp?cc=max-age%3D600&k=persist", NULL, &g);
+    assert_non_null(strstr(g.cs, "hit"));
+    assert_int_equal(origin_requests() - before, 0);
+}
+
+static int
+truncate_objects(const char *dir)
+{
+    /* truncate every object file under dir (two levels: ab/cd/<hex>) */
+    char p1[1024], p2[1400], p3[1800];
+    int n = 0;
+    DIR *d1 = opendir(dir);
+    struct dirent *a, *b, *c;
+    if (d1 == NULL)
+        return 0;
+    while ((a = readdir(d1)) != NULL) {
+        if (strlen(a->d_name) != 2)
+            continue;
+        snprintf(p1, sizeof(p1), "%s/%s", dir, a->d_name);
+        DIR *d2 = opendir(p1);
+        while (d2 != NULL && (b = readdir(d2)) != NULL) {
+            if (strlen(b->d_name) != 2)
+                continue;
+            snprintf(p2, sizeof(p2), "%s/%s", p1, b->d_name);
+            DIR *d3 = opendir(p2);
+            while (d3 != NULL && (c = readdir(d3)) != NULL) {
+                if (c->d_name[0] == '.')
+                    continue;
+                snprintf(p3, sizeof(p3), "%s/%s", p2, c->d_name);
+                if (truncate(p3, 10) == 0)
+                    n++;
+            }
+            if (d3 != NULL)
+                closedir(d3);
+        }
+        if (d2 != NULL)
+            closedir(d2);
+    }
+    closedir(d1);
+    return n;
+}
+
+static void
+test_corrupt_file_is_a_miss(void **state)
+{
+    struct got g;
+    (void)state;
+    get("/resp?cc=max-age%3D600&k=corrupt", NULL, &g);
+    assert_true(truncate_objects(cache_dir) >= 1);
+    long before = origin_requests();
+    get("/resp?cc=max-age%3D600&k=corrupt", NULL, &g);
+    assert_int_equal(g.status, 200);
+    assert_null(strstr(g.cs, "hit"));
+    assert_int_equal(origin_requests() - before, 1);
+    get("/resp?cc=max-age%3D600&k=corrupt", NULL, &g);
+    assert_non_null(strstr(g.cs, "hit"));
+}
+
+static void
+test_stale_if_error_when_origin_is_down(void **state)
+{
+    struct got g;
+    (void)state;
+    get("/resp?cc=max-age%3D1%2C%20stale-if-error%3D600&k=sie", NULL, &g);
+    assert_int_equal(g.status, 200);
+    h_sleep_ms(2100);
+    assert_int_equal(h_osim_stop(&osim), 0);
+    get("/resp?cc=max-age%3D1%2C%20stale-if-error%3D600&k=sie", NULL, &g);
+    assert_int_equal(g.status, 200);
+    assert_non_null(strstr(g.cs, "fwd=stale"));
+    /* without a stored copy: 502 */
+    get("/nocache/x", NULL, &g);
+    assert_int_equal(g.status, 502);
+    /* origin back on the same port for the teardown */
+    char listen[64], bin[512];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", osim.port);
+    snprintf(bin, sizeof(bin), "%s/origin-sim", h_build_dir());
+    const char *argv[] = {bin, "--listen", listen, NULL};
+    assert_int_equal(h_spawn(&osim.proc, "osim-again", argv), 0);
+    assert_int_equal(h_wait_proc_port(&osim.proc, "127.0.0.1", osim.port, 5000), 0);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_miss_then_hit),
+        cmocka_unit_test(test_no_store_private_not_stored),
+        cmocka_unit_test(test_s_maxage_wins_for_shared_cache),
+        cmocka_unit_test(test_expiry_revalidates_with_304),
+        cmocka_unit_test(test_vary_variants),
+        cmocka_unit_test(test_head_and_conditional_from_cache),
+        cmocka_unit_test(test_unsafe_method_invalidates),
+        cmocka_unit_test(test_purge_url_prefix_tag_soft),
+        cmocka_unit_test(test_survives_engine_sigkill),
+        cmocka_unit_test(test_corrupt_file_is_a_miss),
+        cmocka_unit_test(test_stale_if_error_when_origin_is_down),
+    };
+    return H_RUN(tests, setup, teardown);
+}
