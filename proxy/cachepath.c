@@ -83,7 +83,8 @@ status_text(struct proxy_req *r, enum cache_fwd fwd, int fwd_status, int64_t ttl
                               .fwd = fwd,
                               .fwd_status = fwd_status,
                               .ttl = ttl,
-                              .stored = stored};
+                              .stored = stored,
+                              .collapsed = r->cache_collapsed};
     if (cache_status_format(&st, r->cache_status, sizeof(r->cache_status)) == 0)
         r->cache_status[0] = '\0';
 }
@@ -91,6 +92,7 @@ status_text(struct proxy_req *r, enum cache_fwd fwd, int fwd_status, int64_t ttl
 void
 proxy_cache_req_free(struct proxy_req *r)
 {
+    proxy_collapse_forget(r);
     if (r->cache_w != NULL) {
         cache_writer_abort(r->cache_w);
         r->cache_w = NULL;
@@ -229,62 +231,32 @@ serve_obj(struct proxy_req *r, struct cache_obj *o, int64_t age)
     proxy_conn_want_flush(c);
 }
 
-/* In conn_dispatch, once the route is known and goes to an origin.
- * 1: answered (from cache, or 504 for only-if-cached); 0: go to the origin. */
-int
-proxy_cache_request(struct proxy_req *r)
+/* Opens and judges the stored object. 1: answered (or parked behind another
+ * request's fetch); 0: go to the origin. */
+static int
+lookup(struct proxy_req *r)
 {
     struct proxy_engine *e = r->c->w->e;
-    const struct cache_route *cr = cache_route_conf(r->route);
     const struct cache_hdr *hv;
-    size_t nh;
-    char key[CACHE_KEY_MAX];
-    size_t klen;
-    struct cache_key_parts parts;
+    size_t nh = req_views(r, &hv);
     struct cache_obj *o = NULL;
     int rc;
 
-    if (e->cache == NULL || cr == NULL || !cr->enabled)
-        return 0;
-    nh = req_views(r, &hv);
-    if (hv == NULL && nh > 0)
-        return 0;
-    parts.scheme = (struct cache_str){"http", 4};
-    parts.host = (struct cache_str){r->authority, strlen(r->authority)};
-    parts.path = (struct cache_str){r->path, r->path_len};
-    parts.query = (struct cache_str){r->query, r->query ? r->query_len : 0};
-    if (cache_key_build(cr, &parts, hv, nh, key, sizeof(key), &klen) != 0) {
-        status_text(r, CACHE_FWD_BYPASS, 0, CACHE_UNSET, false);
-        return 0;
-    }
-    r->cache_key = malloc(klen + 1);
-    if (r->cache_key == NULL)
-        return 0;
-    memcpy(r->cache_key, key, klen + 1);
-    r->cache_key_len = klen;
-    r->cache_route = cr;
-    if (r->method != HTTP_GET && r->method != HTTP_HEAD)
-        return 0; /* unsafe methods invalidate on success (proxy_cache_response_done) */
-    cache_req_parse(hv, nh, &r->cache_rq);
-    r->cache_lookup = true;
     r->cache_req_time = unix_now();
-    if (r->cache_rq.range) {
-        status_text(r, CACHE_FWD_BYPASS, 0, CACHE_UNSET, false);
-        r->cache_lookup = false; /* ranges of stored objects come later */
-        return 0;
-    }
-    rc = cache_open(e->cache, key, klen, hv, nh, &o);
+    rc = cache_open(e->cache, r->cache_key, r->cache_key_len, hv, nh, &o);
     if (rc != CACHE_OK) {
-        STAT_INC(r->c->w, cache_misses);
         status_text(r, rc == CACHE_VARY_MISS ? CACHE_FWD_VARY_MISS : CACHE_FWD_URI_MISS, 0,
                     CACHE_UNSET, false);
         if (r->cache_rq.cc.flags & CACHE_CC_ONLY_IF_CACHED) {
             proxy_resp_error(r, 504, "only-if-cached and not in the cache");
             return 1;
         }
+        if (r->method == HTTP_GET && proxy_collapse_join(r))
+            return 1; /* parked: proxy_cache_resume() goes on */
+        STAT_INC(r->c->w, cache_misses);
         return 0;
     }
-    cache_decide(&o->policy, &r->cache_rq, cr, unix_now(), &r->cache_d);
+    cache_decide(&o->policy, &r->cache_rq, r->cache_route, unix_now(), &r->cache_d);
     switch (r->cache_d.use) {
     case CACHE_USE_FRESH:
     case CACHE_USE_STALE:
@@ -311,8 +283,72 @@ proxy_cache_request(struct proxy_req *r)
         proxy_resp_error(r, 504, "only-if-cached and the stored response is not usable");
         return 1;
     }
+    if (r->method == HTTP_GET && proxy_collapse_join(r))
+        return 1;
     STAT_INC(r->c->w, cache_misses);
     return 0;
+}
+
+/* In conn_dispatch, once the route is known and goes to an origin.
+ * 1: answered (from cache, or 504 for only-if-cached); 0: go to the origin. */
+int
+proxy_cache_request(struct proxy_req *r)
+{
+    struct proxy_engine *e = r->c->w->e;
+    const struct cache_route *cr = cache_route_conf(r->route);
+    const struct cache_hdr *hv;
+    size_t nh;
+    char key[CACHE_KEY_MAX];
+    size_t klen;
+    struct cache_key_parts parts;
+
+    if (e->cache == NULL || cr == NULL || !cr->enabled)
+        return 0;
+    nh = req_views(r, &hv);
+    if (hv == NULL && nh > 0)
+        return 0;
+    parts.scheme = (struct cache_str){"http", 4};
+    parts.host = (struct cache_str){r->authority, strlen(r->authority)};
+    parts.path = (struct cache_str){r->path, r->path_len};
+    parts.query = (struct cache_str){r->query, r->query ? r->query_len : 0};
+    if (cache_key_build(cr, &parts, hv, nh, key, sizeof(key), &klen) != 0) {
+        status_text(r, CACHE_FWD_BYPASS, 0, CACHE_UNSET, false);
+        return 0;
+    }
+    r->cache_key = malloc(klen + 1);
+    if (r->cache_key == NULL)
+        return 0;
+    memcpy(r->cache_key, key, klen + 1);
+    r->cache_key_len = klen;
+    r->cache_route = cr;
+    if (r->method != HTTP_GET && r->method != HTTP_HEAD)
+        return 0; /* unsafe methods invalidate on success (proxy_cache_response_done) */
+    cache_req_parse(hv, nh, &r->cache_rq);
+    r->cache_lookup = true;
+    if (r->cache_rq.range) {
+        status_text(r, CACHE_FWD_BYPASS, 0, CACHE_UNSET, false);
+        r->cache_lookup = false; /* ranges of stored objects come later */
+        return 0;
+    }
+    return lookup(r);
+}
+
+/* A collapsed request whose leader finished: look again (a hit now, or go
+ * to the origin when the leader's answer was not stored). */
+void
+proxy_cache_resume(struct proxy_req *r)
+{
+    r->cache_collapsed = true;
+    if (r->cache_obj != NULL) {
+        cache_obj_free(r->cache_obj);
+        r->cache_obj = NULL;
+    }
+    r->cache_cond_len = 0;
+    if (lookup(r) == 1) {
+        proxy_req_check_done(r);
+        return;
+    }
+    proxy_upstream_start(r);
 }
 
 /*
@@ -348,11 +384,13 @@ proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
         STAT_INC(r->c->w, cache_revalidated);
         status_text(r, CACHE_FWD_STALE, 304, r->cache_obj->policy.lifetime, true);
         r->cache_serve_after = true;
+        proxy_collapse_release(r, COLLAPSE_STORED);
         return 1;
     }
     if (r->cache_obj != NULL && status >= 500 && r->cache_d.stale_if_error) {
         status_text(r, CACHE_FWD_STALE, status, r->cache_d.ttl, false);
         r->cache_serve_after = true;
+        proxy_collapse_release(r, COLLAPSE_FAILED);
         return 1;
     }
     cache_resp_parse(hv, n, status, &ri);
@@ -383,6 +421,8 @@ proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
         if (r->cache_w == NULL)
             STAT_INC(r->c->w, cache_store_errors);
     }
+    if (r->cache_w == NULL) /* not stored: waiters go to the origin themselves, now */
+        proxy_collapse_release(r, v == CACHE_STORE_OK ? COLLAPSE_FAILED : COLLAPSE_PASS);
     {
         struct cache_decision d;
         struct cache_policy pol;
@@ -423,6 +463,7 @@ proxy_cache_response_done(struct proxy_req *r)
             STAT_INC(r->c->w, cache_stores);
         else if (rc != CACHE_EPURGED)
             STAT_INC(r->c->w, cache_store_errors);
+        proxy_collapse_release(r, rc == CACHE_OK ? COLLAPSE_STORED : COLLAPSE_FAILED);
     }
     if (r->cache_key != NULL && e->cache != NULL && r->method != HTTP_GET &&
         r->method != HTTP_HEAD && r->status >= 200 && r->status < 400) {
@@ -447,6 +488,7 @@ proxy_cache_upstream_failed(struct proxy_req *r)
         cache_writer_abort(r->cache_w); /* nothing half-written is ever published */
         r->cache_w = NULL;
     }
+    proxy_collapse_release(r, COLLAPSE_FAILED);
     if (r->cache_obj == NULL || r->resp_started || !r->cache_d.stale_if_error)
         return 0;
     status_text(r, CACHE_FWD_STALE, 0, r->cache_d.ttl, false);

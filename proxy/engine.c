@@ -120,6 +120,7 @@ worker_notify_cb(evutil_socket_t fd, short what, void *arg)
         event_base_loopbreak(w->base);
         return;
     }
+    proxy_collapse_run_queue(w);
     pthread_mutex_lock(&e->lock);
     next = e->pending_conf[w->id];
     e->pending_conf[w->id] = NULL;
@@ -161,6 +162,8 @@ worker_init(struct proxy_engine *e, struct proxy_worker *w, unsigned id)
     w->e = e;
     TAILQ_INIT(&w->conns);
     TAILQ_INIT(&w->srvs);
+    TAILQ_INIT(&w->collapse_waiters);
+    pthread_mutex_init(&w->cq_lock, NULL);
     w->access_fd = e->access_fd;
     if (getrandom(&w->reqid_state, sizeof(w->reqid_state), 0) != sizeof(w->reqid_state))
         w->reqid_state = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20) ^ id;
@@ -195,13 +198,24 @@ worker_init(struct proxy_engine *e, struct proxy_worker *w, unsigned id)
     return 0;
 }
 
+/* First pass at exit: every worker's connections (their requests may post
+ * to other workers' queues, which must still exist). */
 static void
-worker_fini(struct proxy_worker *w)
+worker_free_conns(struct proxy_worker *w)
 {
     struct proxy_conn *c;
 
+    if (w->base == NULL)
+        return;
     while ((c = TAILQ_FIRST(&w->conns)) != NULL)
         proxy_conn_free(c);
+}
+
+static void
+worker_fini(struct proxy_worker *w)
+{
+    worker_free_conns(w);
+    proxy_collapse_worker_fini(w);
     proxy_worker_srvs_free(w);
     if (w->listeners != NULL) {
         worker_stop_listening(w);
@@ -366,6 +380,8 @@ proxy_engine_run(const char *conf_path, struct conf *initial, struct proxy_liste
             e->cache = cache_new(cm, err, sizeof(err));
             if (e->cache == NULL)
                 log_err("cache_dir %s: %s; serving uncached", cm->dir, err);
+            else
+                e->collapse = proxy_collapse_new();
         }
     }
     e->base = event_base_new();
@@ -408,7 +424,10 @@ out:
         pthread_join(threads[i], NULL);
     proxy_admin_stop(e);
     for (unsigned i = 0; e->workers != NULL && i < e->nworkers; i++)
+        worker_free_conns(&e->workers[i]);
+    for (unsigned i = 0; e->workers != NULL && i < e->nworkers; i++)
         worker_fini(&e->workers[i]);
+    proxy_collapse_free(e->collapse);
     for (unsigned i = 0; i < 64; i++)
         if (e->pending_conf[i] != NULL)
             conf_unref(e->pending_conf[i]);

@@ -904,6 +904,13 @@ req_maybe_finish(struct proxy_req *r)
 }
 
 void
+proxy_req_check_done(struct proxy_req *r)
+{
+    proxy_conn_want_flush(r->c);
+    req_maybe_finish(r);
+}
+
+void
 proxy_req_body_wanted(struct proxy_req *r)
 {
     struct proxy_conn *c = r->c;

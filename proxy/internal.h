@@ -77,7 +77,7 @@ struct proxy_stats {
     _Atomic uint64_t client_errors[8]; /* 400 408 413 414 431 404, see proxy_err_index */
     _Atomic uint64_t tunnels;
     _Atomic uint64_t cache_hits, cache_misses, cache_stores, cache_store_errors,
-        cache_revalidated;
+        cache_revalidated, cache_collapsed;
     _Atomic uint64_t hist[PROXY_HIST_BUCKETS + 1]; /* last = +Inf */
     _Atomic uint64_t hist_sum_us;
 };
@@ -203,6 +203,10 @@ struct proxy_req {
     char cache_cond[512]; /* our If-None-Match / If-Modified-Since */
     size_t cache_cond_len;
     char cache_status[256]; /* Cache-Status value, "" when the route does not cache */
+    bool cache_collapsed;   /* answered after waiting on another request's fetch */
+    bool collapse_leader;   /* collapse.c: this request fetches for the waiters */
+    bool collapse_waiting;  /* collapse.c: parked until the leader is done */
+    TAILQ_ENTRY(proxy_req) collapse_link;
     void *_tried; /* upstream.c: (server, address) pairs tried */
     unsigned ntried;
 
@@ -316,6 +320,10 @@ struct proxy_worker {
     struct event *notify; /* on notify_fd, written by the main thread: conf swap, drain */
     int notify_fd;        /* eventfd */
     _Atomic bool force_stop;
+    TAILQ_HEAD(, proxy_req) collapse_waiters; /* collapse.c: parked requests */
+    pthread_mutex_t cq_lock;                  /* guards cq: keys posted by other workers */
+    char **cq;
+    size_t ncq, cqcap;
     struct proxy_dns *dns;
     TAILQ_HEAD(, proxy_conn) conns;
     uint64_t nconns;
@@ -346,6 +354,7 @@ struct proxy_engine {
     char last_reload_error[CONF_ERR_MAX];
     void *admin; /* struct evhttp * */
     struct cache *cache; /* the cache_dir, or NULL; shared by every worker (thread-safe) */
+    struct proxy_collapse *collapse; /* collapse.c: misses in flight, by key */
     int access_fd;
 };
 
@@ -379,7 +388,22 @@ void proxy_worker_srvs_free(struct proxy_worker *w);
 void proxy_worker_rr_rebuild(struct proxy_worker *w);
 struct bufferevent *proxy_upconn_detach_bev(struct proxy_upconn *u); /* for tunnels */
 
+/* collapse.c */
+enum proxy_collapse_outcome { COLLAPSE_STORED, COLLAPSE_PASS, COLLAPSE_FAILED };
+struct proxy_collapse;
+struct proxy_collapse *proxy_collapse_new(void);
+void proxy_collapse_free(struct proxy_collapse *t);
+int proxy_collapse_join(struct proxy_req *r);
+void proxy_collapse_release(struct proxy_req *r, enum proxy_collapse_outcome how);
+void proxy_collapse_run_queue(struct proxy_worker *w);
+void proxy_collapse_forget(struct proxy_req *r);
+void proxy_collapse_worker_fini(struct proxy_worker *w);
+
+/* http1.c: ends the request if its response is complete (outside the parser) */
+void proxy_req_check_done(struct proxy_req *r);
+
 /* cachepath.c */
+void proxy_cache_resume(struct proxy_req *r);
 int proxy_cache_request(struct proxy_req *r);
 int proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u);
 void proxy_cache_body(struct proxy_req *r, const char *at, size_t len);

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -358,6 +359,75 @@ test_stale_if_error_when_origin_is_down(void **state)
     assert_int_equal(h_wait_proc_port(&osim.proc, "127.0.0.1", osim.port, 5000), 0);
 }
 
+struct par {
+    pthread_t t;
+    const char *path;
+    struct got g;
+};
+
+static void *
+par_main(void *arg)
+{
+    struct par *p = arg;
+    struct h_resp r;
+    char u[512];
+    snprintf(u, sizeof(u), "%s%s", edge.url, p->path);
+    if (h_http(&r, "GET", u, NULL, 0, NULL) == 0) {
+        p->g.status = r.status;
+        if (h_header(&r, "cache-status", p->g.cs, sizeof(p->g.cs)) == NULL)
+            p->g.cs[0] = '\0';
+        p->g.len = r.len;
+    }
+    h_resp_free(&r);
+    return NULL;
+}
+
+static double
+parallel_get(const char *path, int n, struct par *ps)
+{
+    double t0 = h_now_ms();
+    for (int i = 0; i < n; i++) {
+        memset(&ps[i], 0, sizeof(ps[i]));
+        ps[i].path = path;
+        assert_int_equal(pthread_create(&ps[i].t, NULL, par_main, &ps[i]), 0);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(ps[i].t, NULL);
+    return h_now_ms() - t0;
+}
+
+static void
+test_collapse_50_misses_one_origin_request(void **state)
+{
+    static struct par ps[50];
+    (void)state;
+    long before = origin_requests();
+    parallel_get("/resp?cc=max-age%3D60&delay=500ms&size=2000&k=collapse", 50, ps);
+    int collapsed = 0;
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(ps[i].g.status, 200);
+        assert_int_equal(ps[i].g.len, 2000);
+        if (strstr(ps[i].g.cs, "collapsed") != NULL)
+            collapsed++;
+    }
+    assert_int_equal(origin_requests() - before, 1);
+    assert_true(collapsed >= 40); /* the rest came after the store: plain hits */
+}
+
+static void
+test_uncacheable_releases_waiters_at_once(void **state)
+{
+    static struct par ps[10];
+    (void)state;
+    long before = origin_requests();
+    double took = parallel_get("/resp?cc=no-store&delay=400ms&k=pass", 10, ps);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(ps[i].g.status, 200);
+    assert_int_equal(origin_requests() - before, 10);
+    /* not one after another: at most two rounds of 400 ms */
+    assert_true(took < 1500);
+}
+
 int
 main(void)
 {
@@ -370,6 +440,8 @@ main(void)
         cmocka_unit_test(test_head_and_conditional_from_cache),
         cmocka_unit_test(test_unsafe_method_invalidates),
         cmocka_unit_test(test_purge_url_prefix_tag_soft),
+        cmocka_unit_test(test_collapse_50_misses_one_origin_request),
+        cmocka_unit_test(test_uncacheable_releases_waiters_at_once),
         cmocka_unit_test(test_survives_engine_sigkill),
         cmocka_unit_test(test_corrupt_file_is_a_miss),
         cmocka_unit_test(test_stale_if_error_when_origin_is_down),

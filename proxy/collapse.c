@@ -1,0 +1,245 @@
+/*
+ * Request collapsing: concurrent cache misses for one key, on any worker,
+ * send one request to the origin. The first miss leads; later ones wait
+ * (event-driven: no polling) until the leader's response is stored, then
+ * are answered from the cache. A response that turns out uncacheable
+ * releases the waiters at once (they go to the origin themselves) and the
+ * key remembers "pass" for a short while so later requests do not queue.
+ *
+ * The table is shared by the workers (one mutex; it is touched once per
+ * miss and once per completion, never per byte). Waiters stay on their own
+ * worker: the leader posts the key to each waiting worker's queue and wakes
+ * it through its eventfd.
+ */
+#include "proxy/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#define COLLAPSE_BUCKETS 1024
+#define COLLAPSE_PASS_MS 5000
+
+struct collapse_entry {
+    struct collapse_entry *next;
+    uint64_t hash;
+    uint64_t workers; /* bit per worker with waiters */
+    bool in_flight;   /* a leader is fetching */
+    uint64_t pass_until_ms;
+    size_t klen;
+    char key[]; /* NUL-terminated */
+};
+
+struct proxy_collapse {
+    pthread_mutex_t lock;
+    struct collapse_entry *b[COLLAPSE_BUCKETS];
+};
+
+static uint64_t
+hash_key(const char *k, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h ^= (unsigned char)k[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+struct proxy_collapse *
+proxy_collapse_new(void)
+{
+    struct proxy_collapse *t = calloc(1, sizeof(*t));
+    if (t != NULL)
+        pthread_mutex_init(&t->lock, NULL);
+    return t;
+}
+
+void
+proxy_collapse_free(struct proxy_collapse *t)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < COLLAPSE_BUCKETS; i++) {
+        struct collapse_entry *e = t->b[i], *n;
+        for (; e != NULL; e = n) {
+            n = e->next;
+            free(e);
+        }
+    }
+    pthread_mutex_destroy(&t->lock);
+    free(t);
+}
+
+static struct collapse_entry **
+find(struct proxy_collapse *t, const char *k, size_t n, uint64_t h)
+{
+    struct collapse_entry **pp = &t->b[h % COLLAPSE_BUCKETS];
+    for (; *pp != NULL; pp = &(*pp)->next)
+        if ((*pp)->hash == h && (*pp)->klen == n && memcmp((*pp)->key, k, n) == 0)
+            return pp;
+    return pp;
+}
+
+/* On a cacheable miss. 0: go to the origin (as the leader, or because the
+ * key is in "pass"); 1: wait for the leader (the request is parked). */
+int
+proxy_collapse_join(struct proxy_req *r)
+{
+    struct proxy_worker *w = r->c->w;
+    struct proxy_collapse *t = w->e->collapse;
+    uint64_t h, now = proxy_now_ms();
+    struct collapse_entry **pp, *e;
+    int rc = 0;
+
+    if (t == NULL || r->cache_key == NULL || w->id >= 64)
+        return 0;
+    h = hash_key(r->cache_key, r->cache_key_len);
+    pthread_mutex_lock(&t->lock);
+    pp = find(t, r->cache_key, r->cache_key_len, h);
+    e = *pp;
+    if (e == NULL) {
+        e = calloc(1, sizeof(*e) + r->cache_key_len + 1);
+        if (e != NULL) {
+            e->hash = h;
+            e->klen = r->cache_key_len;
+            memcpy(e->key, r->cache_key, r->cache_key_len + 1);
+            e->in_flight = true;
+            *pp = e;
+            r->collapse_leader = true;
+        }
+    } else if (!e->in_flight) {
+        if (e->pass_until_ms > now) {
+            rc = 0; /* uncacheable lately: no queueing */
+        } else {
+            e->in_flight = true; /* the pass expired: lead again */
+            e->pass_until_ms = 0;
+            r->collapse_leader = true;
+        }
+    } else {
+        e->workers |= 1ull << w->id;
+        rc = 1;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (rc == 1) {
+        r->collapse_waiting = true;
+        TAILQ_INSERT_TAIL(&w->collapse_waiters, r, collapse_link);
+        STAT_INC(w, cache_collapsed);
+    }
+    return rc;
+}
+
+static void
+post(struct proxy_worker *w, const char *key, size_t klen)
+{
+    char *copy = malloc(klen + 1);
+    uint64_t one = 1;
+
+    if (copy == NULL)
+        return;
+    memcpy(copy, key, klen + 1);
+    pthread_mutex_lock(&w->cq_lock);
+    if (w->ncq == w->cqcap) {
+        size_t cap = w->cqcap ? w->cqcap * 2 : 16;
+        char **p = realloc(w->cq, cap * sizeof(*p));
+        if (p == NULL) {
+            pthread_mutex_unlock(&w->cq_lock);
+            free(copy);
+            return;
+        }
+        w->cq = p;
+        w->cqcap = cap;
+    }
+    w->cq[w->ncq++] = copy;
+    pthread_mutex_unlock(&w->cq_lock);
+    ssize_t n = write(w->notify_fd, &one, sizeof(one));
+    (void)n;
+}
+
+/* The leader is done: stored (waiters are answered from the cache), or not
+ * (pass: waiters and later requests go to the origin for a while; failed:
+ * the waiters retry and one of them leads). */
+void
+proxy_collapse_release(struct proxy_req *r, enum proxy_collapse_outcome how)
+{
+    struct proxy_worker *w = r->c->w;
+    struct proxy_collapse *t = w->e->collapse;
+    struct collapse_entry **pp, *e;
+    uint64_t mask = 0;
+
+    if (!r->collapse_leader || t == NULL)
+        return;
+    r->collapse_leader = false;
+    pthread_mutex_lock(&t->lock);
+    pp = find(t, r->cache_key, r->cache_key_len, hash_key(r->cache_key, r->cache_key_len));
+    e = *pp;
+    if (e != NULL) {
+        mask = e->workers;
+        e->workers = 0;
+        e->in_flight = false;
+        if (how == COLLAPSE_PASS) {
+            e->pass_until_ms = proxy_now_ms() + COLLAPSE_PASS_MS;
+        } else {
+            *pp = e->next;
+            free(e);
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    for (unsigned i = 0; i < w->e->nworkers && mask != 0; i++)
+        if (mask & (1ull << i))
+            post(&w->e->workers[i], r->cache_key, r->cache_key_len);
+}
+
+/* Worker side: keys whose leader finished; resume their waiters here. */
+void
+proxy_collapse_run_queue(struct proxy_worker *w)
+{
+    char **keys;
+    size_t n;
+
+    pthread_mutex_lock(&w->cq_lock);
+    keys = w->cq;
+    n = w->ncq;
+    w->cq = NULL;
+    w->ncq = w->cqcap = 0;
+    pthread_mutex_unlock(&w->cq_lock);
+    for (size_t i = 0; i < n; i++) {
+        struct proxy_req *r, *next;
+        size_t klen = strlen(keys[i]);
+        for (r = TAILQ_FIRST(&w->collapse_waiters); r != NULL; r = next) {
+            next = TAILQ_NEXT(r, collapse_link);
+            if (r->cache_key_len == klen && memcmp(r->cache_key, keys[i], klen) == 0) {
+                TAILQ_REMOVE(&w->collapse_waiters, r, collapse_link);
+                r->collapse_waiting = false;
+                proxy_cache_resume(r);
+            }
+        }
+        free(keys[i]);
+    }
+    free(keys);
+}
+
+/* A waiting request that ends (client gone) leaves the queue. */
+void
+proxy_collapse_forget(struct proxy_req *r)
+{
+    if (r->collapse_waiting) {
+        TAILQ_REMOVE(&r->c->w->collapse_waiters, r, collapse_link);
+        r->collapse_waiting = false;
+    }
+    if (r->collapse_leader)
+        proxy_collapse_release(r, COLLAPSE_FAILED);
+}
+
+void
+proxy_collapse_worker_fini(struct proxy_worker *w)
+{
+    for (size_t i = 0; i < w->ncq; i++)
+        free(w->cq[i]);
+    free(w->cq);
+    w->cq = NULL;
+    w->ncq = w->cqcap = 0;
+    pthread_mutex_destroy(&w->cq_lock);
+}
