@@ -180,6 +180,74 @@ skip_stored(const struct cache_hdr *h)
     return false;
 }
 
+#define RANGES_MAX 16
+
+struct byte_range {
+    uint64_t start, len;
+};
+
+/* RFC 9110 14.1.2 byte ranges of a representation of 'total' bytes.
+ * Returns the number of satisfiable ranges (0: none satisfiable -> 416),
+ * or -1 when the header is to be ignored (syntax, not bytes, too many). */
+static int
+parse_ranges(const char *v, size_t n, uint64_t total, struct byte_range *out)
+{
+    size_t i = 0;
+    int count = 0, seen = 0;
+
+    while (i < n && (v[i] == ' ' || v[i] == '\t'))
+        i++;
+    if (n - i < 6 || strncasecmp(v + i, "bytes=", 6) != 0)
+        return -1;
+    i += 6;
+    while (i < n) {
+        uint64_t a = 0, b = 0;
+        bool has_a = false, has_b = false;
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        if (i >= n)
+            break;
+        while (i < n && v[i] >= '0' && v[i] <= '9') {
+            if (a > (UINT64_MAX - 9) / 10)
+                return -1;
+            a = a * 10 + (uint64_t)(v[i++] - '0');
+            has_a = true;
+        }
+        if (i >= n || v[i] != '-')
+            return -1;
+        i++;
+        while (i < n && v[i] >= '0' && v[i] <= '9') {
+            if (b > (UINT64_MAX - 9) / 10)
+                return -1;
+            b = b * 10 + (uint64_t)(v[i++] - '0');
+            has_b = true;
+        }
+        while (i < n && (v[i] == ' ' || v[i] == '\t'))
+            i++;
+        if (i < n && v[i] != ',')
+            return -1;
+        if (!has_a && !has_b)
+            return -1;
+        if (has_a && has_b && b < a)
+            return -1;
+        if (++seen > RANGES_MAX)
+            return -1; /* a pathological list: ignore it, answer 200 */
+        if (!has_a) { /* suffix: the last b bytes */
+            if (b == 0 || total == 0)
+                continue;
+            out[count].start = b >= total ? 0 : total - b;
+            out[count].len = total - out[count].start;
+            count++;
+        } else if (a < total) {
+            uint64_t end = (!has_b || b >= total) ? total - 1 : b;
+            out[count].start = a;
+            out[count].len = end - a + 1;
+            count++;
+        }
+    }
+    return seen == 0 ? -1 : count;
+}
+
 /* Answers the request from o; the request is complete afterwards. */
 static void
 serve_obj(struct proxy_req *r, struct cache_obj *o, int64_t age)
@@ -191,6 +259,45 @@ serve_obj(struct proxy_req *r, struct cache_obj *o, int64_t age)
     bool not_modified = client_not_modified(r, o);
     int status = not_modified ? 304 : o->status;
     bool body = !not_modified && r->method != HTTP_HEAD && o->body_len > 0;
+    struct byte_range rg[RANGES_MAX];
+    int nr = -1;
+    struct proxy_hdr rh, ir;
+    char ctype[256] = "application/octet-stream", boundary[64];
+    uint64_t clen = o->body_len;
+
+    /* Range on a stored 200 (an If-Range makes us send it all: allowed) */
+    if (!not_modified && o->status == 200 && proxy_head_find(&r->c->head, "range", &rh) &&
+        !proxy_head_find(&r->c->head, "if-range", &ir)) {
+        nr = parse_ranges(rh.value, rh.vlen, o->body_len, rg);
+        if (nr == 0)
+            status = 416;
+        else if (nr > 0)
+            status = 206;
+    }
+    while (cache_obj_header_next(o, &pos, &h)) {
+        if (h.nlen == 12 && strncasecmp(h.name, "content-type", 12) == 0)
+            snprintf(ctype, sizeof(ctype), "%.*s", (int)h.vlen, h.value);
+    }
+    pos = 0;
+    snprintf(boundary, sizeof(boundary), "edge-%.32s", r->request_id);
+    if (status == 416) {
+        body = false;
+        clen = 0;
+    } else if (status == 206 && nr == 1) {
+        clen = rg[0].len;
+    } else if (status == 206) {
+        char part[512];
+        clen = 0;
+        for (int i = 0; i < nr; i++)
+            clen += (uint64_t)snprintf(part, sizeof(part),
+                                       "\r\n--%s\r\nContent-Type: %s\r\n"
+                                       "Content-Range: bytes %llu-%llu/%llu\r\n\r\n",
+                                       boundary, ctype, (unsigned long long)rg[i].start,
+                                       (unsigned long long)(rg[i].start + rg[i].len - 1),
+                                       (unsigned long long)o->body_len) +
+                    rg[i].len;
+        clen += (uint64_t)snprintf(part, sizeof(part), "\r\n--%s--\r\n", boundary);
+    }
 
     if (!r->keepalive || c->w->draining)
         r->resp_close = true;
@@ -202,29 +309,56 @@ serve_obj(struct proxy_req *r, struct cache_obj *o, int64_t age)
     while (cache_obj_header_next(o, &pos, &h)) {
         if (skip_stored(&h))
             continue;
+        if (status == 206 && nr > 1 && h.nlen == 12 && strncasecmp(h.name, "content-type", 12) == 0)
+            continue; /* the parts carry it */
         evbuffer_add(out, h.name, h.nlen);
         evbuffer_add(out, ": ", 2);
         evbuffer_add(out, h.value, h.vlen);
         evbuffer_add(out, "\r\n", 2);
     }
+    if (status == 206 && nr == 1)
+        evbuffer_add_printf(out, "Content-Range: bytes %llu-%llu/%llu\r\n",
+                            (unsigned long long)rg[0].start,
+                            (unsigned long long)(rg[0].start + rg[0].len - 1),
+                            (unsigned long long)o->body_len);
+    else if (status == 206)
+        evbuffer_add_printf(out, "Content-Type: multipart/byteranges; boundary=%s\r\n", boundary);
+    else if (status == 416)
+        evbuffer_add_printf(out, "Content-Range: bytes */%llu\r\n",
+                            (unsigned long long)o->body_len);
     if (!not_modified)
-        evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)o->body_len);
+        evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)clen);
     evbuffer_add_printf(out, "Age: %lld\r\nCache-Status: %s\r\nX-Request-Id: %s\r\nVia: 1.1 edge\r\n",
                         (long long)(age < 0 ? 0 : age), r->cache_status, r->request_id);
     if (r->resp_close)
         evbuffer_add_printf(out, "Connection: close\r\n");
     evbuffer_add(out, "\r\n", 2);
     if (body) {
-        int fd = dup(o->fd);
-        if (fd < 0 || evbuffer_add_file(out, fd, (ev_off_t)o->body_off,
-                                        (ev_off_t)o->body_len) < 0) {
-            if (fd >= 0)
-                close(fd);
-            r->resp_close = true; /* the head is out: cut rather than lie */
-            c->want_free = true;
-        } else {
-            r->resp_bytes += o->body_len;
+        struct byte_range whole = {0, o->body_len};
+        struct byte_range *parts = status == 206 ? rg : &whole;
+        int np = status == 206 ? nr : 1;
+        for (int i = 0; i < np; i++) {
+            int fd;
+            if (np > 1)
+                evbuffer_add_printf(out,
+                                    "\r\n--%s\r\nContent-Type: %s\r\n"
+                                    "Content-Range: bytes %llu-%llu/%llu\r\n\r\n",
+                                    boundary, ctype, (unsigned long long)parts[i].start,
+                                    (unsigned long long)(parts[i].start + parts[i].len - 1),
+                                    (unsigned long long)o->body_len);
+            fd = dup(o->fd);
+            if (fd < 0 || evbuffer_add_file(out, fd, (ev_off_t)(o->body_off + parts[i].start),
+                                            (ev_off_t)parts[i].len) < 0) {
+                if (fd >= 0)
+                    close(fd);
+                r->resp_close = true; /* the head is out: cut rather than lie */
+                c->want_free = true;
+                break;
+            }
+            r->resp_bytes += parts[i].len;
         }
+        if (np > 1)
+            evbuffer_add_printf(out, "\r\n--%s--\r\n", boundary);
     }
     STAT_INC(c->w, cache_hits);
     r->resp_done = true;
@@ -251,7 +385,7 @@ lookup(struct proxy_req *r)
             proxy_resp_error(r, 504, "only-if-cached and not in the cache");
             return 1;
         }
-        if (r->method == HTTP_GET && proxy_collapse_join(r))
+        if (r->method == HTTP_GET && !r->cache_rq.range && proxy_collapse_join(r))
             return 1; /* parked: proxy_cache_resume() goes on */
         STAT_INC(r->c->w, cache_misses);
         return 0;
@@ -283,7 +417,7 @@ lookup(struct proxy_req *r)
         proxy_resp_error(r, 504, "only-if-cached and the stored response is not usable");
         return 1;
     }
-    if (r->method == HTTP_GET && proxy_collapse_join(r))
+    if (r->method == HTTP_GET && !r->cache_rq.range && proxy_collapse_join(r))
         return 1;
     STAT_INC(r->c->w, cache_misses);
     return 0;
@@ -325,12 +459,7 @@ proxy_cache_request(struct proxy_req *r)
         return 0; /* unsafe methods invalidate on success (proxy_cache_response_done) */
     cache_req_parse(hv, nh, &r->cache_rq);
     r->cache_lookup = true;
-    if (r->cache_rq.range) {
-        status_text(r, CACHE_FWD_BYPASS, 0, CACHE_UNSET, false);
-        r->cache_lookup = false; /* ranges of stored objects come later */
-        return 0;
-    }
-    return lookup(r);
+    return lookup(r); /* a Range is served from a stored full response (serve_obj) */
 }
 
 /* A collapsed request whose leader finished: look again (a hit now, or go
