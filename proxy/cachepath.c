@@ -365,6 +365,84 @@ serve_obj(struct proxy_req *r, struct cache_obj *o, int64_t age)
     proxy_conn_want_flush(c);
 }
 
+struct refresh {
+    struct proxy_engine *e;
+    size_t klen;
+    char key[];
+};
+
+static void
+refresh_done(void *arg)
+{
+    struct refresh *rf = arg;
+    proxy_refresh_release(rf->e, rf->key, rf->klen);
+    free(rf);
+}
+
+static bool
+refresh_skips(const struct proxy_hdr *h)
+{
+    static const char *const skip[] = {"host",          "cache-control",   "pragma",
+                                       "connection",    "keep-alive",      "te",
+                                       "upgrade",       "transfer-encoding", "content-length",
+                                       "expect",        "range",           "if-none-match",
+                                       "if-modified-since", "if-match",    "if-unmodified-since",
+                                       "if-range",      "x-request-id",    NULL};
+    for (size_t i = 0; skip[i] != NULL; i++)
+        if (proxy_hdr_is(h, skip[i]))
+            return true;
+    return false;
+}
+
+/* stale-while-revalidate: the client got the stale copy; one request per
+ * key (engine-wide) goes to the origin in the background to refresh it. It
+ * is an internal request through the whole path, marked no-cache so that
+ * it revalidates (a 304 refreshes, a 200 replaces). */
+static void
+start_background_refresh(struct proxy_req *r)
+{
+    struct proxy_engine *e = r->c->w->e;
+    struct evbuffer *b;
+    struct proxy_hdr h;
+    struct refresh *rf;
+    size_t len;
+    char *text;
+
+    if (!proxy_refresh_claim(e, r->cache_key, r->cache_key_len))
+        return; /* one is already under way */
+    rf = malloc(sizeof(*rf) + r->cache_key_len + 1);
+    b = evbuffer_new();
+    if (rf == NULL || b == NULL)
+        goto fail;
+    rf->e = e;
+    rf->klen = r->cache_key_len;
+    memcpy(rf->key, r->cache_key, r->cache_key_len + 1);
+    evbuffer_add_printf(b, "GET %.*s HTTP/1.1\r\nHost: %s\r\n", (int)r->target_len, r->target,
+                        r->authority);
+    for (size_t i = 0; proxy_head_get(&r->c->head, i, &h); i++) {
+        if (refresh_skips(&h))
+            continue;
+        evbuffer_add(b, h.name, h.nlen);
+        evbuffer_add(b, ": ", 2);
+        evbuffer_add(b, h.value, h.vlen);
+        evbuffer_add(b, "\r\n", 2);
+    }
+    evbuffer_add_printf(b, "Cache-Control: no-cache\r\nX-Edge-Refresh: stale-while-revalidate\r\n"
+                           "Connection: close\r\n\r\n");
+    len = evbuffer_get_length(b);
+    text = (char *)evbuffer_pullup(b, -1);
+    if (text == NULL || proxy_internal_request(r->c->w, text, len, refresh_done, rf) < 0)
+        goto fail;
+    evbuffer_free(b);
+    STAT_INC(r->c->w, cache_bg_refreshes);
+    return;
+fail:
+    if (b != NULL)
+        evbuffer_free(b);
+    free(rf);
+    proxy_refresh_release(e, r->cache_key, r->cache_key_len);
+}
+
 /* Opens and judges the stored object. 1: answered (or parked behind another
  * request's fetch); 0: go to the origin. */
 static int
@@ -398,6 +476,8 @@ lookup(struct proxy_req *r)
                     r->cache_d.ttl, false);
         serve_obj(r, o, r->cache_d.age);
         cache_obj_free(o);
+        if (r->cache_d.use == CACHE_USE_STALE && r->cache_d.revalidate)
+            start_background_refresh(r);
         return 1;
     case CACHE_REVALIDATE:
         r->cache_obj = o;

@@ -28,6 +28,7 @@ struct collapse_entry {
     uint64_t workers; /* bit per worker with waiters */
     bool in_flight;   /* a leader is fetching */
     uint64_t pass_until_ms;
+    uint64_t refresh_until_ms; /* a background revalidation runs (stale-while-revalidate) */
     size_t klen;
     char key[]; /* NUL-terminated */
 };
@@ -181,7 +182,7 @@ proxy_collapse_release(struct proxy_req *r, enum proxy_collapse_outcome how)
         e->in_flight = false;
         if (how == COLLAPSE_PASS) {
             e->pass_until_ms = proxy_now_ms() + COLLAPSE_PASS_MS;
-        } else {
+        } else if (e->refresh_until_ms <= proxy_now_ms()) {
             *pp = e->next;
             free(e);
         }
@@ -242,4 +243,57 @@ proxy_collapse_worker_fini(struct proxy_worker *w)
     w->cq = NULL;
     w->ncq = w->cqcap = 0;
     pthread_mutex_destroy(&w->cq_lock);
+}
+
+/* One background revalidation per key, engine-wide: true when the caller
+ * may start one (it must call proxy_refresh_release when it is over). */
+bool
+proxy_refresh_claim(struct proxy_engine *en, const char *key, size_t klen)
+{
+    struct proxy_collapse *t = en->collapse;
+    uint64_t h = hash_key(key, klen), now = proxy_now_ms();
+    struct collapse_entry **pp, *e;
+    bool ok = false;
+
+    if (t == NULL)
+        return false;
+    pthread_mutex_lock(&t->lock);
+    pp = find(t, key, klen, h);
+    e = *pp;
+    if (e == NULL) {
+        e = calloc(1, sizeof(*e) + klen + 1);
+        if (e != NULL) {
+            e->hash = h;
+            e->klen = klen;
+            memcpy(e->key, key, klen);
+            *pp = e;
+        }
+    }
+    if (e != NULL && e->refresh_until_ms <= now) {
+        e->refresh_until_ms = now + 300 * 1000; /* a crashed refresh cannot block forever */
+        ok = true;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return ok;
+}
+
+void
+proxy_refresh_release(struct proxy_engine *en, const char *key, size_t klen)
+{
+    struct proxy_collapse *t = en->collapse;
+    struct collapse_entry **pp, *e;
+
+    if (t == NULL)
+        return;
+    pthread_mutex_lock(&t->lock);
+    pp = find(t, key, klen, hash_key(key, klen));
+    e = *pp;
+    if (e != NULL) {
+        e->refresh_until_ms = 0;
+        if (!e->in_flight && e->pass_until_ms <= proxy_now_ms()) {
+            *pp = e->next;
+            free(e);
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
 }

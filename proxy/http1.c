@@ -106,6 +106,11 @@ proxy_bev_flush(struct bufferevent *bev)
     struct evbuffer *out = bufferevent_get_output(bev);
     int fd = bufferevent_getfd(bev);
 
+    if (fd < 0) { /* a pair (internal request): let the bufferevent move it */
+        if (evbuffer_get_length(out) > 0)
+            bufferevent_enable(bev, EV_WRITE);
+        return 0;
+    }
     while (evbuffer_get_length(out) > 0) {
         int n;
         /* a socket bufferevent keeps its output's start frozen so that only
@@ -139,11 +144,15 @@ proxy_conn_want_flush(struct proxy_conn *c)
     }
 }
 
+static struct proxy_conn *conn_new(struct proxy_worker *w, struct bufferevent *bev, int fd,
+                                   const char *peer);
+
 void
 proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int salen)
 {
-    struct proxy_conn *c;
     const struct conf_limits *lim = &w->conf->limits;
+    struct bufferevent *bev;
+    char peer[64];
     int one = 1;
 
     (void)salen;
@@ -158,31 +167,45 @@ proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int
         close(fd);
         return;
     }
-    c = calloc(1, sizeof(*c));
-    if (c == NULL || proxy_head_init(&c->head, lim->max_header_size, lim->max_headers) < 0) {
-        free(c);
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, peer, sizeof(peer));
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, peer, sizeof(peer));
+    else
+        snprintf(peer, sizeof(peer), "unix");
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL) {
         close(fd);
         return;
+    }
+    conn_new(w, bev, fd, peer);
+}
+
+/* A connection on bev (a socket, or one end of a pair for internal
+ * requests); takes bev. NULL when out of memory (bev freed). */
+static struct proxy_conn *
+conn_new(struct proxy_worker *w, struct bufferevent *bev, int fd, const char *peer)
+{
+    const struct conf_limits *lim = &w->conf->limits;
+    struct proxy_conn *c = calloc(1, sizeof(*c));
+
+    pthread_once(&settings_once, settings_init);
+    if (c == NULL || proxy_head_init(&c->head, lim->max_header_size, lim->max_headers) < 0) {
+        free(c);
+        bufferevent_free(bev);
+        return NULL;
     }
     c->magic = PROXY_CONN_MAGIC;
     c->w = w;
     c->fd = fd;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer, sizeof(c->peer));
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->peer,
-                  sizeof(c->peer));
-    else
-        snprintf(c->peer, sizeof(c->peer), "unix");
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    snprintf(c->peer, sizeof(c->peer), "%s", peer);
+    c->bev = bev;
     c->timer = evtimer_new(w->base, conn_timer_cb, c);
     c->defer = event_new(w->base, -1, 0, conn_defer_cb, c);
-    if (c->bev == NULL || c->timer == NULL || c->defer == NULL) {
-        if (c->bev == NULL)
-            close(fd);
+    if (c->timer == NULL || c->defer == NULL) {
         proxy_conn_free(c);
-        return;
+        return NULL;
     }
     llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
     c->parser.data = c;
@@ -199,6 +222,85 @@ proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int
     c->state = CONN_IDLE;
     /* the first request gets the header timeout from the accept on */
     timer_arm(c->timer, lim->client_header_timeout_ms);
+    return c;
+}
+
+/* ---- internal requests (background refresh) ------------------------------------------- */
+
+struct internal_client {
+    struct bufferevent *bev;
+    struct event *guard;
+    void (*done)(void *arg);
+    void *arg;
+};
+
+static void
+internal_end(struct internal_client *ic)
+{
+    if (ic->done != NULL)
+        ic->done(ic->arg);
+    bufferevent_free(ic->bev);
+    event_free(ic->guard);
+    free(ic);
+}
+
+static void
+internal_readcb(struct bufferevent *bev, void *arg)
+{
+    (void)arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    evbuffer_drain(in, evbuffer_get_length(in)); /* the answer itself is not needed */
+}
+
+static void
+internal_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    (void)what;
+    internal_end(arg);
+}
+
+static void
+internal_guard_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    internal_end(arg);
+}
+
+/* Runs the request 'text' through this worker as if a client had sent it
+ * (routing, cache, origin): the background revalidation of
+ * stale-while-revalidate. done(arg) is called once, when it is over. */
+int
+proxy_internal_request(struct proxy_worker *w, const char *text, size_t len,
+                       void (*done)(void *arg), void *arg)
+{
+    struct bufferevent *pair[2];
+    struct internal_client *ic = calloc(1, sizeof(*ic));
+    struct timeval tv = {.tv_sec = 300};
+
+    if (ic == NULL)
+        return -1;
+    if (bufferevent_pair_new(w->base, BEV_OPT_CLOSE_ON_FREE, pair) < 0) {
+        free(ic);
+        return -1;
+    }
+    ic->bev = pair[1];
+    ic->done = done;
+    ic->arg = arg;
+    ic->guard = evtimer_new(w->base, internal_guard_cb, ic);
+    if (ic->guard == NULL || conn_new(w, pair[0], -1, "internal") == NULL) {
+        if (ic->guard != NULL)
+            event_free(ic->guard);
+        bufferevent_free(pair[1]);
+        free(ic);
+        return -1;
+    }
+    event_add(ic->guard, &tv); /* the origin's timeouts end it long before */
+    bufferevent_setcb(pair[1], internal_readcb, NULL, internal_eventcb, ic);
+    bufferevent_enable(pair[1], EV_READ | EV_WRITE);
+    bufferevent_write(pair[1], text, len);
+    return 0;
 }
 
 static void

@@ -77,7 +77,7 @@ struct proxy_stats {
     _Atomic uint64_t client_errors[8]; /* 400 408 413 414 431 404, see proxy_err_index */
     _Atomic uint64_t tunnels;
     _Atomic uint64_t cache_hits, cache_misses, cache_stores, cache_store_errors,
-        cache_revalidated, cache_collapsed;
+        cache_revalidated, cache_collapsed, cache_bg_refreshes;
     _Atomic uint64_t hist[PROXY_HIST_BUCKETS + 1]; /* last = +Inf */
     _Atomic uint64_t hist_sum_us;
 };
@@ -398,7 +398,11 @@ void proxy_collapse_release(struct proxy_req *r, enum proxy_collapse_outcome how
 void proxy_collapse_run_queue(struct proxy_worker *w);
 void proxy_collapse_forget(struct proxy_req *r);
 void proxy_collapse_worker_fini(struct proxy_worker *w);
+bool proxy_refresh_claim(struct proxy_engine *e, const char *key, size_t klen);
+void proxy_refresh_release(struct proxy_engine *e, const char *key, size_t klen);
 
+int proxy_internal_request(struct proxy_worker *w, const char *text, size_t len,
+                           void (*done)(void *arg), void *arg);
 /* http1.c: ends the request if its response is complete (outside the parser) */
 void proxy_req_check_done(struct proxy_req *r);
 

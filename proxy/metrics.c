@@ -140,6 +140,11 @@ proxy_metrics_render(struct proxy_engine *e, struct evbuffer *out)
     counter(out, "edge_cache_revalidated_total", "Stored responses refreshed by a 304.",
             SUM(e, cache_revalidated));
     counter(out, "edge_cache_stores_total", "Responses stored.", SUM(e, cache_stores));
+    counter(out, "edge_cache_collapsed_total", "Misses that waited for another request's fetch.",
+            SUM(e, cache_collapsed));
+    counter(out, "edge_cache_background_refreshes_total",
+            "Background revalidations started (stale-while-revalidate).",
+            SUM(e, cache_bg_refreshes));
     counter(out, "edge_cache_store_errors_total", "Responses not stored: disk or size errors.",
             SUM(e, cache_store_errors));
     if (e->cache != NULL) {

@@ -670,6 +670,7 @@ test_cache_bounded(void **state)
     uint64_t t0 = now_ms();
 
     assert_non_null(as);
+    fx->rc.timeout_ms = 2000; /* 4097 lookups: one slow answer on a loaded machine is no failure */
     fx_open(fx);
     for (int i = 0; i < NAMES; i += BATCH) {
         int n = NAMES - i < BATCH ? NAMES - i : BATCH;

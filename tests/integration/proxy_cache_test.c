@@ -360,6 +360,34 @@ test_stale_if_error_when_origin_is_down(void **state)
 }
 
 static void
+test_stale_while_revalidate_background(void **state)
+{
+    struct got g;
+    (void)state;
+    const char *path = "/resp?cc=max-age%3D3%2C%20stale-while-revalidate%3D60&etag=w1"
+                       "&delay=1s&k=swr";
+    get(path, NULL, &g);
+    assert_int_equal(g.status, 200);
+    h_sleep_ms(4100); /* stale now (whole seconds), within stale-while-revalidate */
+    long before = origin_requests();
+    double t0 = h_now_ms();
+    get(path, NULL, &g);
+    double took = h_now_ms() - t0;
+    assert_int_equal(g.status, 200);
+    assert_non_null(strstr(g.cs, "fwd=stale"));
+    print_message("stale-while-revalidate answer in %.1f ms (origin delay 1 s)\n", took);
+    assert_true(took < 300);
+    /* the background revalidation (a 304 after 1 s) refreshed the copy */
+    for (int i = 0; i < 40 && origin_requests() - before < 1; i++)
+        h_sleep_ms(50);
+    h_sleep_ms(1300);
+    assert_int_equal(origin_requests() - before, 1);
+    get(path, NULL, &g);
+    assert_non_null(strstr(g.cs, "hit"));
+    assert_int_equal(origin_requests() - before, 1);
+}
+
+static void
 test_range_from_cache(void **state)
 {
     struct got full;
@@ -482,6 +510,7 @@ main(void)
         cmocka_unit_test(test_vary_variants),
         cmocka_unit_test(test_head_and_conditional_from_cache),
         cmocka_unit_test(test_range_from_cache),
+        cmocka_unit_test(test_stale_while_revalidate_background),
         cmocka_unit_test(test_unsafe_method_invalidates),
         cmocka_unit_test(test_purge_url_prefix_tag_soft),
         cmocka_unit_test(test_collapse_50_misses_one_origin_request),
