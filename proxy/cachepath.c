@@ -26,6 +26,20 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+/* Disk full or write errors: served uncached, counted, logged at most once a minute. */
+static void
+store_error(struct proxy_req *r, const char *what, int rc)
+{
+    static struct proxy_log_rl rl;
+    uint64_t dropped = 0;
+
+    STAT_INC(r->c->w, cache_store_errors);
+    if (proxy_log_rl_pass(&rl, 60000, &dropped))
+        log_warn("cache: %s failed (%d) for %.*s; serving uncached (%llu more since last said)",
+                 what, rc, (int)(r->cache_key_len > 200 ? 200 : r->cache_key_len), r->cache_key,
+                 (unsigned long long)dropped);
+}
+
 static int64_t
 unix_now(void)
 {
@@ -627,8 +641,8 @@ proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
             a.content_length = strtoll(num, NULL, 10);
         }
         r->cache_w = cache_writer_new(e->cache, &a, &rc);
-        if (r->cache_w == NULL)
-            STAT_INC(r->c->w, cache_store_errors);
+        if (r->cache_w == NULL && rc != CACHE_ETOOBIG)
+            store_error(r, "opening a cache file", rc);
     }
     if (r->cache_w == NULL) /* not stored: waiters go to the origin themselves, now */
         proxy_collapse_release(r, v == CACHE_STORE_OK ? COLLAPSE_FAILED : COLLAPSE_PASS);
@@ -652,10 +666,13 @@ proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
 void
 proxy_cache_body(struct proxy_req *r, const char *at, size_t len)
 {
-    if (r->cache_w != NULL && cache_writer_write(r->cache_w, at, len) < 0) {
-        STAT_INC(r->c->w, cache_store_errors);
+    int rc;
+    if (r->cache_w != NULL && (rc = cache_writer_write(r->cache_w, at, len)) < 0) {
+        if (rc != CACHE_ETOOBIG)
+            store_error(r, "writing a cache file", rc);
         cache_writer_abort(r->cache_w);
         r->cache_w = NULL;
+        proxy_collapse_release(r, COLLAPSE_FAILED);
     }
 }
 
@@ -671,7 +688,7 @@ proxy_cache_response_done(struct proxy_req *r)
         if (rc == CACHE_OK)
             STAT_INC(r->c->w, cache_stores);
         else if (rc != CACHE_EPURGED)
-            STAT_INC(r->c->w, cache_store_errors);
+            store_error(r, "publishing a cache file", rc);
         proxy_collapse_release(r, rc == CACHE_OK ? COLLAPSE_STORED : COLLAPSE_FAILED);
     }
     if (r->cache_key != NULL && e->cache != NULL && r->method != HTTP_GET &&

@@ -687,10 +687,29 @@ up_try(struct proxy_req *r)
         up_fail(r, PROXY_FAIL_DNS, "resolver unavailable");
 }
 
+/* Every server of the origin is marked down by passive health checks. */
+static bool
+origin_down(struct proxy_req *r)
+{
+    uint64_t now = proxy_now_ms();
+    for (size_t i = 0; i < r->origin->nservers; i++) {
+        struct proxy_srv *srv = srv_get(r->c->w, &r->origin->servers[i]);
+        if (srv == NULL || srv->down_until_ms <= now)
+            return false;
+    }
+    return true;
+}
+
 void
 proxy_upstream_start(struct proxy_req *r)
 {
     r->tries = 0;
+    /* stale-if-error: no waiting on timeouts for an origin known to be down */
+    if (r->cache_obj != NULL && r->cache_d.stale_if_error && origin_down(r) &&
+        proxy_cache_upstream_failed(r)) {
+        proxy_req_check_done(r);
+        return;
+    }
     up_try(r);
 }
 

@@ -499,6 +499,94 @@ test_uncacheable_releases_waiters_at_once(void **state)
     assert_true(took < 2500);
 }
 
+static int
+small_edge(struct h_edge *e, int origin_port, const char *size, const char *dir)
+{
+    char conf[2048];
+    int port = h_free_port(), admin = h_free_port();
+    snprintf(conf, sizeof(conf),
+             "workers 1;\nlisten 127.0.0.1:%d;\nadmin 127.0.0.1:%d;\naccess_log off;\n"
+             "cache_dir %s max_size=%s;\n"
+             "origin app { server 127.0.0.1:%d; retries 0; }\n"
+             "site * { route / { origin app; cache on; } }\n",
+             port, admin, dir, size, origin_port);
+    return h_edge_start(e, port, admin, conf);
+}
+
+static long
+metric_of(const struct h_edge *e, const char *name)
+{
+    struct h_resp r;
+    char u[128], key[128];
+    long v = -1;
+    snprintf(u, sizeof(u), "%s/metrics", e->admin_url);
+    snprintf(key, sizeof(key), "\n%s ", name);
+    if (h_http(&r, "GET", u, NULL, 0, NULL) == 0) {
+        const char *p = strstr(r.body, key);
+        if (p != NULL)
+            v = strtol(p + strlen(key), NULL, 10);
+    }
+    h_resp_free(&r);
+    return v;
+}
+
+static void
+test_eviction_keeps_max_size(void **state)
+{
+    struct h_edge e;
+    struct h_resp r;
+    char dir[700], u[256];
+    (void)state;
+    snprintf(dir, sizeof(dir), "%s/small-cache", h_tmpdir());
+    assert_int_equal(small_edge(&e, osim.port, "256k", dir), 0);
+    for (int i = 0; i < 40; i++) {
+        snprintf(u, sizeof(u), "%s/resp?cc=max-age%%3D600&size=16384&k=ev%d", e.url, i);
+        assert_int_equal(h_http(&r, "GET", u, NULL, 0, NULL), 0);
+        assert_int_equal(r.status, 200);
+        h_resp_free(&r);
+    }
+    long bytes = metric_of(&e, "edge_cache_bytes");
+    long evicted = metric_of(&e, "edge_cache_evictions_total");
+    print_message("cache bytes %ld (max 262144), evictions %ld\n", bytes, evicted);
+    assert_true(bytes > 0 && bytes <= 262144);
+    assert_true(evicted >= 20);
+    /* the oldest went first; the newest is still there */
+    snprintf(u, sizeof(u), "%s/resp?cc=max-age%%3D600&size=16384&k=ev39", e.url);
+    char cs[256];
+    assert_int_equal(h_http(&r, "GET", u, NULL, 0, NULL), 0);
+    assert_non_null(strstr(h_header(&r, "cache-status", cs, sizeof(cs)), "hit"));
+    h_resp_free(&r);
+    snprintf(u, sizeof(u), "%s/resp?cc=max-age%%3D600&size=16384&k=ev0", e.url);
+    assert_int_equal(h_http(&r, "GET", u, NULL, 0, NULL), 0);
+    assert_null(strstr(h_header(&r, "cache-status", cs, sizeof(cs)), "hit"));
+    h_resp_free(&r);
+    assert_int_equal(h_edge_stop(&e), 0);
+}
+
+static void
+test_origin_dying_mid_body_caches_nothing(void **state)
+{
+    struct h_osim bad;
+    struct h_edge e;
+    struct h_resp r;
+    char dir[700], u[256];
+    const char *args[] = {"--reset-rate", "1", NULL};
+    (void)state;
+    assert_int_equal(h_osim_start(&bad, args), 0);
+    snprintf(dir, sizeof(dir), "%s/reset-cache", h_tmpdir());
+    assert_int_equal(small_edge(&e, bad.port, "16m", dir), 0);
+    snprintf(u, sizeof(u), "%s/resp?cc=max-age%%3D600&size=100000&k=cut", e.url);
+    for (int i = 0; i < 2; i++) {
+        int rc = h_http(&r, "GET", u, NULL, 0, NULL);
+        assert_true(rc != 0 || r.len < 100000); /* the client sees the cut */
+        h_resp_free(&r);
+    }
+    assert_int_equal(h_stats_int(bad.url, "requests"), 2); /* nothing was served from cache */
+    assert_int_equal(metric_of(&e, "edge_cache_stores_total"), 0);
+    assert_int_equal(h_edge_stop(&e), 0);
+    assert_int_equal(h_osim_stop(&bad), 0);
+}
+
 int
 main(void)
 {
@@ -516,6 +604,8 @@ main(void)
         cmocka_unit_test(test_collapse_50_misses_one_origin_request),
         cmocka_unit_test(test_uncacheable_releases_waiters_at_once),
         cmocka_unit_test(test_survives_engine_sigkill),
+        cmocka_unit_test(test_eviction_keeps_max_size),
+        cmocka_unit_test(test_origin_dying_mid_body_caches_nothing),
         cmocka_unit_test(test_corrupt_file_is_a_miss),
         cmocka_unit_test(test_stale_if_error_when_origin_is_down),
     };
