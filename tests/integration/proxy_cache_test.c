@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -217,6 +218,17 @@ test_unsafe_method_invalidates(void **state)
     h_resp_free(&r);
     get("/resp?cc=max-age%3D60&k=post", NULL, &g);
     assert_null(strstr(g.cs, "hit"));
+    /* the Location of a successful POST, same host, is invalidated too */
+    get("/resp?cc=max-age%3D60&k=loc", NULL, &g);
+    get("/resp?cc=max-age%3D60&k=loc", NULL, &g);
+    assert_non_null(strstr(g.cs, "hit"));
+    snprintf(u, sizeof(u), "%s/resp?status=201&loc=%%2Fresp%%3Fcc%%3Dmax-age%%253D60%%26k%%3Dloc",
+             edge.url);
+    assert_int_equal(h_http(&r, "POST", u, "x", 1, NULL), 0);
+    assert_int_equal(r.status, 201);
+    h_resp_free(&r);
+    get("/resp?cc=max-age%3D60&k=loc", NULL, &g);
+    assert_null(strstr(g.cs, "hit"));
 }
 
 static long
@@ -253,6 +265,16 @@ test_purge_url_prefix_tag_soft(void **state)
     assert_int_equal(purge("tag=red"), 2);
     get("/resp?cc=max-age%3D60&tag=red&k=t1", NULL, &g);
     assert_null(strstr(g.cs, "hit"));
+    /* a purge answered is durable: no resurrection after the engine is killed */
+    get("/resp?cc=max-age%3D600&tag=blue&k=dur", NULL, &g);
+    assert_int_equal(purge("tag=blue"), 1);
+    pid_t engine = h_child_pid(edge.proc.pid);
+    kill(engine, SIGKILL);
+    for (int i = 0; i < 100 && h_child_pid(edge.proc.pid) == engine; i++)
+        h_sleep_ms(10);
+    h_sleep_ms(200);
+    get("/resp?cc=max-age%3D600&tag=blue&k=dur", NULL, &g);
+    assert_null(strstr(g.cs, "hit"));
 
     get("/resp?cc=max-age%3D60&etag=s1&k=soft", NULL, &g);
     assert_int_equal(purge("tag=nothing"), 0);
@@ -282,6 +304,15 @@ test_survives_engine_sigkill(void **state)
     assert_int_equal(origin_requests() - before, 0);
 }
 
+/* Two lower-case hex digits: the cache's fan-out directory names (and
+ * never "." or ".."). */
+static bool
+fanout_name(const char *n)
+{
+    return strlen(n) == 2 && strchr("0123456789abcdef", n[0]) != NULL && n[0] != '\0' &&
+           strchr("0123456789abcdef", n[1]) != NULL && n[1] != '\0';
+}
+
 static int
 truncate_objects(const char *dir)
 {
@@ -293,18 +324,18 @@ truncate_objects(const char *dir)
     if (d1 == NULL)
         return 0;
     while ((a = readdir(d1)) != NULL) {
-        if (strlen(a->d_name) != 2)
+        if (!fanout_name(a->d_name))
             continue;
         snprintf(p1, sizeof(p1), "%s/%s", dir, a->d_name);
         DIR *d2 = opendir(p1);
         while (d2 != NULL && (b = readdir(d2)) != NULL) {
-            if (strlen(b->d_name) != 2)
+            if (!fanout_name(b->d_name))
                 continue;
             snprintf(p2, sizeof(p2), "%s/%s", p1, b->d_name);
             DIR *d3 = opendir(p2);
             while (d3 != NULL && (c = readdir(d3)) != NULL) {
-                if (c->d_name[0] == '.')
-                    continue;
+                if (c->d_name[0] == '.' || strlen(c->d_name) < 32)
+                    continue; /* only object files: <32 hex>[-<16 hex>] */
                 snprintf(p3, sizeof(p3), "%s/%s", p2, c->d_name);
                 if (truncate(p3, 10) == 0)
                     n++;
