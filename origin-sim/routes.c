@@ -202,8 +202,8 @@ route_bytes(struct osim_conn *c, const char *path, size_t plen)
 
 struct resp_params {
     char cc[PARAM_MAX], etag[PARAM_MAX], lm[PARAM_MAX], vary[PARAM_MAX], tag[PARAM_MAX];
-    char ctype[PARAM_MAX], v[64];
-    bool has_cc, has_etag, has_lm, has_vary, has_tag, has_ctype;
+    char ctype[PARAM_MAX], loc[PARAM_MAX], v[64];
+    bool has_cc, has_etag, has_lm, has_vary, has_tag, has_ctype, has_loc;
 };
 
 static int
@@ -246,7 +246,8 @@ route_resp(struct osim_conn *c, const char *q, size_t qlen)
         getp(q, qlen, "lm", p->lm, PARAM_MAX, &p->has_lm) < 0 ||
         getp(q, qlen, "vary", p->vary, PARAM_MAX, &p->has_vary) < 0 ||
         getp(q, qlen, "tag", p->tag, PARAM_MAX, &p->has_tag) < 0 ||
-        getp(q, qlen, "ctype", p->ctype, PARAM_MAX, &p->has_ctype) < 0)
+        getp(q, qlen, "ctype", p->ctype, PARAM_MAX, &p->has_ctype) < 0 ||
+        getp(q, qlen, "loc", p->loc, PARAM_MAX, &p->has_loc) < 0)
         bad = "a query value is badly percent-encoded or too long";
     if (bad == NULL && p->has_etag) {
         bool quoted = p->etag[0] == '"' || (p->etag[0] == 'W' && p->etag[1] == '/');
@@ -280,6 +281,8 @@ route_resp(struct osim_conn *c, const char *q, size_t qlen)
         osim_resp_header(c, "Vary", "%s", p->vary);
     if (p->has_tag)
         osim_resp_header(c, "Surrogate-Key", "%s", p->tag);
+    if (p->has_loc)
+        osim_resp_header(c, "Location", "%s", p->loc);
     if (status / 100 == 2 && not_modified(c, p->has_etag ? etag : NULL, elen, p->has_lm, lm)) {
         osim_reply(c, 304, NULL, NULL, 0);
         goto out;

@@ -574,6 +574,54 @@ proxy_cache_resume(struct proxy_req *r)
     proxy_upstream_start(r);
 }
 
+/* The key of a Location / Content-Location value when it names the same
+ * host (a path, or an absolute URL with the request's authority). */
+static bool
+same_host_key(struct proxy_req *r, const char *v, size_t n, char *key, size_t cap, size_t *klen)
+{
+    struct cache_key_parts parts;
+    const char *path = v, *q;
+    size_t plen = n;
+
+    if (n > 7 && strncasecmp(v, "http://", 7) == 0) {
+        const char *a = v + 7, *slash = memchr(a, '/', n - 7);
+        size_t alen = slash ? (size_t)(slash - a) : n - 7;
+        if (alen != strlen(r->authority) || strncasecmp(a, r->authority, alen) != 0)
+            return false;
+        path = slash ? slash : "/";
+        plen = slash ? n - (size_t)(slash - v) : 1;
+    } else if (n == 0 || v[0] != '/') {
+        return false; /* another host, or a relative reference we do not resolve */
+    }
+    q = memchr(path, '?', plen);
+    parts.scheme = (struct cache_str){"http", 4};
+    parts.host = (struct cache_str){r->authority, strlen(r->authority)};
+    parts.path = (struct cache_str){path, q ? (size_t)(q - path) : plen};
+    parts.query = (struct cache_str){q ? q + 1 : NULL, q ? plen - (size_t)(q - path) - 1 : 0};
+    return cache_key_build(r->cache_route, &parts, NULL, 0, key, cap, klen) == 0;
+}
+
+/* RFC 9111 4.4: a non-error answer to an unsafe method invalidates the
+ * target, and the Location / Content-Location URIs of the same host. */
+static void
+invalidate_unsafe(struct proxy_req *r, struct proxy_upconn *u)
+{
+    struct cache *c = r->c->w->e->cache;
+    static const char *const names[] = {"location", "content-location"};
+    char key[CACHE_KEY_MAX];
+    size_t klen;
+    struct proxy_hdr h;
+
+    if (r->method == HTTP_GET || r->method == HTTP_HEAD || r->method == HTTP_OPTIONS ||
+        r->method == HTTP_TRACE)
+        return;
+    cache_invalidate_key(c, r->cache_key, r->cache_key_len);
+    for (size_t i = 0; i < 2; i++)
+        if (proxy_head_find(&u->head, names[i], &h) &&
+            same_host_key(r, h.value, h.vlen, key, sizeof(key), &klen))
+            cache_invalidate_key(c, key, klen);
+}
+
 /*
  * The origin's response head arrived. Returns:
  *   0  forward it (a writer may have been opened to store it)
@@ -592,8 +640,13 @@ proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
     enum cache_store_verdict v;
     int64_t now = unix_now();
 
-    if (!r->cache_lookup || e->cache == NULL)
+    if (e->cache == NULL)
         return 0;
+    if (!r->cache_lookup) {
+        if (r->cache_key != NULL && status >= 200 && status < 400)
+            invalidate_unsafe(r, u);
+        return 0;
+    }
     n = resp_views(u, hv, 256);
     nreq = req_views(r, &reqv);
     if (r->cache_obj != NULL && status == 304 && r->cache_cond_len > 0) {
@@ -680,8 +733,6 @@ proxy_cache_body(struct proxy_req *r, const char *at, size_t len)
 int
 proxy_cache_response_done(struct proxy_req *r)
 {
-    struct proxy_engine *e = r->c->w->e;
-
     if (r->cache_w != NULL) {
         int rc = cache_writer_commit(r->cache_w);
         r->cache_w = NULL;
@@ -690,11 +741,6 @@ proxy_cache_response_done(struct proxy_req *r)
         else if (rc != CACHE_EPURGED)
             store_error(r, "publishing a cache file", rc);
         proxy_collapse_release(r, rc == CACHE_OK ? COLLAPSE_STORED : COLLAPSE_FAILED);
-    }
-    if (r->cache_key != NULL && e->cache != NULL && r->method != HTTP_GET &&
-        r->method != HTTP_HEAD && r->status >= 200 && r->status < 400) {
-        /* RFC 9111 4.4: a successful unsafe request invalidates the target */
-        cache_invalidate_key(e->cache, r->cache_key, r->cache_key_len);
     }
     if (r->cache_serve_after && r->cache_obj != NULL && !r->resp_started) {
         int64_t age = cache_current_age(r->cache_obj->policy.initial_age,
