@@ -209,6 +209,10 @@ conn_new(struct proxy_worker *w, struct bufferevent *bev, int fd, const char *pe
     }
     llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
     c->parser.data = c;
+    /* libevent caps one read/write at 16 KiB by default: a 4 MiB cache hit
+     * would take 256 writes once the socket buffer is full */
+    bufferevent_set_max_single_read(c->bev, PROXY_FEED_MAX);
+    bufferevent_set_max_single_write(c->bev, 4 * 1024 * 1024);
     bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, PROXY_FEED_MAX);
     bufferevent_setwatermark(c->bev, EV_WRITE, PROXY_HIGH_WATER / 4, 0);

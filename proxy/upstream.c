@@ -597,6 +597,8 @@ up_connect(struct proxy_req *r, const struct sockaddr_storage *ss, socklen_t len
         up_fail(r, PROXY_FAIL_UNAVAILABLE, "out of memory");
         return;
     }
+    bufferevent_set_max_single_read(u->bev, UP_FEED_MAX);
+    bufferevent_set_max_single_write(u->bev, 1024 * 1024);
     bufferevent_setcb(u->bev, up_readcb, up_writecb, up_eventcb, u);
     timer_arm(u->timer, r->origin->connect_timeout_ms);
     if (bufferevent_socket_connect(u->bev, (const struct sockaddr *)ss, (int)len) < 0) {
