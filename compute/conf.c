@@ -122,25 +122,6 @@ id_ok(const char *s, size_t len)
 
 /* ---- MAIN ----------------------------------------------------------------------------------- */
 
-static bool
-parse_port(const char *s, size_t len, uint16_t *port)
-{
-    unsigned v = 0;
-    size_t i;
-
-    if (len == 0 || len > 5)
-        return false;
-    for (i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (unsigned)(s[i] - '0');
-    }
-    if (v == 0 || v > 65535)
-        return false;
-    *port = (uint16_t)v;
-    return true;
-}
-
 /* HOST:PORT, [IPv6]:PORT or unix:/path into kc. */
 static int
 redis_addr(const struct conf_arg *a, struct kv_conf *kc, struct conf_err *err)
@@ -174,7 +155,7 @@ redis_addr(const struct conf_arg *a, struct kv_conf *kc, struct conf_err *err)
         hostp = s;
         hlen = (size_t)(colon - s);
     }
-    if (!parse_port(colon + 1, len - (size_t)(colon - s) - 1, &kc->port))
+    if (!conf_port_from_str(colon + 1, len - (size_t)(colon - s) - 1, &kc->port))
         return conf_errf(err, &a->pos, "'redis': bad port in '%s' (expected 1-65535)", s);
     if (hlen >= sizeof(kc->host))
         return conf_errf(err, &a->pos, "'redis': host name longer than %zu bytes",

@@ -97,6 +97,8 @@ bool conf_arg_kv(const struct conf_arg *a, const char **key, size_t *klen, const
 /* Pure string forms (for flags like --latency in origin-sim): 0 ok, -1 bad. */
 int conf_duration_from_str(const char *s, size_t len, uint64_t *ms);
 int conf_size_from_str(const char *s, size_t len, uint64_t *bytes);
+/* A TCP port, 1..65535, in decimal. */
+bool conf_port_from_str(const char *s, size_t len, uint16_t *port);
 
 /* Formats err->msg as "file:line:col: <fmt>". Always returns -1. */
 int conf_errf(struct conf_err *err, const struct conf_pos *pos, const char *fmt, ...)

@@ -55,25 +55,6 @@ core_route_of(const struct conf_route *r)
 
 /* "1".."65535" -> port; false otherwise. */
 static bool
-parse_port(const char *s, size_t len, uint16_t *port)
-{
-    unsigned v = 0;
-    size_t i;
-
-    if (len == 0 || len > 5)
-        return false;
-    for (i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (unsigned)(s[i] - '0');
-    }
-    if (v == 0 || v > 65535)
-        return false;
-    *port = (uint16_t)v;
-    return true;
-}
-
-static bool
 all_digits(const char *s, size_t len)
 {
     size_t i;
@@ -139,7 +120,7 @@ parse_listen_addr(const char *s, size_t len, struct conf_addr *out)
     size_t hlen;
 
     if (all_digits(s, len)) {
-        if (!parse_port(s, len, &port))
+        if (!conf_port_from_str(s, len, &port))
             return ADDR_BAD_PORT;
         return addr_set(out, NULL, 0, port, true) ? ADDR_OK : ADDR_BAD;
     }
@@ -147,7 +128,7 @@ parse_listen_addr(const char *s, size_t len, struct conf_addr *out)
         const char *rb = memchr(s, ']', len);
         if (rb == NULL || (size_t)(rb - s) + 1 >= len || rb[1] != ':')
             return ADDR_BAD;
-        if (!parse_port(rb + 2, len - (size_t)(rb - s) - 2, &port))
+        if (!conf_port_from_str(rb + 2, len - (size_t)(rb - s) - 2, &port))
             return ADDR_BAD_PORT;
         return addr_set(out, s + 1, (size_t)(rb - s) - 1, port, false) ? ADDR_OK : ADDR_BAD;
     }
@@ -155,7 +136,7 @@ parse_listen_addr(const char *s, size_t len, struct conf_addr *out)
     if (colon == NULL || memchr(colon + 1, ':', len - (size_t)(colon - s) - 1) != NULL)
         return ADDR_BAD;
     hlen = (size_t)(colon - s);
-    if (!parse_port(colon + 1, len - hlen - 1, &port))
+    if (!conf_port_from_str(colon + 1, len - hlen - 1, &port))
         return ADDR_BAD_PORT;
     if (hlen == 1 && s[0] == '*')
         return addr_set(out, NULL, 0, port, true) ? ADDR_OK : ADDR_BAD;
@@ -180,7 +161,7 @@ parse_resolver_addr(const char *s, size_t len, struct conf_addr *out)
         if ((size_t)(rb - s) + 1 < len) {
             if (rb[1] != ':')
                 return ADDR_BAD;
-            if (!parse_port(rb + 2, len - (size_t)(rb - s) - 2, &port))
+            if (!conf_port_from_str(rb + 2, len - (size_t)(rb - s) - 2, &port))
                 return ADDR_BAD_PORT;
         }
         if (memchr(s + 1, ':', iplen) == NULL)
@@ -191,7 +172,7 @@ parse_resolver_addr(const char *s, size_t len, struct conf_addr *out)
     if (colon != NULL && memchr(colon + 1, ':', len - (size_t)(colon - s) - 1) != NULL)
         return addr_set(out, s, len, port, false) ? ADDR_OK : ADDR_BAD; /* bare IPv6 */
     if (colon != NULL) {
-        if (!parse_port(colon + 1, len - (size_t)(colon - s) - 1, &port))
+        if (!conf_port_from_str(colon + 1, len - (size_t)(colon - s) - 1, &port))
             return ADDR_BAD_PORT;
         len = (size_t)(colon - s);
     }
@@ -637,7 +618,7 @@ set_server(struct conf_build *b, const struct conf_node *n, void *parent, struct
         tmp[hlen] = '\0';
         sv->is_ip = inet_pton(AF_INET, tmp, ipbuf) == 1;
     }
-    if (!parse_port(colon + 1, a->len - (size_t)(colon + 1 - a->s), &port))
+    if (!conf_port_from_str(colon + 1, a->len - (size_t)(colon + 1 - a->s), &port))
         return conf_errf(err, &a->pos, "'server' port must be from 1 to 65535 in '%s'", a->s);
     sv->pos = n->pos;
     sv->host = conf_strndup(b, host, hlen);

@@ -183,3 +183,22 @@ conf_arg_kv(const struct conf_arg *a, const char **key, size_t *klen, const char
     *val = eq + 1;
     return true;
 }
+
+/* A TCP port 1..65535 in decimal; false otherwise. */
+bool
+conf_port_from_str(const char *s, size_t len, uint16_t *port)
+{
+    unsigned v = 0;
+
+    if (len == 0 || len > 5)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    if (v == 0 || v > 65535)
+        return false;
+    *port = (uint16_t)v;
+    return true;
+}

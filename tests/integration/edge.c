@@ -68,3 +68,44 @@ h_child_pid(pid_t pid)
     fclose(f);
     return child > 0 ? (pid_t)child : -1;
 }
+
+long
+h_edge_metric(const struct h_edge *e, const char *name)
+{
+    struct h_resp r;
+    char u[128], key[160];
+    long v = -1;
+
+    snprintf(u, sizeof(u), "%s/metrics", e->admin_url);
+    snprintf(key, sizeof(key), "\n%s ", name);
+    if (h_http(&r, "GET", u, NULL, 0, NULL) == 0 && r.body != NULL) {
+        const char *p = strstr(r.body, key);
+        if (p != NULL)
+            v = strtol(p + strlen(key), NULL, 10);
+    }
+    h_resp_free(&r);
+    return v;
+}
+
+static void *
+bg_main(void *arg)
+{
+    struct h_bg *b = arg;
+    b->rc = h_http(&b->r, "GET", b->url, NULL, 0, NULL);
+    return NULL;
+}
+
+void
+h_bg_start(struct h_bg *b, const char *base, const char *path)
+{
+    memset(b, 0, sizeof(*b));
+    snprintf(b->url, sizeof(b->url), "%s%s", base, path);
+    if (pthread_create(&b->t, NULL, bg_main, b) != 0)
+        b->rc = -1;
+}
+
+void
+h_bg_join(struct h_bg *b)
+{
+    pthread_join(b->t, NULL);
+}

@@ -4,6 +4,7 @@
 #ifndef EDGE_TESTS_EDGE_H
 #define EDGE_TESTS_EDGE_H
 
+#include <pthread.h>
 #include <sys/types.h>
 
 #include "tests/integration/harness.h"
@@ -26,5 +27,18 @@ int h_edge_write_conf(struct h_edge *e, const char *conf_text);
 int h_edge_stop(struct h_edge *e);
 /* The first child process of pid (the engine of an edge supervisor), or -1. */
 pid_t h_child_pid(pid_t pid);
+/* A counter or gauge without labels from the edge's admin /metrics; -1 when absent. */
+long h_edge_metric(const struct h_edge *e, const char *name);
+
+/* A GET running in its own thread (for requests in flight during a reload,
+ * a stop, ...): h_bg_start, then h_bg_join; free bg->r with h_resp_free. */
+struct h_bg {
+    pthread_t t;
+    char url[512];
+    struct h_resp r;
+    int rc;
+};
+void h_bg_start(struct h_bg *b, const char *base, const char *path);
+void h_bg_join(struct h_bg *b);
 
 #endif

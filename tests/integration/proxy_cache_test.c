@@ -544,23 +544,6 @@ small_edge(struct h_edge *e, int origin_port, const char *size, const char *dir)
     return h_edge_start(e, port, admin, conf);
 }
 
-static long
-metric_of(const struct h_edge *e, const char *name)
-{
-    struct h_resp r;
-    char u[128], key[128];
-    long v = -1;
-    snprintf(u, sizeof(u), "%s/metrics", e->admin_url);
-    snprintf(key, sizeof(key), "\n%s ", name);
-    if (h_http(&r, "GET", u, NULL, 0, NULL) == 0) {
-        const char *p = strstr(r.body, key);
-        if (p != NULL)
-            v = strtol(p + strlen(key), NULL, 10);
-    }
-    h_resp_free(&r);
-    return v;
-}
-
 static void
 test_eviction_keeps_max_size(void **state)
 {
@@ -576,8 +559,8 @@ test_eviction_keeps_max_size(void **state)
         assert_int_equal(r.status, 200);
         h_resp_free(&r);
     }
-    long bytes = metric_of(&e, "edge_cache_bytes");
-    long evicted = metric_of(&e, "edge_cache_evictions_total");
+    long bytes = h_edge_metric(&e, "edge_cache_bytes");
+    long evicted = h_edge_metric(&e, "edge_cache_evictions_total");
     print_message("cache bytes %ld (max 262144), evictions %ld\n", bytes, evicted);
     assert_true(bytes > 0 && bytes <= 262144);
     assert_true(evicted >= 20);
@@ -613,7 +596,7 @@ test_origin_dying_mid_body_caches_nothing(void **state)
         h_resp_free(&r);
     }
     assert_int_equal(h_stats_int(bad.url, "requests"), 2); /* nothing was served from cache */
-    assert_int_equal(metric_of(&e, "edge_cache_stores_total"), 0);
+    assert_int_equal(h_edge_metric(&e, "edge_cache_stores_total"), 0);
     assert_int_equal(h_edge_stop(&e), 0);
     assert_int_equal(h_osim_stop(&bad), 0);
 }

@@ -90,23 +90,6 @@ read_all(int fd, char *buf, size_t n, int timeout_ms)
     return (long)got;
 }
 
-static long
-metric(const struct h_edge *e, const char *name)
-{
-    struct h_resp r;
-    char u[128], key[128];
-    long v = -1;
-    snprintf(u, sizeof(u), "%s/metrics", e->admin_url);
-    snprintf(key, sizeof(key), "\n%s ", name);
-    if (h_http(&r, "GET", u, NULL, 0, NULL) == 0) {
-        const char *p = strstr(r.body, key);
-        if (p != NULL)
-            v = strtol(p + strlen(key), NULL, 10);
-    }
-    h_resp_free(&r);
-    return v;
-}
-
 static void
 test_client_body_timeout_408(void **state)
 {
@@ -169,7 +152,7 @@ test_max_connections_503(void **state)
     close(b);
     close(c);
     h_sleep_ms(100);
-    assert_true(metric(&e, "edge_connections_rejected_total") >= 1);
+    assert_true(h_edge_metric(&e, "edge_connections_rejected_total") >= 1);
     /* with room again, requests are served */
     struct h_resp r;
     char u[128];
@@ -195,7 +178,7 @@ test_send_timeout_drops_client_that_does_not_read(void **state)
     long active = -1;
     for (int i = 0; i < 40; i++) {
         h_sleep_ms(100);
-        active = metric(&e, "edge_connections_active");
+        active = h_edge_metric(&e, "edge_connections_active");
         if (active == 0)
             break;
     }
@@ -204,37 +187,20 @@ test_send_timeout_drops_client_that_does_not_read(void **state)
     assert_int_equal(h_edge_stop(&e), 0);
 }
 
-struct bg {
-    pthread_t t;
-    char url[256];
-    struct h_resp r;
-    int rc;
-};
-
-static void *
-bg_main(void *arg)
-{
-    struct bg *b = arg;
-    b->rc = h_http(&b->r, "GET", b->url, NULL, 0, NULL);
-    return NULL;
-}
-
 static void
 test_shutdown_timeout_bounds_the_drain(void **state)
 {
     struct h_edge e;
-    struct bg b;
+    struct h_bg b;
     (void)state;
     assert_int_equal(start_edge(&e, "shutdown_timeout 500ms;", NULL), 0);
-    memset(&b, 0, sizeof(b));
-    snprintf(b.url, sizeof(b.url), "%s/slow?ms=5000", e.url);
-    assert_int_equal(pthread_create(&b.t, NULL, bg_main, &b), 0);
+    h_bg_start(&b, e.url, "/slow?ms=5000");
     h_sleep_ms(200);
     double t0 = h_now_ms();
     assert_int_equal(h_edge_stop(&e), 0);
     double took = h_now_ms() - t0;
     assert_true(took >= 400 && took < 2000);
-    pthread_join(b.t, NULL);
+    h_bg_join(&b);
     assert_true(b.rc != 0 || b.r.status != 200); /* cut, not answered */
     h_resp_free(&b.r);
 }
@@ -332,7 +298,7 @@ test_idle_timeout_cuts_stalled_body(void **state)
     assert_int_equal(r.len, 10);
     assert_true(took >= 300 && took < 2000);
     h_resp_free(&r);
-    assert_true(metric(&e, "edge_upstream_timeouts_total") >= 1);
+    assert_true(h_edge_metric(&e, "edge_upstream_timeouts_total") >= 1);
     assert_int_equal(h_edge_stop(&e), 0);
     pthread_join(s.t, NULL);
     close(s.lfd);
@@ -358,7 +324,7 @@ test_passive_health_and_backup(void **state)
         h_resp_free(&r);
     }
     /* the dead server failed once, then was skipped for fail_timeout */
-    assert_int_equal(metric(&e, "edge_upstream_connect_failures_total"), 1);
+    assert_int_equal(h_edge_metric(&e, "edge_upstream_connect_failures_total"), 1);
     h_sleep_ms(1200);
     for (int i = 0; i < 4; i++) {
         assert_int_equal(h_http(&r, "GET", u, NULL, 0, NULL), 0);
@@ -366,7 +332,7 @@ test_passive_health_and_backup(void **state)
         h_resp_free(&r);
     }
     /* probed again once after fail_timeout */
-    assert_int_equal(metric(&e, "edge_upstream_connect_failures_total"), 2);
+    assert_int_equal(h_edge_metric(&e, "edge_upstream_connect_failures_total"), 2);
     assert_int_equal(h_edge_stop(&e), 0);
 
     /* a backup serves only when the primary is down */

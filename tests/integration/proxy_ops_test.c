@@ -87,30 +87,6 @@ teardown(void **state)
     return h_osim_stop(&osim) == 0 ? 0 : -1;
 }
 
-/* A request running in a thread. */
-struct bg {
-    pthread_t t;
-    char url[256];
-    struct h_resp r;
-    int rc;
-};
-
-static void *
-bg_main(void *arg)
-{
-    struct bg *b = arg;
-    b->rc = h_http(&b->r, "GET", b->url, NULL, 0, NULL);
-    return NULL;
-}
-
-static void
-bg_start(struct bg *b, const char *base, const char *path)
-{
-    memset(b, 0, sizeof(*b));
-    snprintf(b->url, sizeof(b->url), "%s%s", base, path);
-    assert_int_equal(pthread_create(&b->t, NULL, bg_main, b), 0);
-}
-
 static long
 get_status(const char *base, const char *path, char *body, size_t n)
 {
@@ -133,13 +109,13 @@ static void
 test_reload_keeps_inflight_and_bad_conf_keeps_old(void **state)
 {
     struct h_edge e;
-    struct bg slow;
+    struct h_bg slow;
     char conf[4096], body[512], u[256];
     struct h_resp r;
     (void)state;
 
     assert_int_equal(start_edge(&e, NULL, NULL), 0);
-    bg_start(&slow, e.url, "/slow?ms=5000");
+    h_bg_start(&slow, e.url, "/slow?ms=5000");
     h_sleep_ms(300);
     /* a new route, through the admin API */
     make_conf(conf, sizeof(conf), e.port, e.admin_port, NULL,
@@ -174,7 +150,7 @@ test_reload_keeps_inflight_and_bad_conf_keeps_old(void **state)
     assert_int_equal(get_status(e.url, "/new", NULL, 0), 404);
 
     /* the request that started before all this finished normally */
-    pthread_join(slow.t, NULL);
+    h_bg_join(&slow);
     assert_int_equal(slow.rc, 0);
     assert_int_equal(slow.r.status, 200);
     h_resp_free(&slow.r);
@@ -185,16 +161,16 @@ static void
 test_sigterm_drains(void **state)
 {
     struct h_edge e;
-    struct bg slow;
+    struct h_bg slow;
     (void)state;
 
     assert_int_equal(start_edge(&e, NULL, NULL), 0);
-    bg_start(&slow, e.url, "/slow?ms=1500");
+    h_bg_start(&slow, e.url, "/slow?ms=1500");
     h_sleep_ms(300);
     double t0 = h_now_ms();
     assert_int_equal(h_edge_stop(&e), 0); /* waits for the exit */
     double took = h_now_ms() - t0;
-    pthread_join(slow.t, NULL);
+    h_bg_join(&slow);
     assert_int_equal(slow.rc, 0);
     assert_int_equal(slow.r.status, 200);
     h_resp_free(&slow.r);
