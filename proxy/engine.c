@@ -49,7 +49,15 @@ proxy_reqid_make(struct proxy_worker *w, char *out, size_t n)
     x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
     b = x * 0x2545F4914F6CDD1Dull;
     w->reqid_state = x;
-    snprintf(out, n, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+    if (n < 33) {
+        snprintf(out, n, "%016llx", (unsigned long long)a);
+        return;
+    }
+    for (int i = 15; i >= 0; i--, a >>= 4)
+        out[i] = "0123456789abcdef"[a & 15];
+    for (int i = 31; i >= 16; i--, b >>= 4)
+        out[i] = "0123456789abcdef"[b & 15];
+    out[32] = '\0';
 }
 
 static void

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <event2/buffer.h>
+
 int
 proxy_head_init(struct proxy_head *h, size_t cap, size_t max_headers)
 {
@@ -25,6 +27,8 @@ proxy_head_init(struct proxy_head *h, size_t cap, size_t max_headers)
 void
 proxy_head_reset(struct proxy_head *h)
 {
+    h->conn_scanned = false;
+    h->nconn = 0;
     h->len = 0;
     h->url_off = h->url_len = 0;
     h->reason_off = h->reason_len = 0;
@@ -184,30 +188,105 @@ proxy_token_in_list(const char *list, size_t len, const char *token)
     return false;
 }
 
-static const char *const hop_by_hop[] = {
-    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-    "upgrade", "proxy-authorization", NULL,
-};
+void
+proxy_head_scan_connection(struct proxy_head *h)
+{
+    struct proxy_hdr x;
+
+    h->nconn = 0;
+    h->conn_scanned = true;
+    for (size_t i = 0; proxy_head_get(h, i, &x); i++) {
+        if (!proxy_hdr_is(&x, "connection"))
+            continue;
+        size_t j = 0;
+        while (j < x.vlen) {
+            while (j < x.vlen && (x.value[j] == ' ' || x.value[j] == '\t' || x.value[j] == ','))
+                j++;
+            size_t st = j;
+            while (j < x.vlen && x.value[j] != ',')
+                j++;
+            size_t e = j;
+            while (e > st && (x.value[e - 1] == ' ' || x.value[e - 1] == '\t'))
+                e--;
+            if (e > st && h->nconn < sizeof(h->conn) / sizeof(h->conn[0])) {
+                h->conn[h->nconn].off = (size_t)(x.value - h->buf) + st;
+                h->conn[h->nconn].len = e - st;
+                h->nconn++;
+            }
+        }
+    }
+}
+
+static bool
+ieq(const char *a, size_t alen, const char *lit, size_t llen)
+{
+    return alen == llen && strncasecmp(a, lit, llen) == 0;
+}
 
 bool
 proxy_hdr_hop_by_hop(const struct proxy_hdr *h, const struct proxy_head *all)
 {
-    struct proxy_hdr x;
-    char name[128];
+    const char *n = h->name;
+    size_t l = h->nlen;
 
-    for (size_t i = 0; hop_by_hop[i] != NULL; i++)
-        if (proxy_hdr_is(h, hop_by_hop[i]))
-            return true;
-    if (h->nlen >= sizeof(name))
-        return false;
-    memcpy(name, h->name, h->nlen);
-    name[h->nlen] = '\0';
-    for (size_t i = 0; i < all->n; i++) {
-        proxy_head_get(all, i, &x);
-        if (proxy_hdr_is(&x, "connection") && proxy_token_in_list(x.value, x.vlen, name))
-            return true;
+    switch (l) {
+    case 2: if (ieq(n, l, "te", 2)) return true; break;
+    case 7: if (ieq(n, l, "trailer", 7) || ieq(n, l, "upgrade", 7)) return true; break;
+    case 10: if (ieq(n, l, "connection", 10) || ieq(n, l, "keep-alive", 10)) return true; break;
+    case 16: if (ieq(n, l, "proxy-connection", 16)) return true; break;
+    case 17: if (ieq(n, l, "transfer-encoding", 17)) return true; break;
+    case 19: if (ieq(n, l, "proxy-authorization", 19)) return true; break;
+    default: break;
     }
+    if (!all->conn_scanned)
+        proxy_head_scan_connection((struct proxy_head *)all); /* lazily, once */
+    for (size_t i = 0; i < all->nconn; i++)
+        if (ieq(n, l, all->buf + all->conn[i].off, all->conn[i].len))
+            return true;
     return false;
+}
+
+/* ---- head builder ---- */
+
+void
+proxy_hb_flush(struct proxy_hb *b)
+{
+    if (b->len > 0)
+        evbuffer_add(b->out, b->buf, b->len);
+    b->len = 0;
+}
+
+void
+proxy_hb_big(struct proxy_hb *b, const void *p, size_t n)
+{
+    evbuffer_add(b->out, p, n);
+}
+
+void
+proxy_hb_str(struct proxy_hb *b, const char *s)
+{
+    proxy_hb_add(b, s, strlen(s));
+}
+
+void
+proxy_hb_u64(struct proxy_hb *b, uint64_t v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    proxy_hb_add(b, tmp + i, sizeof(tmp) - i);
+}
+
+void
+proxy_hb_hdr(struct proxy_hb *b, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    proxy_hb_add(b, name, nlen);
+    proxy_hb_lit(b, ": ");
+    proxy_hb_add(b, value, vlen);
+    proxy_hb_lit(b, "\r\n");
 }
 
 /* ---- request paths (for route matching) ---- */

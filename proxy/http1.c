@@ -465,6 +465,7 @@ proxy_resp_head(struct proxy_req *r, struct proxy_upconn *u)
 {
     struct proxy_conn *c = r->c;
     struct evbuffer *out = conn_out(c);
+    struct proxy_hb *b = &c->w->hb;
     struct proxy_hdr h, cl;
     bool have_cl = proxy_head_find(&u->head, "content-length", &cl);
     bool have_reqid = false;
@@ -487,44 +488,52 @@ proxy_resp_head(struct proxy_req *r, struct proxy_upconn *u)
         else
             r->resp_close = true;
     }
-    evbuffer_add_printf(out, "HTTP/1.1 %d ", status);
+    b->out = out;
+    b->len = 0;
+    proxy_hb_lit(b, "HTTP/1.1 ");
+    proxy_hb_u64(b, (uint64_t)status);
+    proxy_hb_lit(b, " ");
     if (u->head.reason_len > 0)
-        evbuffer_add(out, u->head.buf + u->head.reason_off, u->head.reason_len);
+        proxy_hb_add(b, u->head.buf + u->head.reason_off, u->head.reason_len);
     else
-        evbuffer_add_printf(out, "%s", proxy_status_reason(status));
-    evbuffer_add(out, "\r\n", 2);
+        proxy_hb_str(b, proxy_status_reason(status));
+    proxy_hb_lit(b, "\r\n");
     for (size_t i = 0; proxy_head_get(&u->head, i, &h); i++) {
         if (proxy_hdr_hop_by_hop(&h, &u->head))
             continue;
-        if (proxy_hdr_is(&h, "content-length") && r->resp_chunked)
+        if (r->resp_chunked && proxy_hdr_is(&h, "content-length"))
             continue;
-        if (proxy_hdr_is(&h, "x-request-id"))
+        if (!have_reqid && proxy_hdr_is(&h, "x-request-id"))
             have_reqid = true;
-        evbuffer_add(out, h.name, h.nlen);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, h.value, h.vlen);
-        evbuffer_add(out, "\r\n", 2);
+        proxy_hb_hdr(b, h.name, h.nlen, h.value, h.vlen);
     }
-    if (!have_reqid)
-        evbuffer_add_printf(out, "X-Request-Id: %s\r\n", r->request_id);
-    if (r->cache_status[0] != '\0')
-        evbuffer_add_printf(out, "Cache-Status: %s\r\n", r->cache_status);
-    evbuffer_add_printf(out, "Via: 1.1 edge\r\n");
+    if (!have_reqid) {
+        proxy_hb_lit(b, "X-Request-Id: ");
+        proxy_hb_str(b, r->request_id);
+        proxy_hb_lit(b, "\r\n");
+    }
+    if (r->cache_status[0] != '\0') {
+        proxy_hb_lit(b, "Cache-Status: ");
+        proxy_hb_str(b, r->cache_status);
+        proxy_hb_lit(b, "\r\n");
+    }
+    proxy_hb_lit(b, "Via: 1.1 edge\r\n");
     if (status == 101) {
         struct proxy_hdr up;
         if (proxy_head_find(&u->head, "upgrade", &up))
-            evbuffer_add_printf(out, "Upgrade: %.*s\r\n", (int)up.vlen, up.value);
-        evbuffer_add_printf(out, "Connection: upgrade\r\n");
+            proxy_hb_hdr(b, "Upgrade", 7, up.value, up.vlen);
+        proxy_hb_lit(b, "Connection: upgrade\r\n");
     } else if (r->resp_chunked) {
-        evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
+        proxy_hb_lit(b, "Transfer-Encoding: chunked\r\n");
     }
     if (status != 101) {
         if (r->resp_close)
-            evbuffer_add_printf(out, "Connection: close\r\n");
+            proxy_hb_lit(b, "Connection: close\r\n");
         else if (r->http_minor == 0)
-            evbuffer_add_printf(out, "Connection: keep-alive\r\n");
+            proxy_hb_lit(b, "Connection: keep-alive\r\n");
     }
-    evbuffer_add(out, "\r\n", 2);
+    proxy_hb_lit(b, "\r\n");
+    proxy_hb_flush(b);
     proxy_conn_want_flush(c);
     return 0;
 }
@@ -537,7 +546,16 @@ proxy_resp_body(struct proxy_req *r, const char *at, size_t len)
     if (r->resp_nobody || len == 0)
         return 0;
     if (r->resp_chunked) {
-        evbuffer_add_printf(out, "%zx\r\n", len);
+        char hex[24];
+        size_t i = sizeof(hex) - 2;
+        hex[sizeof(hex) - 2] = '\r';
+        hex[sizeof(hex) - 1] = '\n';
+        size_t v = len;
+        do {
+            hex[--i] = "0123456789abcdef"[v & 15];
+            v >>= 4;
+        } while (v != 0);
+        evbuffer_add(out, hex + i, sizeof(hex) - i);
         evbuffer_add(out, at, len);
         evbuffer_add(out, "\r\n", 2);
     } else {
@@ -647,7 +665,9 @@ conn_dispatch(struct proxy_conn *c, struct proxy_req *r)
     }
     if (host != NULL) {
         size_t hl = host_len;
-        snprintf(r->authority, sizeof(r->authority), "%.*s", (int)host_len, host);
+        size_t al = host_len < sizeof(r->authority) - 1 ? host_len : sizeof(r->authority) - 1;
+        memcpy(r->authority, host, al);
+        r->authority[al] = '\0';
         if (hl > 0 && host[0] == '[') {
             const char *rb = memchr(host, ']', hl);
             hl = rb ? (size_t)(rb - host) + 1 : hl;
@@ -728,7 +748,13 @@ on_message_begin(llhttp_t *p)
 
     BUG_ON(c->req != NULL);
     proxy_head_reset(&c->head);
-    r = calloc(1, sizeof(*r));
+    r = malloc(sizeof(*r));
+    if (r != NULL) {
+        memset(r, 0, offsetof(struct proxy_req, host));
+        r->host[0] = r->authority[0] = r->request_id[0] = '\0';
+        r->upstream_addr[0] = r->cache_status[0] = r->cache_cond[0] = '\0';
+        memset(&r->cache_d, 0, sizeof(r->cache_d));
+    }
     if (r == NULL) {
         c->parse_error = 503;
         return HPE_USER;

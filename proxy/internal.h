@@ -110,7 +110,43 @@ struct proxy_head {
     size_t n, ncap, max_headers;
     bool in_value; /* last callback was a value piece */
     int overflow;  /* 0, or the status to answer (414, 431) */
+    /* tokens of the Connection header(s), found once per head */
+    bool conn_scanned;
+    size_t nconn;
+    struct {
+        size_t off, len;
+    } conn[8];
 };
+
+/* A response or request head written into a stack buffer and handed to
+ * the evbuffer in one piece: evbuffer_add runs the bufferevent's callbacks
+ * on every call, and printf-style formatting showed in profiles. */
+struct proxy_hb {
+    struct evbuffer *out;
+    size_t len;
+    char buf[8192];
+};
+void proxy_hb_flush(struct proxy_hb *b);
+void proxy_hb_big(struct proxy_hb *b, const void *p, size_t n);
+static inline void
+proxy_hb_add(struct proxy_hb *b, const void *p, size_t n)
+{
+    if (n > sizeof(b->buf) - b->len) {
+        proxy_hb_flush(b);
+        if (n > sizeof(b->buf)) {
+            proxy_hb_flush(b);
+            proxy_hb_big(b, p, n);
+            return;
+        }
+    }
+    __builtin_memcpy(b->buf + b->len, p, n);
+    b->len += n;
+}
+#define proxy_hb_lit(b, s) proxy_hb_add((b), (s), sizeof(s) - 1)
+void proxy_hb_str(struct proxy_hb *b, const char *s);
+void proxy_hb_u64(struct proxy_hb *b, uint64_t v);
+void proxy_hb_hdr(struct proxy_hb *b, const char *name, size_t nlen, const char *value,
+                  size_t vlen);
 
 int proxy_head_init(struct proxy_head *h, size_t cap, size_t max_headers);
 void proxy_head_reset(struct proxy_head *h);
@@ -129,6 +165,8 @@ size_t proxy_path_decode(const char *in, size_t n, char *out, size_t cap);
 /* Resolves '.' and '..' and merges slashes; 0 when the path escapes the root. */
 size_t proxy_path_normalize(const char *in, size_t n, char *out, size_t cap);
 bool proxy_token_in_list(const char *list, size_t len, const char *token);
+/* Finds the Connection header's tokens (call once the head is complete). */
+void proxy_head_scan_connection(struct proxy_head *h);
 /* Hop-by-hop: Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
  * Transfer-Encoding, Upgrade, and any header named in Connection. */
 bool proxy_hdr_hop_by_hop(const struct proxy_hdr *h, const struct proxy_head *all);
@@ -157,9 +195,6 @@ struct proxy_req {
     size_t path_len;
     const char *query; /* after '?', may be NULL */
     size_t query_len;
-    char host[256]; /* lower-cased, without port */
-    char authority[280];
-    char request_id[72];
 
     int64_t content_length; /* -1 when absent */
     bool chunked;
@@ -186,7 +221,6 @@ struct proxy_req {
     bool resp_nobody;
     int status;
     uint64_t resp_bytes;
-    char upstream_addr[64];
     enum proxy_err_kind fail;
     /* cache (cachepath.c) */
     const struct cache_route *cache_route;
@@ -195,14 +229,10 @@ struct proxy_req {
     bool cache_lookup;      /* GET/HEAD looked up: the response may be stored */
     bool cache_serve_after; /* answer from cache_obj when the origin's response ends */
     int cache_fwd;          /* enum cache_fwd of Cache-Status */
-    struct cache_req_info cache_rq;
-    struct cache_decision cache_d;
     struct cache_obj *cache_obj; /* stale object being revalidated / kept for errors */
     struct cache_writer *cache_w;
     int64_t cache_req_time;
-    char cache_cond[512]; /* our If-None-Match / If-Modified-Since */
     size_t cache_cond_len;
-    char cache_status[256]; /* Cache-Status value, "" when the route does not cache */
     bool cache_collapsed;   /* answered after waiting on another request's fetch */
     bool collapse_leader;   /* collapse.c: this request fetches for the waiters */
     bool collapse_waiting;  /* collapse.c: parked until the leader is done */
@@ -211,6 +241,17 @@ struct proxy_req {
     unsigned ntried;
 
     uint64_t t_start_us, t_up_start_us, t_up_head_us, t_end_us;
+
+    /* Large buffers last: a new request zeroes only what comes before
+     * 'host' (proxy_req_new); each of these is set before it is read. */
+    char host[256]; /* lower-cased, without port */
+    char authority[280];
+    char request_id[72];
+    char upstream_addr[64];
+    char cache_status[256]; /* Cache-Status value, "" when the route does not cache */
+    char cache_cond[512];   /* our If-None-Match / If-Modified-Since (cache_cond_len) */
+    struct cache_req_info cache_rq; /* set by cache_req_parse when cache_lookup */
+    struct cache_decision cache_d;  /* set by cache_decide (read only with cache_obj) */
 };
 
 /* ---- client connections -------------------------------------------------------------- */
@@ -334,6 +375,7 @@ struct proxy_worker {
     int access_fd;
     struct proxy_stats stats;
     uint64_t reqid_state;
+    struct proxy_hb hb; /* scratch for writing heads (one at a time, on this thread) */
 };
 
 struct proxy_engine {

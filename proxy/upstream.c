@@ -456,23 +456,31 @@ static void
 send_head(struct proxy_req *r, struct proxy_upconn *u)
 {
     struct proxy_conn *c = r->c;
-    struct evbuffer *out = bufferevent_get_output(u->bev);
+    struct proxy_hb *b = &u->w->hb; /* one per worker: this runs to completion */
     struct proxy_hdr h;
     bool had_xff = false, had_via = false;
     const char *cond = NULL;
     size_t cond_len = 0;
     bool revalidating = proxy_cache_cond(r, &cond, &cond_len);
+    char minor = (char)('0' + (r->http_minor > 9 ? 1 : r->http_minor));
 
-    evbuffer_add_printf(out, "%s ", r->method_name);
+    b->out = bufferevent_get_output(u->bev);
+    b->len = 0;
+    proxy_hb_str(b, r->method_name);
+    proxy_hb_lit(b, " ");
     if (r->path != r->target) /* absolute-form: send origin-form */
-        evbuffer_add(out, r->path, (size_t)(r->target + r->target_len - r->path));
+        proxy_hb_add(b, r->path, (size_t)(r->target + r->target_len - r->path));
     else
-        evbuffer_add(out, r->target, r->target_len);
-    evbuffer_add_printf(out, " HTTP/1.1\r\n");
-    if (r->authority[0] != '\0')
-        evbuffer_add_printf(out, "Host: %s\r\n", r->authority);
-    else
-        evbuffer_add_printf(out, "Host: %s:%u\r\n", u->srv->host, u->srv->port);
+        proxy_hb_add(b, r->target, r->target_len);
+    proxy_hb_lit(b, " HTTP/1.1\r\nHost: ");
+    if (r->authority[0] != '\0') {
+        proxy_hb_str(b, r->authority);
+    } else {
+        proxy_hb_str(b, u->srv->host);
+        proxy_hb_lit(b, ":");
+        proxy_hb_u64(b, u->srv->port);
+    }
+    proxy_hb_lit(b, "\r\n");
     for (size_t i = 0; proxy_head_get(&c->head, i, &h); i++) {
         if (proxy_hdr_hop_by_hop(&h, &c->head) || proxy_hdr_is(&h, "host") ||
             proxy_hdr_is(&h, "expect") || proxy_hdr_is(&h, "content-length") ||
@@ -483,43 +491,62 @@ send_head(struct proxy_req *r, struct proxy_upconn *u)
                              proxy_hdr_is(&h, "if-modified-since")))
             continue; /* our validators replace the client's */
         if (proxy_hdr_is(&h, "x-forwarded-for")) {
-            evbuffer_add_printf(out, "X-Forwarded-For: %.*s, %s\r\n", (int)h.vlen, h.value,
-                                c->peer);
+            proxy_hb_lit(b, "X-Forwarded-For: ");
+            proxy_hb_add(b, h.value, h.vlen);
+            proxy_hb_lit(b, ", ");
+            proxy_hb_str(b, c->peer);
+            proxy_hb_lit(b, "\r\n");
             had_xff = true;
             continue;
         }
         if (proxy_hdr_is(&h, "via")) {
-            evbuffer_add_printf(out, "Via: %.*s, 1.%u edge\r\n", (int)h.vlen, h.value,
-                                r->http_minor);
+            proxy_hb_lit(b, "Via: ");
+            proxy_hb_add(b, h.value, h.vlen);
+            proxy_hb_lit(b, ", 1.");
+            proxy_hb_add(b, &minor, 1);
+            proxy_hb_lit(b, " edge\r\n");
             had_via = true;
             continue;
         }
-        evbuffer_add(out, h.name, h.nlen);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, h.value, h.vlen);
-        evbuffer_add(out, "\r\n", 2);
+        proxy_hb_hdr(b, h.name, h.nlen, h.value, h.vlen);
     }
-    if (!had_xff)
-        evbuffer_add_printf(out, "X-Forwarded-For: %s\r\n", c->peer);
-    if (!had_via)
-        evbuffer_add_printf(out, "Via: 1.%u edge\r\n", r->http_minor);
-    evbuffer_add_printf(out, "X-Forwarded-Proto: http\r\n");
-    if (r->authority[0] != '\0')
-        evbuffer_add_printf(out, "X-Forwarded-Host: %s\r\n", r->authority);
-    evbuffer_add_printf(out, "X-Request-Id: %s\r\n", r->request_id);
+    if (!had_xff) {
+        proxy_hb_lit(b, "X-Forwarded-For: ");
+        proxy_hb_str(b, c->peer);
+        proxy_hb_lit(b, "\r\n");
+    }
+    if (!had_via) {
+        proxy_hb_lit(b, "Via: 1.");
+        proxy_hb_add(b, &minor, 1);
+        proxy_hb_lit(b, " edge\r\n");
+    }
+    proxy_hb_lit(b, "X-Forwarded-Proto: http\r\n");
+    if (r->authority[0] != '\0') {
+        proxy_hb_lit(b, "X-Forwarded-Host: ");
+        proxy_hb_str(b, r->authority);
+        proxy_hb_lit(b, "\r\n");
+    }
+    proxy_hb_lit(b, "X-Request-Id: ");
+    proxy_hb_str(b, r->request_id);
+    proxy_hb_lit(b, "\r\n");
     if (revalidating)
-        evbuffer_add(out, cond, cond_len);
+        proxy_hb_add(b, cond, cond_len);
     if (r->upgrade) {
         struct proxy_hdr up;
-        if (proxy_head_find(&c->head, "upgrade", &up))
-            evbuffer_add_printf(out, "Upgrade: %.*s\r\nConnection: upgrade\r\n", (int)up.vlen,
-                                up.value);
+        if (proxy_head_find(&c->head, "upgrade", &up)) {
+            proxy_hb_hdr(b, "Upgrade", 7, up.value, up.vlen);
+            proxy_hb_lit(b, "Connection: upgrade\r\n");
+        }
     }
-    if (r->chunked)
-        evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
-    else if (r->content_length >= 0)
-        evbuffer_add_printf(out, "Content-Length: %lld\r\n", (long long)r->content_length);
-    evbuffer_add(out, "\r\n", 2);
+    if (r->chunked) {
+        proxy_hb_lit(b, "Transfer-Encoding: chunked\r\n");
+    } else if (r->content_length >= 0) {
+        proxy_hb_lit(b, "Content-Length: ");
+        proxy_hb_u64(b, (uint64_t)r->content_length);
+        proxy_hb_lit(b, "\r\n");
+    }
+    proxy_hb_lit(b, "\r\n");
+    proxy_hb_flush(b);
 }
 
 void
@@ -556,7 +583,7 @@ up_start_exchange(struct proxy_req *r, struct proxy_upconn *u)
     proxy_head_reset(&u->head);
     llhttp_init(&u->parser, HTTP_RESPONSE, &resp_settings);
     u->parser.data = u;
-    snprintf(r->upstream_addr, sizeof(r->upstream_addr), "%s", u->addr_text);
+    memcpy(r->upstream_addr, u->addr_text, sizeof(r->upstream_addr)); /* same size, NUL in */
     r->t_up_start_us = r->t_up_start_us ? r->t_up_start_us : proxy_now_us();
     bufferevent_setcb(u->bev, up_readcb, up_writecb, up_eventcb, u);
     bufferevent_setwatermark(u->bev, EV_READ, 0, UP_FEED_MAX);
@@ -586,7 +613,7 @@ up_connect(struct proxy_req *r, const struct sockaddr_storage *ss, socklen_t len
     memcpy(&u->addr, ss, len);
     u->addrlen = len;
     addr_text((const struct sockaddr *)ss, u->addr_text, sizeof(u->addr_text));
-    snprintf(r->upstream_addr, sizeof(r->upstream_addr), "%s", u->addr_text);
+    memcpy(r->upstream_addr, u->addr_text, sizeof(r->upstream_addr)); /* same size, NUL in */
     mark_tried(r, r->srv, ss);
     u->req = r;
     r->up = u;
