@@ -183,7 +183,7 @@ fuzz: fuzz-build
 
 # ---- benchmarks (not tests) -------------------------------------------------------
 bench: all
-	@bash bench/proxy.sh $(BUILD)
+	@bash bench/lab.sh $(BUILD)
 
 # ---- style ------------------------------------------------------------------------
 BANNED := '\b(strcpy|strcat|sprintf|vsprintf|gets|strtok|atoi|atol|alloca)\s*\('
