@@ -12,9 +12,9 @@
 # Zipf s=ZIPF over PATHS objects '/resp?cc=max-age%3D300&size=2048&k=%d' (2 KiB,
 # cacheable 5 min), seed SEED, PHASES phases per side of DURATION each, alternating
 # direct, edge, direct, edge... The edge side starts with an empty cache, so its
-# figures include the cold misses; edge-bench replays the same request sequence in
-# every phase, so edge's later phases find every object cached (the per-phase lines
-# printed after the table show the cold first phase and the warm replays apart).
+# figures include the cold misses; each phase draws a new sequence (seed+phase, the
+# same for both sides), so later phases find the popular objects cached and miss the
+# rare ones (the per-phase lines printed after the table show the phases apart).
 # edge-bench's workload is one source (one URL, a list, or Zipf over one template):
 # the API reads are in the checks, not in the load.
 # Prints the comparison (p50..max and their reduction, hit ratio, origin offload from
@@ -183,8 +183,8 @@ esac
 cat "$T/table.txt"
 mkdir -p "$OUT"
 cp "$T/report.json" "$T/report.html" "$OUT/"
-# per phase: edge's first phase starts with a cold cache; later phases replay the same
-# request sequence (edge-bench reseeds each phase), so they find every object cached.
+# per phase: edge's first phase starts with a cold cache; later phases draw new
+# sequences and find the popular objects cached.
 # edge-bench exits 0 even when requests failed: say so here.
 echo
 python3 - "$OUT/report.json" <<'PY' || fail "some requests failed: see the table above"

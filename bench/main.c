@@ -182,6 +182,10 @@ main(int argc, char **argv)
         for (unsigned s = 0; s < rep.nsides; s++) {
             struct bench_result *res = &rep.phase[s][p];
             struct bench_cfg cfg = o.cfg;
+            /* each phase draws a new sequence (both sides of a phase the same
+             * one): a later phase must not replay an earlier one, or the hit
+             * ratio would depend on the number of phases */
+            cfg.seed = o.cfg.seed + p;
             if (rep.compare) {
                 snprintf(label, sizeof(label), "%s %u/%u", rep.side_name[s], p + 1, rep.nphases);
                 cfg.label = label;
