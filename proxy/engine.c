@@ -408,6 +408,13 @@ proxy_engine_run(const char *conf_path, struct conf *initial, struct proxy_liste
         if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) < 0)
             goto out;
     }
+    {
+        /* the supervisor forked us with its signals blocked: handlers are in
+         * place now (the worker threads created below inherit this mask) */
+        sigset_t none;
+        sigemptyset(&none);
+        pthread_sigmask(SIG_SETMASK, &none, NULL);
+    }
     for (unsigned i = 0; i < e->nworkers; i++)
         if (worker_init(e, &e->workers[i], i) < 0)
             goto out;
@@ -420,6 +427,19 @@ proxy_engine_run(const char *conf_path, struct conf *initial, struct proxy_liste
     event_base_dispatch(e->base);
     rc = 0;
 out:
+    {
+        /* From here the signal events go away and libevent restores the
+         * default actions: a late SIGTERM (the supervisor forwards the one
+         * the group got) must not kill a clean exit. Only this thread is
+         * left once the workers are joined. */
+        sigset_t stop;
+        sigemptyset(&stop);
+        sigaddset(&stop, SIGTERM);
+        sigaddset(&stop, SIGINT);
+        sigaddset(&stop, SIGQUIT);
+        sigaddset(&stop, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    }
     if (rc != 0) {
         log_err("engine failed to start");
         atomic_store(&e->draining, true);

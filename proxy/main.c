@@ -104,10 +104,11 @@ start_engine(const char *path, struct conf *c, struct proxy_listen_fds *fds, sig
 {
     pid_t pid = fork();
 
+    (void)oldmask;
     if (pid != 0)
         return pid;
-    /* the engine: default signal handling, its own event loop */
-    sigprocmask(SIG_SETMASK, oldmask, NULL);
+    /* the engine: signals stay blocked until its handlers are in place
+     * (proxy_engine_run unblocks them), so a SIGTERM in between waits */
     _exit(proxy_engine_run(path, c, fds));
 }
 
