@@ -17,6 +17,8 @@
 
 #include <cmocka.h>
 
+#include "tests/plugins/testfn_build.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,34 +28,7 @@
 
 static char dir[128];   /* test plugins: ${TD} */
 static char fndir[256]; /* bundled functions: ${FD} */
-static int n_init, n_fini, n_inst;
 static struct efn_host host;
-
-static void
-count_log(efn_req *r, int level, const char *fmt, ...)
-{
-    (void)r;
-    (void)level;
-    if (strncmp(fmt, "init ", 5) == 0)
-        n_init++;
-    else if (strncmp(fmt, "fini ", 5) == 0)
-        n_fini++;
-    else if (strncmp(fmt, "instance ", 9) == 0)
-        n_inst++;
-}
-
-static void
-build(const char *name, int mode, const char *extra)
-{
-    char cmd[1024];
-
-    snprintf(cmd, sizeof(cmd),
-             "${CC:-cc} -std=c11 -shared -fPIC -I. -DTF_NAME='\"%s\"' -DTF_MODE=%d %s "
-             "tests/plugins/testfn.c -o %s/%s.so",
-             name, mode, extra != NULL ? extra : "", dir, name);
-    if (system(cmd) != 0)
-        fail_msg("cannot build test plugin: %s", cmd);
-}
 
 static int
 setup(void **state)
@@ -71,14 +46,14 @@ setup(void **state)
     setenv("TD", dir, 1);
     setenv("FD", fndir, 1);
     host = *compute_host_stub();
-    host.log = count_log;
+    host.log = tf_count_log;
     compute_set_host(&host);
-    build("good", 0, NULL);
-    build("other", 0, NULL);
-    build("abi2", 1, NULL);
-    build("nosym", 4, NULL);
-    build("initfail", 5, NULL);
-    build("unres", 6, NULL);
+    tf_build(dir, "good", 0, NULL);
+    tf_build(dir, "other", 0, NULL);
+    tf_build(dir, "abi2", 1, NULL);
+    tf_build(dir, "nosym", 4, NULL);
+    tf_build(dir, "initfail", 5, NULL);
+    tf_build(dir, "unres", 6, NULL);
     if (compute_conf_register() != 0)
         return -1;
     return 0;
@@ -631,33 +606,33 @@ test_reuse_across_loads(void **state)
     int init0, fini0, inst0;
 
     (void)state;
-    init0 = n_init, fini0 = n_fini, inst0 = n_inst;
+    init0 = tf_n_init, fini0 = tf_n_fini, inst0 = tf_n_inst;
     c1 = load_ok(text);
-    assert_int_equal(n_init - init0, 1); /* one build for three entries */
-    assert_int_equal(n_inst - inst0, 3);
+    assert_int_equal(tf_n_init - init0, 1); /* one build for three entries */
+    assert_int_equal(tf_n_inst - inst0, 3);
     e1 = &compute_route_chain(route_at(c1, 0, 0))->entries[0];
     assert_int_equal(compute_build_inits(e1->build), 1);
     assert_ptr_equal(e1->build, compute_route_chain(route_at(c1, 0, 1))->entries[1].build);
 
     c2 = load_ok(text); /* a reload: same sha, no second init; new instances */
-    assert_int_equal(n_init - init0, 1);
-    assert_int_equal(n_inst - inst0, 6);
+    assert_int_equal(tf_n_init - init0, 1);
+    assert_int_equal(tf_n_inst - inst0, 6);
     e2 = &compute_route_chain(route_at(c2, 0, 0))->entries[0];
     assert_ptr_equal(e1->build, e2->build);
     assert_int_equal(compute_build_inits(e2->build), 1);
 
     conf_unref(c1); /* the old generation goes; the build stays for c2 */
-    assert_int_equal(n_fini - fini0, 0);
+    assert_int_equal(tf_n_fini - fini0, 0);
     assert_int_equal(compute_build_inits(e2->build), 1);
 
-    build("good", 0, "-DTF_CHANGED=1 -O1"); /* a changed .so: a fresh build */
+    tf_build(dir, "good", 0, "-DTF_CHANGED=1 -O1"); /* a changed .so: a fresh build */
     c3 = load_ok(text);
-    assert_int_equal(n_init - init0, 2);
+    assert_int_equal(tf_n_init - init0, 2);
     assert_ptr_not_equal(compute_route_chain(route_at(c3, 0, 0))->entries[0].build, e2->build);
     conf_unref(c2); /* last user of the old build: fini */
-    assert_int_equal(n_fini - fini0, 1);
+    assert_int_equal(tf_n_fini - fini0, 1);
     conf_unref(c3);
-    assert_int_equal(n_fini - fini0, 2);
+    assert_int_equal(tf_n_fini - fini0, 2);
 }
 
 static void
@@ -666,19 +641,19 @@ test_release_partial(void **state)
     int init0, fini0;
 
     (void)state;
-    init0 = n_init, fini0 = n_fini;
+    init0 = tf_n_init, fini0 = tf_n_fini;
     /* 'good' loads and gets an instance, 'other' loads but instance_new
      * fails, the third entry is never reached: all of it released */
     expect_err(TP "site * { route / { function good; function other fail=now; "
                   "function good; } }",
                "edge.conf:2:35: function 'other': fail requested (now)");
-    assert_int_equal(n_init - init0, 2);
-    assert_int_equal(n_fini - fini0, 2);
+    assert_int_equal(tf_n_init - init0, 2);
+    assert_int_equal(tf_n_fini - fini0, 2);
     /* a failure after every route finished (core validation) */
-    init0 = n_init, fini0 = n_fini;
+    init0 = tf_n_init, fini0 = tf_n_fini;
     expect_err(TP "site * { route / { function good; origin nope; } }",
                "edge.conf:2:42: unknown origin 'nope'");
-    assert_int_equal(n_fini - fini0, n_init - init0);
+    assert_int_equal(tf_n_fini - fini0, tf_n_init - init0);
 }
 
 static void *
@@ -701,13 +676,13 @@ test_release_on_worker_thread(void **state)
     (void)state;
     c1 = load_ok(text);
     c2 = load_ok(text);
-    fini0 = n_fini;
+    fini0 = tf_n_fini;
     assert_int_equal(pthread_create(&t, NULL, unref_thread, c2), 0);
     assert_int_equal(pthread_join(t, NULL), 0);
-    assert_int_equal(n_fini, fini0); /* c1 still holds both builds */
+    assert_int_equal(tf_n_fini, fini0); /* c1 still holds both builds */
     assert_int_equal(pthread_create(&t, NULL, unref_thread, c1), 0);
     assert_int_equal(pthread_join(t, NULL), 0);
-    assert_int_equal(n_fini, fini0 + 2);
+    assert_int_equal(tf_n_fini, fini0 + 2);
 }
 
 int

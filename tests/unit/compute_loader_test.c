@@ -14,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "tests/plugins/testfn_build.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,34 +24,7 @@
 
 static char dir[128];      /* function_dir */
 static char run_dir[160];  /* run dir */
-static int n_init, n_fini, n_inst;
 static struct efn_host host;
-
-static void
-count_log(efn_req *r, int level, const char *fmt, ...)
-{
-    (void)r;
-    (void)level;
-    if (strncmp(fmt, "init", 4) == 0)
-        n_init++;
-    else if (strncmp(fmt, "fini", 4) == 0)
-        n_fini++;
-    else if (strncmp(fmt, "instance", 8) == 0)
-        n_inst++;
-}
-
-static void
-build(const char *name, int mode, const char *extra)
-{
-    char cmd[1024];
-
-    snprintf(cmd, sizeof(cmd),
-             "${CC:-cc} -std=c11 -shared -fPIC -I. -DTF_NAME='\"%s\"' -DTF_MODE=%d %s "
-             "tests/plugins/testfn.c -o %s/%s.so",
-             name, mode, extra != NULL ? extra : "", dir, name);
-    if (system(cmd) != 0)
-        fail_msg("cannot build test plugin: %s", cmd);
-}
 
 static int
 setup(void **state)
@@ -60,15 +35,15 @@ setup(void **state)
         return -1;
     snprintf(run_dir, sizeof(run_dir), "%s/run/efn", dir);
     host = *compute_host_stub();
-    host.log = count_log;
-    build("good", 0, NULL);
-    build("abi2", 1, NULL);
-    build("minor", 2, NULL);
-    build("small", 3, NULL);
-    build("nosym", 4, NULL);
-    build("initfail", 5, NULL);
-    build("unres", 6, NULL);
-    build("misnamed", 7, NULL);
+    host.log = tf_count_log;
+    tf_build(dir, "good", 0, NULL);
+    tf_build(dir, "abi2", 1, NULL);
+    tf_build(dir, "minor", 2, NULL);
+    tf_build(dir, "small", 3, NULL);
+    tf_build(dir, "nosym", 4, NULL);
+    tf_build(dir, "initfail", 5, NULL);
+    tf_build(dir, "unres", 6, NULL);
+    tf_build(dir, "misnamed", 7, NULL);
     return 0;
 }
 
@@ -105,7 +80,7 @@ test_refusals(void **state)
     (void)state;
     l = compute_loader_new(run_dir, &host, err, sizeof(err));
     assert_non_null(l);
-    n_init = n_fini = 0;
+    tf_n_init = tf_n_fini = 0;
     expect_refused(l, "missing", "missing.so: no such file");
     expect_refused(l, "abi2", "built for ABI 2.0, edge has 1.0");
     expect_refused(l, "minor", "built for ABI 1.1, edge has 1.0");
@@ -116,7 +91,7 @@ test_refusals(void **state)
     expect_refused(l, "misnamed", "declares name 'other'");
     expect_refused(l, "../good", "bad name");
     expect_refused(l, "", "bad name");
-    assert_int_equal(n_init, 1); /* only initfail got as far as init */
+    assert_int_equal(tf_n_init, 1); /* only initfail got as far as init */
     compute_loader_free(l);
 }
 
@@ -131,13 +106,13 @@ test_load_reuse_refcount(void **state)
     struct stat st;
 
     (void)state;
-    n_init = n_fini = n_inst = 0;
+    tf_n_init = tf_n_fini = tf_n_inst = 0;
     l = compute_loader_new(run_dir, &host, err, sizeof(err));
     assert_non_null(l);
     b1 = compute_build_load(l, dir, "good", err, sizeof(err));
     if (b1 == NULL)
         fail_msg("%s", err);
-    assert_int_equal(n_init, 1);
+    assert_int_equal(tf_n_init, 1);
     assert_string_equal(compute_build_plugin(b1)->name, "good");
     assert_int_equal(strlen(compute_build_sha256(b1)), 64);
     snprintf(want, sizeof(want), "%s/good-%s.so", run_dir, compute_build_sha256(b1));
@@ -146,34 +121,34 @@ test_load_reuse_refcount(void **state)
     /* unchanged file: same build, no second init */
     b2 = compute_build_load(l, dir, "good", err, sizeof(err));
     assert_ptr_equal(b1, b2);
-    assert_int_equal(n_init, 1);
+    assert_int_equal(tf_n_init, 1);
     assert_int_equal(compute_build_inits(b1), 1);
     /* instances */
     assert_int_equal(compute_instance_new(b1, args, 1, &inst, err, sizeof(err)), 0);
     assert_non_null(inst);
-    assert_int_equal(n_inst, 1);
+    assert_int_equal(tf_n_inst, 1);
     compute_instance_free(b1, inst);
     assert_int_equal(compute_instance_new(b1, args, 2, &inst, err, sizeof(err)), -1);
     assert_null(inst);
     assert_string_equal(err, "function 'good': fail requested (yes)");
     /* a changed build: a fresh copy and a second init while the old one lives */
-    build("good", 0, "-DTF_CHANGED=1 -O1");
+    tf_build(dir, "good", 0, "-DTF_CHANGED=1 -O1");
     b3 = compute_build_load(l, dir, "good", err, sizeof(err));
     assert_non_null(b3);
     assert_ptr_not_equal(b3, b1);
     assert_string_not_equal(compute_build_sha256(b3), compute_build_sha256(b1));
-    assert_int_equal(n_init, 2);
+    assert_int_equal(tf_n_init, 2);
     /* refcounts: fini only at zero */
     compute_build_unref(b2);
-    assert_int_equal(n_fini, 0);
+    assert_int_equal(tf_n_fini, 0);
     compute_build_unref(b1);
-    assert_int_equal(n_fini, 1);
+    assert_int_equal(tf_n_fini, 1);
     compute_loader_free(l); /* b3 still referenced: freed with it */
     assert_ptr_equal(compute_build_ref(b3), b3);
     compute_build_unref(b3);
-    assert_int_equal(n_fini, 1);
+    assert_int_equal(tf_n_fini, 1);
     compute_build_unref(b3);
-    assert_int_equal(n_fini, 2);
+    assert_int_equal(tf_n_fini, 2);
 }
 
 static void

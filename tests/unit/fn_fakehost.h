@@ -861,6 +861,34 @@ fh_instance(void **inst, char *err, size_t errlen, const char *const *kv, size_t
     return efn_plugin_v1.instance_new(args, n, inst, err, errlen);
 }
 
+/* A table of argument lists instance_new must refuse, each with a piece of
+ * the message it must give. */
+struct fh_bad {
+    const char *a[4];
+    size_t n;
+    const char *msg;
+};
+
+/* 0 when every case is refused with its message; else -1 (said on stderr). */
+FH_FN int
+fh_expect_bad_args(const struct fh_bad *cases, size_t ncases)
+{
+    char err[256];
+    void *inst;
+
+    for (size_t i = 0; i < ncases; i++) {
+        if (fh_instance(&inst, err, sizeof(err), cases[i].a, cases[i].n) == 0) {
+            fprintf(stderr, "case %zu: accepted\n", i);
+            return -1;
+        }
+        if (strstr(err, cases[i].msg) == NULL) {
+            fprintf(stderr, "case %zu: '%s' lacks '%s'\n", i, err, cases[i].msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 FH_FN int
 fh_init(void)
 {
