@@ -55,7 +55,7 @@ LIB_CACHE := $(BUILD)/lib/libcache.a
 LIB_COMPUTE := $(BUILD)/lib/libcompute.a
 LIB_LLHTTP := $(BUILD)/lib/libllhttp.a
 # link order: users before what they use
-EDGE_LIBS := $(LIB_PROXY) $(LIB_CACHE) $(LIB_CONF) $(LIB_LLHTTP)
+EDGE_LIBS := $(LIB_PROXY) $(LIB_CACHE) $(LIB_COMPUTE) $(LIB_CONF) $(LIB_LLHTTP)
 
 UNIT_SRC := $(wildcard tests/unit/*_test.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))

@@ -269,6 +269,11 @@ struct cache_route {
     struct cache_str ignore_query[CACHE_IGNORE_QUERY_MAX]; /* ignore_query=a,b */
     size_t n_ignore_query;
     bool sort_query;
+    /* A lifetime that overrides the response's (an edge function's
+     * set_cache_ttl): > 0 stores for that long even without freshness
+     * information (no-store, private, Authorization and Vary: * still
+     * win); 0 = do not store. CACHE_UNSET (the default) = the response decides. */
+    int64_t ttl_force;
 };
 /* A route struct with every field unset and enabled = on (tests, defaults). */
 void cache_route_init(struct cache_route *r);

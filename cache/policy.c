@@ -663,7 +663,7 @@ cache_route_init(struct cache_route *r)
 {
     memset(r, 0, sizeof(*r));
     r->enabled = true;
-    r->ttl = r->max_ttl = r->swr = r->sie = CACHE_UNSET;
+    r->ttl = r->max_ttl = r->swr = r->sie = r->ttl_force = CACHE_UNSET;
 }
 
 bool
@@ -701,7 +701,7 @@ cache_storable(const char *method, size_t mlen, const struct cache_req_info *rq,
 {
     uint32_t f = ri->cc.flags;
     bool explicit_fresh = cache_has_explicit_freshness(ri);
-    bool route_ttl = route != NULL && route->ttl != CACHE_UNSET;
+    bool route_ttl = route != NULL && (route->ttl != CACHE_UNSET || route->ttl_force > 0);
 
     if (route != NULL && !route->enabled)
         return CACHE_STORE_DISABLED;
@@ -725,6 +725,8 @@ cache_storable(const char *method, size_t mlen, const struct cache_req_info *rq,
         return CACHE_STORE_SET_COOKIE;
     if (ri->vary_star)
         return CACHE_STORE_VARY_STAR;
+    if (route != NULL && route->ttl_force != CACHE_UNSET)
+        return route->ttl_force > 0 ? CACHE_STORE_OK : CACHE_STORE_DISABLED;
     if (explicit_fresh)
         return CACHE_STORE_OK;
     /* no explicit freshness: needs something that makes it reusable */
@@ -762,6 +764,8 @@ cache_freshness(const struct cache_resp_info *ri, const struct cache_route *rout
     uint32_t f = ri->cc.flags;
     int64_t life = 0, date = ri->date != CACHE_UNSET ? ri->date : response_time;
 
+    if (route != NULL && route->ttl_force != CACHE_UNSET)
+        return route->ttl_force;
     if (f & CACHE_CC_NO_CACHE)
         return 0;
     if (f & CACHE_CC_S_MAXAGE) {

@@ -46,6 +46,7 @@
 
 #include "compute/edgefn.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -124,6 +125,24 @@ void kv_conf_defaults(struct kv_conf *kc);
  * use only on the base's thread. */
 struct kv_client;
 struct kv_client *kv_client_new(struct event_base *base, const struct kv_conf *kc);
+unsigned kv_client_handles(const struct kv_client *c); /* kv_handles not yet freed */
+const struct kv_conf *kv_client_conf(const struct kv_client *c);
+
+/* Counters of one client, written on its thread, readable from any (relaxed
+ * atomics). lat: round trip issue -> reply, buckets kv_latency_bounds
+ * (seconds) then +Inf. */
+#define KV_LAT_BUCKETS 12
+extern const double kv_latency_bounds[KV_LAT_BUCKETS];
+struct kv_stats {
+    _Atomic uint64_t calls;      /* ops sent */
+    _Atomic uint64_t errors;     /* error replies, lost connection, not connected */
+    _Atomic uint64_t timeouts;   /* no reply within the op's timeout */
+    _Atomic uint64_t reconnects; /* successful connects (the first included) */
+    _Atomic uint64_t lat[KV_LAT_BUCKETS + 1];
+    _Atomic uint64_t lat_sum_us;
+    bool up; /* in a snapshot from kv_client_stats */
+};
+void kv_client_stats(const struct kv_client *c, struct kv_stats *out);
 /* Every kv_handle of it must be freed first. Pending replies are dropped. */
 void kv_client_free(struct kv_client *c);
 bool kv_client_connected(const struct kv_client *c);
@@ -162,6 +181,15 @@ int kv_op_incr(struct kv_handle *h, efn_str prefix, efn_str key, int64_t delta, 
 int kv_op_del(struct kv_handle *h, efn_str prefix, efn_str key, kv_cb cb, void *ud);
 int kv_op_expire(struct kv_handle *h, efn_str prefix, efn_str key, uint32_t ttl_ms, kv_cb cb,
                  void *ud);
+/* SCAN cursor MATCH <prefix><match_prefix>* COUNT count (glob characters
+ * escaped). cb gets EFN_OK with the next cursor ("0" at the end) and the
+ * keys, whole (with prefix), valid during the call; or an error status with
+ * no keys. Same handle rules as the other ops (cb is required). */
+typedef void (*kv_scan_cb)(void *ud, int status, const char *cursor, const efn_str *keys,
+                           size_t nkeys);
+int kv_op_scan(struct kv_handle *h, efn_str prefix, efn_str match_prefix, const char *cursor,
+               unsigned count, kv_scan_cb cb, void *ud);
+
 /* Atomic fixed-window counter (one EVAL): INCRBY; PEXPIRE window_ms when the
  * key has no expiry; replies integer = count, ttl_ms = window left. */
 int kv_op_incr_window(struct kv_handle *h, efn_str prefix, efn_str key, int64_t delta,
@@ -188,6 +216,11 @@ int kv_op_incr_window(struct kv_handle *h, efn_str prefix, efn_str key, int64_t 
  *   function_pause_timeout D;  a whole EFN_PAUSE                1ms-5m,    default 1s
  *   function_arena_max SIZE;   request arena cap                1k-256m,   default 64k
  *   function_body_max SIZE;    body a function may buffer       0-1g,      default 1m
+ *   function_breaker_threshold N;  over-budget calls that open     1-1000,    default 5
+ *   function_breaker_window D;     ... counted within this window  1s-1h,     default 10s
+ *   function_breaker_cooldown D;   the breaker stays open this long 100ms-1h, default 30s
+ *       While an entry's breaker is open its hooks are not called: the route
+ *       follows on_error as if the function had failed.
  * ROUTE:
  *   function NAME [key=value | word ...];   repeatable: the chain, in order
  *   on_error open|closed;      default closed
@@ -240,6 +273,29 @@ struct compute_budgets {
     uint64_t pause_timeout_ms; /* function_pause_timeout */
     uint64_t arena_max;        /* function_arena_max, bytes */
     uint64_t body_max;         /* function_body_max, bytes; 0 = bodies not buffered */
+    uint64_t breaker_threshold;   /* function_breaker_threshold: over-budget calls ...  */
+    uint64_t breaker_window_ms;   /* function_breaker_window: ... within this window ...  */
+    uint64_t breaker_cooldown_ms; /* function_breaker_cooldown: ... open it this long */
+};
+
+/* CPU time per hook/callback, buckets in seconds then +Inf. */
+#define COMPUTE_CPU_BUCKETS 10
+extern const double compute_cpu_bounds[COMPUTE_CPU_BUCKETS];
+
+/* Host-side live state of one entry, shared by the workers (relaxed
+ * atomics): counters for /metrics and the CPU breaker. Lives as long as the
+ * entry's conf generation, so a reload starts it afresh. */
+struct compute_entry_live {
+    _Atomic uint64_t calls;        /* hooks and KV callbacks run */
+    _Atomic uint64_t errors;       /* EFN_ERROR, bad DONE, pause failures */
+    _Atomic uint64_t pauses;       /* EFN_PAUSE taken */
+    _Atomic uint64_t over_budget;  /* calls over function_cpu_budget */
+    _Atomic uint64_t breaker_opens;
+    _Atomic uint64_t cpu_ns;       /* total */
+    _Atomic uint64_t cpu_hist[COMPUTE_CPU_BUCKETS + 1];
+    _Atomic uint64_t window_start_ms; /* breaker: current counting window */
+    _Atomic uint64_t window_over;     /* over-budget calls in it */
+    _Atomic uint64_t open_until_ms;   /* breaker open until (monotonic ms), 0 = closed */
 };
 
 /* One `function` of a route's chain. Everything lives as long as the conf
@@ -255,6 +311,7 @@ struct compute_entry {
     struct compute_build *build;      /* one ref, dropped by the conf release hook */
     const struct conf_node *_node;
     const char *_instance;            /* instance= value or NULL */
+    struct compute_entry_live *live;  /* never NULL once loaded */
 };
 
 /* The route's data (route->mod[module index]). */

@@ -26,20 +26,30 @@
 #define ROUTE_ID_MAX 160 /* longer route ids are cut and suffixed with a hash */
 #define ROUTE_ID_KEEP 120
 
-enum budget_kind { B_CPU, B_KV, B_PAUSE, B_ARENA, B_BODY, B_COUNT };
+enum budget_kind { B_CPU, B_KV, B_PAUSE, B_ARENA, B_BODY, B_BRK_N, B_BRK_WIN, B_BRK_COOL,
+                   B_COUNT };
+enum budget_unit { U_MS, U_BYTES, U_NUM };
 
 static const struct budget_spec {
     const char *name;
-    bool is_size;
+    enum budget_unit unit;
     uint64_t min, max, def;
     const char *range;
 } budget_specs[B_COUNT] = {
-    [B_CPU] = {"function_cpu_budget", false, 1, 200, 5, "from 1ms to 200ms"},
-    [B_KV] = {"kv_timeout", false, 1, 60 * 1000, 50, "from 1ms to 60s"},
-    [B_PAUSE] = {"function_pause_timeout", false, 1, 300 * 1000, 1000, "from 1ms to 5m"},
-    [B_ARENA] = {"function_arena_max", true, 1024, 256u << 20, 64 * 1024, "from 1k to 256m"},
-    [B_BODY] = {"function_body_max", true, 0, 1u << 30, 1024 * 1024, "from 0 to 1g"},
+    [B_CPU] = {"function_cpu_budget", U_MS, 1, 200, 5, "from 1ms to 200ms"},
+    [B_KV] = {"kv_timeout", U_MS, 1, 60 * 1000, 50, "from 1ms to 60s"},
+    [B_PAUSE] = {"function_pause_timeout", U_MS, 1, 300 * 1000, 1000, "from 1ms to 5m"},
+    [B_ARENA] = {"function_arena_max", U_BYTES, 1024, 256u << 20, 64 * 1024, "from 1k to 256m"},
+    [B_BODY] = {"function_body_max", U_BYTES, 0, 1u << 30, 1024 * 1024, "from 0 to 1g"},
+    [B_BRK_N] = {"function_breaker_threshold", U_NUM, 1, 1000, 5, "from 1 to 1000"},
+    [B_BRK_WIN] = {"function_breaker_window", U_MS, 1000, 3600 * 1000, 10 * 1000,
+                   "from 1s to 1h"},
+    [B_BRK_COOL] = {"function_breaker_cooldown", U_MS, 100, 3600 * 1000, 30 * 1000,
+                    "from 100ms to 1h"},
 };
+
+const double compute_cpu_bounds[COMPUTE_CPU_BUCKETS] = {0.00001, 0.00005, 0.0001, 0.00025, 0.0005,
+                                                       0.001,   0.0025,  0.005,  0.025,   0.1};
 
 static struct conf_module compute_module;
 static pthread_once_t register_once = PTHREAD_ONCE_INIT;
@@ -65,6 +75,9 @@ budget_field(struct compute_budgets *bu, enum budget_kind k)
     case B_PAUSE: return &bu->pause_timeout_ms;
     case B_ARENA: return &bu->arena_max;
     case B_BODY: return &bu->body_max;
+    case B_BRK_N: return &bu->breaker_threshold;
+    case B_BRK_WIN: return &bu->breaker_window_ms;
+    case B_BRK_COOL: return &bu->breaker_cooldown_ms;
     case B_COUNT: break;
     }
     abort();
@@ -265,8 +278,11 @@ parse_budget(const struct conf_node *n, struct compute_budgets *bu, unsigned *se
     uint64_t v;
     int rc;
 
-    rc = sp->is_size ? conf_parse_size(a, sp->name, &v, err)
-                     : conf_parse_duration(a, sp->name, &v, err);
+    switch (sp->unit) {
+    case U_BYTES: rc = conf_parse_size(a, sp->name, &v, err); break;
+    case U_NUM: rc = conf_parse_uint(a, sp->name, 0, UINT64_MAX, &v, err); break;
+    default: rc = conf_parse_duration(a, sp->name, &v, err); break;
+    }
     if (rc < 0)
         return -1;
     if (v < sp->min || v > sp->max)
@@ -593,6 +609,9 @@ finish_route(struct conf_build *b, struct conf_route *r, const struct compute_si
         if (e->build == NULL)
             return conf_errf(err, e->pos, "%s", why);
         e->plugin = compute_build_plugin(e->build);
+        e->live = conf_alloc(b, sizeof(*e->live));
+        if (e->live == NULL)
+            return conf_errf(err, e->pos, "out of memory");
         if (entry_prefix(b, cr, i, site->site, r, err) < 0)
             return -1;
         if (compute_instance_new(e->build, e->args, e->nargs, &e->inst, why, sizeof(why)) < 0)
@@ -695,11 +714,17 @@ static const struct conf_directive compute_directives[] = {
     {"function_pause_timeout", M, U, 1, 1, "a duration", set_budget_main},
     {"function_arena_max", M, U, 1, 1, "a size", set_budget_main},
     {"function_body_max", M, U, 1, 1, "a size", set_budget_main},
+    {"function_breaker_threshold", M, U, 1, 1, "a number", set_budget_main},
+    {"function_breaker_window", M, U, 1, 1, "a duration", set_budget_main},
+    {"function_breaker_cooldown", M, U, 1, 1, "a duration", set_budget_main},
     {"function_cpu_budget", R, U, 1, 1, "a duration", set_budget_route},
     {"kv_timeout", R, U, 1, 1, "a duration", set_budget_route},
     {"function_pause_timeout", R, U, 1, 1, "a duration", set_budget_route},
     {"function_arena_max", R, U, 1, 1, "a size", set_budget_route},
     {"function_body_max", R, U, 1, 1, "a size", set_budget_route},
+    {"function_breaker_threshold", R, U, 1, 1, "a number", set_budget_route},
+    {"function_breaker_window", R, U, 1, 1, "a duration", set_budget_route},
+    {"function_breaker_cooldown", R, U, 1, 1, "a duration", set_budget_route},
     {"function", R, 0, 1, ANY, "a function name and key=value arguments", set_function},
     {"on_error", R, U, 1, 1, "'open' or 'closed'", set_on_error},
     {"kv_namespace", R, U, 1, 1, "a namespace id", set_kv_namespace},

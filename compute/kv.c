@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define KV_CLIENT_MAGIC 0x4b56434cu /* "KVCL" */
 #define KV_HANDLE_MAGIC 0x4b56484eu /* "KVHN" */
@@ -39,7 +40,11 @@ static const char incr_window_lua[] =
     "if t < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) t = tonumber(ARGV[2]) end "
     "return {v, t}";
 
-enum kv_kind { KV_GET, KV_SET, KV_INT, KV_WINDOW };
+enum kv_kind { KV_GET, KV_SET, KV_INT, KV_WINDOW, KV_SCAN };
+
+const double kv_latency_bounds[KV_LAT_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                                  0.005,  0.01,    0.025,  0.05,  0.1,
+                                                  0.25,   1.0};
 enum kv_state { KV_DOWN, KV_CONNECTING, KV_UP };
 
 struct kv_op {
@@ -47,8 +52,10 @@ struct kv_op {
     struct kv_client *c;
     struct kv_handle *h; /* NULL: orphan or fire-and-forget */
     kv_cb cb;            /* NULL: nobody waits */
+    kv_scan_cb scan_cb;  /* KV_SCAN instead of cb */
     void *ud;
     enum kv_kind kind;
+    uint64_t t_issue_us;
     struct event timer; /* assigned once per pooled op */
     bool timer_on;
     struct kv_op *prev, *next; /* in h->ops, or the client's free list (next) */
@@ -73,7 +80,53 @@ struct kv_client {
     struct kv_op *free_ops; /* pool (STYLE §15) */
     unsigned handles;
     bool freeing;
+    struct kv_stats stats;
 };
+
+static uint64_t
+now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+#define KV_STAT_ADD(c, f, n) atomic_fetch_add_explicit(&(c)->stats.f, (n), memory_order_relaxed)
+
+static void
+stat_latency(struct kv_client *c, uint64_t us)
+{
+    size_t i = 0;
+    while (i < KV_LAT_BUCKETS && (double)us / 1e6 > kv_latency_bounds[i])
+        i++;
+    KV_STAT_ADD(c, lat[i], 1);
+    KV_STAT_ADD(c, lat_sum_us, us);
+}
+
+void
+kv_client_stats(const struct kv_client *c, struct kv_stats *out)
+{
+    out->calls = atomic_load_explicit(&c->stats.calls, memory_order_relaxed);
+    out->errors = atomic_load_explicit(&c->stats.errors, memory_order_relaxed);
+    out->timeouts = atomic_load_explicit(&c->stats.timeouts, memory_order_relaxed);
+    out->reconnects = atomic_load_explicit(&c->stats.reconnects, memory_order_relaxed);
+    out->lat_sum_us = atomic_load_explicit(&c->stats.lat_sum_us, memory_order_relaxed);
+    for (size_t i = 0; i <= KV_LAT_BUCKETS; i++)
+        out->lat[i] = atomic_load_explicit(&c->stats.lat[i], memory_order_relaxed);
+    out->up = c->state == KV_UP;
+}
+
+unsigned
+kv_client_handles(const struct kv_client *c)
+{
+    return c->handles;
+}
+
+const struct kv_conf *
+kv_client_conf(const struct kv_client *c)
+{
+    return &c->conf;
+}
 
 void
 kv_conf_defaults(struct kv_conf *kc)
@@ -134,6 +187,7 @@ on_connected(const redisAsyncContext *ac, int status)
     }
     c->state = KV_UP;
     c->backoff_ms = KV_BACKOFF_MIN_MS;
+    KV_STAT_ADD(c, reconnects, 1);
 }
 
 static void
@@ -294,9 +348,11 @@ op_get(struct kv_client *c)
     op->c = c;
     op->h = NULL;
     op->cb = NULL;
+    op->scan_cb = NULL;
     op->ud = NULL;
     op->prev = op->next = NULL;
     op->timer_on = false;
+    op->t_issue_us = now_us();
     return op;
 }
 
@@ -322,6 +378,7 @@ op_detach(struct kv_op *op)
     }
     op->prev = op->next = NULL;
     op->cb = NULL;
+    op->scan_cb = NULL;
 }
 
 static void
@@ -341,6 +398,7 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
     struct kv_op *op = arg;
     efn_kv_reply rep = {EFN_E_TIMEOUT, 0, -1, {NULL, 0}};
     kv_cb cb;
+    kv_scan_cb scb;
     void *ud;
 
     (void)fd;
@@ -349,10 +407,35 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
         abort();
     op->timer_on = false;
     cb = op->cb;
+    scb = op->scan_cb;
     ud = op->ud;
+    KV_STAT_ADD(op->c, timeouts, 1);
     op_detach(op); /* an orphan now: hiredis still owns it until the reply */
     if (cb != NULL)
         cb(ud, &rep);
+    else if (scb != NULL)
+        scb(ud, EFN_E_TIMEOUT, NULL, NULL, 0);
+}
+
+/* SCAN's reply: [cursor, [key, ...]] */
+static void
+scan_reply(kv_scan_cb scb, void *ud, const redisReply *reply)
+{
+    efn_str keys[256];
+    size_t n = 0;
+    const redisReply *ks;
+
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[1]->type != REDIS_REPLY_ARRAY) {
+        scb(ud, EFN_E_KV, NULL, NULL, 0);
+        return;
+    }
+    ks = reply->element[1];
+    for (size_t i = 0; i < ks->elements && n < 256; i++)
+        if (ks->element[i]->type == REDIS_REPLY_STRING)
+            keys[n++] = (efn_str){ks->element[i]->str, ks->element[i]->len};
+    scb(ud, EFN_OK, reply->element[0]->str, keys, n);
 }
 
 static void
@@ -362,17 +445,26 @@ on_reply(redisAsyncContext *ac, void *r, void *priv)
     redisReply *reply = r;
     efn_kv_reply rep = {EFN_OK, 0, -1, {NULL, 0}};
     kv_cb cb;
+    kv_scan_cb scb;
     void *ud;
 
     (void)ac;
     if (op == NULL || op->magic != KV_OP_MAGIC)
         abort();
     cb = op->cb;
+    scb = op->scan_cb;
     ud = op->ud;
     if (op->c->freeing)
-        cb = NULL;
+        cb = NULL, scb = NULL;
+    stat_latency(op->c, now_us() - op->t_issue_us);
     if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
         rep.status = EFN_E_KV;
+        KV_STAT_ADD(op->c, errors, 1);
+    } else if (op->kind == KV_SCAN) {
+        if (scb != NULL)
+            scan_reply(scb, ud, reply);
+        op_put(op);
+        return;
     } else {
         switch (op->kind) {
         case KV_GET:
@@ -403,17 +495,21 @@ on_reply(redisAsyncContext *ac, void *r, void *priv)
                 rep.status = EFN_E_KV;
             }
             break;
+        case KV_SCAN: /* handled above */
+            break;
         }
     }
     op_put(op);
     if (cb != NULL)
         cb(ud, &rep);
+    else if (scb != NULL)
+        scb(ud, EFN_E_KV, NULL, NULL, 0);
 }
 
 /* Issues argv; argv[kidx] is set here to prefix + key. */
 static int
-op_issue(struct kv_handle *h, enum kv_kind kind, efn_str prefix, efn_str key, int kidx, int argc,
-         const char **argv, size_t *argvlen, kv_cb cb, void *ud)
+op_issue2(struct kv_handle *h, enum kv_kind kind, efn_str prefix, efn_str key, int kidx, int argc,
+          const char **argv, size_t *argvlen, kv_cb cb, kv_scan_cb scb, void *ud)
 {
     struct kv_client *c;
     struct kv_op *op;
@@ -425,10 +521,13 @@ op_issue(struct kv_handle *h, enum kv_kind kind, efn_str prefix, efn_str key, in
     c = h->c;
     if (key.len == 0 || prefix.len + key.len > KV_KEY_MAX)
         return EFN_E_INVAL;
-    if (c->state == KV_DOWN || c->ac == NULL)
+    if (c->state == KV_DOWN || c->ac == NULL) {
+        KV_STAT_ADD(c, errors, 1);
         return EFN_E_KV;
-    if (cb != NULL && h->n >= c->conf.max_inflight)
+    }
+    if ((cb != NULL || scb != NULL) && h->n >= c->conf.max_inflight)
         return EFN_E_LIMIT;
+    KV_STAT_ADD(c, calls, 1);
     if (prefix.len > 0)
         memcpy(full, prefix.ptr, prefix.len);
     memcpy(full + prefix.len, key.ptr, key.len);
@@ -442,9 +541,10 @@ op_issue(struct kv_handle *h, enum kv_kind kind, efn_str prefix, efn_str key, in
         op_put(op);
         return EFN_E_KV;
     }
-    if (cb == NULL)
+    if (cb == NULL && scb == NULL)
         return EFN_OK; /* fire-and-forget: no handle, no timer */
     op->cb = cb;
+    op->scan_cb = scb;
     op->ud = ud;
     op->h = h;
     op->next = h->ops;
@@ -456,6 +556,43 @@ op_issue(struct kv_handle *h, enum kv_kind kind, efn_str prefix, efn_str key, in
     evtimer_add(&op->timer, &tv);
     op->timer_on = true;
     return EFN_OK;
+}
+
+static int
+op_issue(struct kv_handle *h, enum kv_kind kind, efn_str prefix, efn_str key, int kidx, int argc,
+         const char **argv, size_t *argvlen, kv_cb cb, void *ud)
+{
+    return op_issue2(h, kind, prefix, key, kidx, argc, argv, argvlen, cb, NULL, ud);
+}
+
+int
+kv_op_scan(struct kv_handle *h, efn_str prefix, efn_str match_prefix, const char *cursor,
+           unsigned count, kv_scan_cb cb, void *ud)
+{
+    char pat[KV_KEY_MAX * 2 + 2], cnt[16];
+    size_t n = 0;
+    const char *argv[6] = {"SCAN", cursor, "MATCH", pat, "COUNT", cnt};
+    size_t len[6] = {4, strlen(cursor), 5, 0, 5, 0};
+
+    if (cb == NULL || prefix.len + match_prefix.len > KV_KEY_MAX)
+        return EFN_E_INVAL;
+    /* the pattern: prefix and match_prefix with glob characters escaped, then '*' */
+    for (size_t part = 0; part < 2; part++) {
+        efn_str s = part == 0 ? prefix : match_prefix;
+        for (size_t i = 0; i < s.len; i++) {
+            if (s.ptr[i] == '*' || s.ptr[i] == '?' || s.ptr[i] == '[' || s.ptr[i] == ']' ||
+                s.ptr[i] == '\\')
+                pat[n++] = '\\';
+            pat[n++] = s.ptr[i];
+        }
+    }
+    pat[n++] = '*';
+    len[3] = n;
+    len[5] = (size_t)snprintf(cnt, sizeof(cnt), "%u", count ? count : 100);
+    /* op_issue2 puts prefix+key at argv[kidx]: use the cursor's slot for it */
+    argv[1] = NULL;
+    return op_issue2(h, KV_SCAN, (efn_str){NULL, 0}, (efn_str){cursor, strlen(cursor)}, 1, 6,
+                     argv, len, NULL, cb, ud);
 }
 
 int

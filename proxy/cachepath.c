@@ -52,8 +52,12 @@ req_views(struct proxy_req *r, const struct cache_hdr **out)
 {
     struct proxy_conn *c = r->c;
     struct proxy_hdr h;
-    size_t n = c->head.n;
+    size_t n = c->head.n, k = 0, pos = 0;
+    bool edited = proxy_fx_edited(r, 0); /* a function's request header edits */
 
+    if (edited)
+        while (proxy_fx_next_added(r, 0, &pos, &h))
+            n++;
     if (n > c->nhv) {
         void *p = realloc(c->hv, n * sizeof(*c->hv));
         if (p == NULL) {
@@ -64,13 +68,22 @@ req_views(struct proxy_req *r, const struct cache_hdr **out)
         c->nhv = n;
     }
     for (size_t i = 0; proxy_head_get(&c->head, i, &h); i++) {
-        c->hv[i].name = h.name;
-        c->hv[i].nlen = h.nlen;
-        c->hv[i].value = h.value;
-        c->hv[i].vlen = h.vlen;
+        if (edited && proxy_fx_hides(r, 0, h.name, h.nlen))
+            continue;
+        c->hv[k].name = h.name;
+        c->hv[k].nlen = h.nlen;
+        c->hv[k].value = h.value;
+        c->hv[k].vlen = h.vlen;
+        k++;
+    }
+    for (pos = 0; edited && proxy_fx_next_added(r, 0, &pos, &h); k++) {
+        c->hv[k].name = h.name;
+        c->hv[k].nlen = h.nlen;
+        c->hv[k].value = h.value;
+        c->hv[k].vlen = h.vlen;
     }
     *out = c->hv;
-    return n;
+    return k;
 }
 
 /* The upstream response's headers as views (valid while u->head is). */
@@ -262,9 +275,60 @@ parse_ranges(const char *v, size_t n, uint64_t total, struct byte_range *out)
     return seen == 0 ? -1 : count;
 }
 
-/* Answers the request from o; the request is complete afterwards. */
+static void serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age);
+
+static bool
+obj_hdr_next(void *ctx, size_t *pos, struct proxy_hdr *out)
+{
+    struct cache_obj *o = ctx;
+    struct cache_hdr h;
+    while (cache_obj_header_next(o, pos, &h)) {
+        if (skip_stored(&h))
+            continue;
+        out->name = h.name;
+        out->nlen = h.nlen;
+        out->value = h.value;
+        out->vlen = h.vlen;
+        return true;
+    }
+    return false;
+}
+
+static void
+serve_after_fx(struct proxy_req *r, int result)
+{
+    if (result == FX_CONTINUE)
+        serve_obj_write(r, r->cache_obj, r->fx_age);
+    else
+        proxy_fx_respond_result(r, result);
+    proxy_req_check_done(r);
+}
+
+/* Answers the request from o (owned by r->cache_obj): complete afterwards,
+ * unless a function's RESPONSE phase paused (it ends the request then). */
 static void
 serve_obj(struct proxy_req *r, struct cache_obj *o, int64_t age)
+{
+    int rc;
+
+    BUG_ON(o != r->cache_obj);
+    if (r->fx == NULL || !proxy_fx_has_phase(r, FX_RESPONSE)) {
+        serve_obj_write(r, o, age);
+        return;
+    }
+    r->fx_age = age;
+    proxy_fx_set_response(r, client_not_modified(r, o) ? 304 : o->status, obj_hdr_next, o);
+    rc = proxy_fx_run(r, FX_RESPONSE, serve_after_fx);
+    if (rc == FX_PAUSED)
+        return;
+    if (rc == FX_CONTINUE)
+        serve_obj_write(r, o, age);
+    else
+        proxy_fx_respond_result(r, rc);
+}
+
+static void
+serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
 {
     struct proxy_conn *c = r->c;
     struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -325,10 +389,22 @@ serve_obj(struct proxy_req *r, struct cache_obj *o, int64_t age)
             continue;
         if (status == 206 && nr > 1 && h.nlen == 12 && strncasecmp(h.name, "content-type", 12) == 0)
             continue; /* the parts carry it */
+        if (r->fx != NULL && proxy_fx_hides(r, 1, h.name, h.nlen))
+            continue;
         evbuffer_add(out, h.name, h.nlen);
         evbuffer_add(out, ": ", 2);
         evbuffer_add(out, h.value, h.vlen);
         evbuffer_add(out, "\r\n", 2);
+    }
+    if (r->fx != NULL) {
+        struct proxy_hdr ph;
+        size_t apos = 0;
+        while (proxy_fx_next_added(r, 1, &apos, &ph)) {
+            evbuffer_add(out, ph.name, ph.nlen);
+            evbuffer_add(out, ": ", 2);
+            evbuffer_add(out, ph.value, ph.vlen);
+            evbuffer_add(out, "\r\n", 2);
+        }
     }
     if (status == 206 && nr == 1)
         evbuffer_add_printf(out, "Content-Range: bytes %llu-%llu/%llu\r\n",
@@ -488,8 +564,8 @@ lookup(struct proxy_req *r)
     case CACHE_USE_STALE:
         status_text(r, r->cache_d.use == CACHE_USE_FRESH ? CACHE_FWD_NONE : CACHE_FWD_STALE, 0,
                     r->cache_d.ttl, false);
+        r->cache_obj = o; /* kept until the request ends (a RESPONSE phase may pause) */
         serve_obj(r, o, r->cache_d.age);
-        cache_obj_free(o);
         if (r->cache_d.use == CACHE_USE_STALE && r->cache_d.revalidate)
             start_background_refresh(r);
         return 1;
@@ -543,12 +619,22 @@ proxy_cache_request(struct proxy_req *r)
         status_text(r, CACHE_FWD_BYPASS, 0, CACHE_UNSET, false);
         return 0;
     }
+    {
+        const char *fk;
+        size_t fklen;
+        if (proxy_fx_cache_key(r, &fk, &fklen)) { /* a function's set_cache_key */
+            memcpy(key, fk, fklen);
+            key[fklen] = '\0';
+            klen = fklen;
+        }
+    }
     r->cache_key = malloc(klen + 1);
     if (r->cache_key == NULL)
         return 0;
     memcpy(r->cache_key, key, klen + 1);
     r->cache_key_len = klen;
     r->cache_route = cr;
+    proxy_fx_cache_route(r); /* a function's set_cache_ttl */
     if (r->method != HTTP_GET && r->method != HTTP_HEAD)
         return 0; /* unsafe methods invalidate on success (proxy_cache_response_done) */
     cache_req_parse(hv, nh, &r->cache_rq);

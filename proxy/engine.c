@@ -136,6 +136,7 @@ worker_notify_cb(evutil_socket_t fd, short what, void *arg)
     if (next != NULL) {
         conf_unref(w->conf);
         w->conf = next;
+        proxy_fn_worker_conf(w);
     }
     if (atomic_load(&e->draining) && !w->draining) {
         struct proxy_conn *c, *tmp;
@@ -155,6 +156,7 @@ worker_main(void *arg)
     struct proxy_worker *w = arg;
     struct proxy_engine *e = w->e;
 
+    proxy_fn_worker_slot(w->id);
     event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
     atomic_fetch_add(&e->workers_done, 1);
     wake(e->notify_fd);
@@ -185,6 +187,7 @@ worker_init(struct proxy_engine *e, struct proxy_worker *w, unsigned id)
         log_err("worker %u: resolver: %s", id, err);
         return -1;
     }
+    proxy_fn_worker_conf(w);
     w->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (w->notify_fd < 0)
         return -1;
@@ -223,6 +226,7 @@ static void
 worker_fini(struct proxy_worker *w)
 {
     worker_free_conns(w);
+    proxy_fn_worker_fini(w);
     proxy_collapse_worker_fini(w);
     proxy_worker_srvs_free(w);
     if (w->listeners != NULL) {
@@ -292,6 +296,7 @@ proxy_engine_reload(struct proxy_engine *e, char *err, size_t errlen)
     e->reloads++;
     e->last_reload_error[0] = '\0';
     log_info("reloaded %s", e->conf_path);
+    proxy_fn_quarantine_clear();
     /* tell the supervisor, so that a restarted engine starts from this one */
     kill(getppid(), SIGUSR2);
     if (errlen > 0)
@@ -364,6 +369,7 @@ proxy_engine_run(const char *conf_path, struct conf *initial, struct proxy_liste
     if (e == NULL)
         return 1;
     signal(SIGPIPE, SIG_IGN);
+    proxy_fn_install_fault_handler();
     pthread_mutex_init(&e->lock, NULL);
     e->conf_path = conf_path;
     e->conf = conf_ref(initial);

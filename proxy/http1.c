@@ -10,6 +10,8 @@
  */
 #include "proxy/internal.h"
 
+#include "compute/compute.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -36,6 +38,8 @@ static void conn_defer_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_feed(struct proxy_conn *c);
 static void req_maybe_finish(struct proxy_req *r);
 static void conn_close_after_flush(struct proxy_conn *c);
+static void after_request(struct proxy_req *r, int result);
+static void dispatch_forward(struct proxy_req *r);
 
 static int on_message_begin(llhttp_t *p);
 static int on_url(llhttp_t *p, const char *at, size_t len);
@@ -320,6 +324,7 @@ req_free(struct proxy_req *r)
     if (r->body_copy != NULL)
         evbuffer_free(r->body_copy);
     proxy_cache_req_free(r);
+    proxy_fx_free(r);
     free(r->_tried);
     if (r->conf != NULL)
         conf_unref(r->conf);
@@ -379,11 +384,61 @@ proxy_conn_drain(struct proxy_conn *c)
 
 /* ---- responses ------------------------------------------------------------------- */
 
+/* RFC 9110 15 reason phrases (llhttp only knows its enum names). */
 const char *
 proxy_status_reason(int status)
 {
-    const char *s = llhttp_status_name((llhttp_status_t)status);
-    return (s != NULL && strcmp(s, "<unknown>") != 0) ? s : "Unknown";
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 203: return "Non-Authoritative Information";
+    case 204: return "No Content";
+    case 205: return "Reset Content";
+    case 206: return "Partial Content";
+    case 300: return "Multiple Choices";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 402: return "Payment Required";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 407: return "Proxy Authentication Required";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
+    case 422: return "Unprocessable Content";
+    case 425: return "Too Early";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 451: return "Unavailable For Legal Reasons";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
 }
 
 static struct evbuffer *
@@ -419,14 +474,13 @@ respond_simple(struct proxy_req *r, int status, const char *ctype, const char *b
     proxy_conn_want_flush(c);
 }
 
-void
-proxy_resp_error(struct proxy_req *r, int status, const char *fmt, ...)
+/* The error answer, without ending the request (the caller does). */
+static void
+resp_error_v(struct proxy_req *r, int status, const char *fmt, va_list ap)
 {
     char body[512];
-    va_list ap;
     int n;
 
-    CHECK_MAGIC(r, PROXY_REQ_MAGIC);
     if (r->resp_started) {
         /* the head is out: the only honest signal left is to cut the connection */
         r->status = r->status ? r->status : status;
@@ -437,15 +491,103 @@ proxy_resp_error(struct proxy_req *r, int status, const char *fmt, ...)
         return;
     }
     n = snprintf(body, sizeof(body), "%d %s: ", status, proxy_status_reason(status));
-    va_start(ap, fmt);
     n += vsnprintf(body + n, sizeof(body) - (size_t)n - 2, fmt, ap);
-    va_end(ap);
     if ((size_t)n > sizeof(body) - 2)
         n = (int)sizeof(body) - 2;
     body[n++] = '\n';
     body[n] = '\0';
     respond_simple(r, status, "text/plain; charset=utf-8", body, (size_t)n);
+}
+
+static void __attribute__((format(printf, 3, 4)))
+resp_error_nofinish(struct proxy_req *r, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    resp_error_v(r, status, fmt, ap);
+    va_end(ap);
+}
+
+void
+proxy_resp_error(struct proxy_req *r, int status, const char *fmt, ...)
+{
+    va_list ap;
+
+    CHECK_MAGIC(r, PROXY_REQ_MAGIC);
+    va_start(ap, fmt);
+    resp_error_v(r, status, fmt, ap);
+    va_end(ap);
     req_maybe_finish(r);
+}
+
+/* A function's respond(): the answer goes out as the response. */
+void
+proxy_fx_respond(struct proxy_req *r)
+{
+    struct proxy_conn *c = r->c;
+    struct proxy_hb *b = &c->w->hb;
+    const struct proxy_hdr *h;
+    const char *body;
+    size_t nh, len;
+    int status;
+    bool have_reqid = false, nobody;
+
+    proxy_fx_answer(r, &status, &h, &nh, &body, &len);
+    BUG_ON(r->resp_started);
+    if (!r->body_done && (r->chunked || r->content_length > 65536))
+        r->resp_close = true;
+    if (!r->keepalive || c->w->draining)
+        r->resp_close = true;
+    nobody = status == 204 || status == 304;
+    r->status = status;
+    r->resp_started = true;
+    r->resp_chunked = false;
+    b->out = conn_out(c);
+    b->len = 0;
+    proxy_hb_lit(b, "HTTP/1.1 ");
+    proxy_hb_u64(b, (uint64_t)status);
+    proxy_hb_lit(b, " ");
+    proxy_hb_str(b, proxy_status_reason(status));
+    proxy_hb_lit(b, "\r\n");
+    for (size_t i = 0; i < nh; i++) {
+        if (proxy_hdr_is(&h[i], "x-request-id"))
+            have_reqid = true;
+        proxy_hb_hdr(b, h[i].name, h[i].nlen, h[i].value, h[i].vlen);
+    }
+    if (!have_reqid) {
+        proxy_hb_lit(b, "X-Request-Id: ");
+        proxy_hb_str(b, r->request_id);
+        proxy_hb_lit(b, "\r\n");
+    }
+    if (!nobody) {
+        proxy_hb_lit(b, "Content-Length: ");
+        proxy_hb_u64(b, len);
+        proxy_hb_lit(b, "\r\n");
+    }
+    if (r->resp_close)
+        proxy_hb_lit(b, "Connection: close\r\n");
+    proxy_hb_lit(b, "\r\n");
+    if (!nobody && r->method != HTTP_HEAD && len > 0)
+        proxy_hb_add(b, body, len);
+    proxy_hb_flush(b);
+    r->resp_bytes += nobody ? 0 : len;
+    r->resp_done = true;
+    proxy_conn_want_flush(c);
+}
+
+/* A phase's answer (ANSWER) or failure (FAIL), without ending the request. */
+void
+proxy_fx_respond_result(struct proxy_req *r, int result)
+{
+    const char *why;
+    int status;
+
+    if (result == FX_ANSWER) {
+        proxy_fx_respond(r);
+        return;
+    }
+    status = proxy_fx_fail_status(r, &why);
+    resp_error_nofinish(r, status, "%s", why);
 }
 
 bool
@@ -503,9 +645,19 @@ proxy_resp_head(struct proxy_req *r, struct proxy_upconn *u)
             continue;
         if (r->resp_chunked && proxy_hdr_is(&h, "content-length"))
             continue;
+        if (r->fx != NULL && proxy_fx_hides(r, 1, h.name, h.nlen))
+            continue;
         if (!have_reqid && proxy_hdr_is(&h, "x-request-id"))
             have_reqid = true;
         proxy_hb_hdr(b, h.name, h.nlen, h.value, h.vlen);
+    }
+    if (r->fx != NULL) {
+        size_t pos = 0;
+        while (proxy_fx_next_added(r, 1, &pos, &h)) {
+            if (proxy_hdr_is(&h, "x-request-id"))
+                have_reqid = true;
+            proxy_hb_hdr(b, h.name, h.nlen, h.value, h.vlen);
+        }
     }
     if (!have_reqid) {
         proxy_hb_lit(b, "X-Request-Id: ");
@@ -601,6 +753,7 @@ conn_dispatch(struct proxy_conn *c, struct proxy_req *r)
     size_t hosts = 0, dlen, nlen;
     const char *host = NULL;
     size_t host_len = 0;
+    const struct compute_route *chain;
 
     /* target forms: origin-form "/p?q", absolute-form "http://h/p", asterisk "*" */
     r->target = c->head.buf + c->head.url_off;
@@ -713,29 +866,151 @@ conn_dispatch(struct proxy_conn *c, struct proxy_req *r)
                          (long long)r->content_length, (unsigned long long)max_body);
         return;
     }
+    chain = compute_route_chain(r->route);
+    if (chain != NULL) {
+        int rc;
+        if (proxy_fx_new(r, chain) < 0 || (r->body = evbuffer_new()) == NULL) {
+            proxy_resp_error(r, 503, "out of memory");
+            return;
+        }
+        rc = proxy_fx_has_phase(r, FX_REQUEST) ? proxy_fx_run(r, FX_REQUEST, after_request)
+                                               : FX_CONTINUE;
+        if (rc != FX_PAUSED)
+            after_request(r, rc);
+        return;
+    }
+    dispatch_forward(r);
+}
+
+/* After the REQUEST phase (at once, or from a KV callback after a pause). */
+static void
+after_request(struct proxy_req *r, int result)
+{
+    if (result == FX_CONTINUE) {
+        dispatch_forward(r);
+        return;
+    }
+    proxy_fx_respond_result(r, result);
+    proxy_req_check_done(r);
+}
+
+/* The route's own answer, the cache, or the origin. Ends the request when
+ * it answers (outside a parser callback; see req_maybe_finish). */
+static void
+dispatch_forward(struct proxy_req *r)
+{
+    struct proxy_conn *c = r->c;
+
     if (r->route->return_status != 0) {
         respond_simple(r, r->route->return_status, "text/plain; charset=utf-8",
                        r->route->return_body ? r->route->return_body : "",
                        r->route->return_body ? r->route->return_body_len : 0);
+        proxy_req_check_done(r);
         return;
     }
-    if (r->route->origin == NULL) {
-        proxy_resp_error(r, 500, "route has nothing to serve");
+    r->origin = proxy_fx_origin(r) != NULL ? proxy_fx_origin(r) : r->route->origin;
+    if (r->origin == NULL) {
+        if (r->fx != NULL)
+            proxy_resp_error(r, 500, "no function of the route answered and it has no origin");
+        else
+            proxy_resp_error(r, 500, "route has nothing to serve");
         return;
     }
-    r->origin = r->route->origin;
-    r->body = evbuffer_new();
-    if (r->body == NULL) {
+    if (r->body == NULL && (r->body = evbuffer_new()) == NULL) {
         proxy_resp_error(r, 503, "out of memory");
         return;
     }
-    if (proxy_cache_request(r))
-        return; /* answered from the cache */
+    if (proxy_cache_request(r)) {
+        proxy_req_check_done(r); /* answered from the cache (or parked behind a fetch) */
+        return;
+    }
     if (r->expect_continue && (r->content_length > 0 || r->chunked)) {
         evbuffer_add_printf(conn_out(c), "HTTP/1.1 100 Continue\r\n\r\n");
         proxy_conn_want_flush(c);
     }
-    proxy_upstream_start(r);
+    proxy_req_to_origin(r);
+}
+
+/* After the ORIGIN phase. */
+static void
+after_origin(struct proxy_req *r, int result)
+{
+    if (result == FX_CONTINUE) {
+        proxy_upstream_start(r);
+        return;
+    }
+    proxy_collapse_release(r, COLLAPSE_FAILED); /* waiters go to the origin themselves */
+    proxy_fx_respond_result(r, result);
+    proxy_req_check_done(r);
+}
+
+void
+proxy_req_to_origin(struct proxy_req *r)
+{
+    int rc;
+
+    if (r->fx == NULL || !proxy_fx_has_phase(r, FX_ORIGIN)) {
+        proxy_upstream_start(r);
+        return;
+    }
+    rc = proxy_fx_run(r, FX_ORIGIN, after_origin);
+    if (rc != FX_PAUSED)
+        after_origin(r, rc);
+}
+
+/* ---- RESPONSE phase on an origin's response ----------------------------------------------- */
+
+static bool
+up_hdr_next(void *ctx, size_t *pos, struct proxy_hdr *out)
+{
+    struct proxy_upconn *u = ctx;
+    while (proxy_head_get(&u->head, *pos, out)) {
+        (*pos)++;
+        if (!proxy_hdr_hop_by_hop(out, &u->head))
+            return true;
+    }
+    return false;
+}
+
+static void
+resp_after_fx(struct proxy_req *r, struct proxy_upconn *u, int result)
+{
+    if (result == FX_CONTINUE) {
+        proxy_resp_head(r, u);
+        return;
+    }
+    /* replaced: the origin's body still feeds the cache, not the client */
+    proxy_fx_respond_result(r, result);
+    r->fx_replaced = true;
+}
+
+static void
+resp_after_fx_async(struct proxy_req *r, int result)
+{
+    struct proxy_upconn *u = r->up;
+
+    BUG_ON(u == NULL);
+    resp_after_fx(r, u, result);
+    proxy_upstream_fx_resumed(r);
+}
+
+/* The origin's head arrived: run the RESPONSE phase, then write the head.
+ * 1 when the phase paused (the upstream parser waits for it). */
+int
+proxy_resp_head_fx(struct proxy_req *r, struct proxy_upconn *u)
+{
+    int status = llhttp_get_status_code(&u->parser), rc;
+
+    if (r->fx == NULL || status == 101 || !proxy_fx_has_phase(r, FX_RESPONSE)) {
+        proxy_resp_head(r, u);
+        return 0;
+    }
+    proxy_fx_set_response(r, status, up_hdr_next, u);
+    rc = proxy_fx_run(r, FX_RESPONSE, resp_after_fx_async);
+    if (rc == FX_PAUSED)
+        return 1;
+    resp_after_fx(r, u, rc);
+    return 0;
 }
 
 /* ---- llhttp callbacks -------------------------------------------------------------- */
@@ -941,7 +1216,9 @@ conn_feed(struct proxy_conn *c)
         len = v.iov_len;
         if (len > PROXY_FEED_MAX)
             len = PROXY_FEED_MAX;
+        c->in_parser = true;
         err = llhttp_execute(&c->parser, v.iov_base, len);
+        c->in_parser = false;
         used = len;
         if (err != HPE_OK) {
             const char *pos = llhttp_get_error_pos(&c->parser);
@@ -998,6 +1275,8 @@ req_maybe_finish(struct proxy_req *r)
 
     if (!r->resp_done || c->state == CONN_TUNNEL)
         return;
+    if (c->in_parser)
+        return; /* answered from a parser callback: conn_feed finishes it after llhttp returns */
     if (!r->body_done) {
         /* answered before the body was read (error, early origin answer) */
         r->resp_close = true;

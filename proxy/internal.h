@@ -178,6 +178,7 @@ enum proxy_err_kind { PROXY_FAIL_NONE, PROXY_FAIL_DNS, PROXY_FAIL_CONNECT, PROXY
 
 struct proxy_upconn;
 struct proxy_srv;
+struct efn_req; /* fn.c: the request's edge-function state */
 
 struct proxy_req {
     uint32_t magic;
@@ -231,6 +232,9 @@ struct proxy_req {
     int cache_fwd;          /* enum cache_fwd of Cache-Status */
     struct cache_obj *cache_obj; /* stale object being revalidated / kept for errors */
     struct cache_writer *cache_w;
+    struct efn_req *fx;      /* fn.c: the route's functions, NULL when it has none */
+    bool fx_replaced;        /* RESPONSE phase answered: the origin's body is not sent */
+    int64_t fx_age;          /* cachepath.c: Age of the object a paused RESPONSE phase serves */
     int64_t cache_req_time;
     size_t cache_cond_len;
     bool cache_collapsed;   /* answered after waiting on another request's fetch */
@@ -275,6 +279,7 @@ struct proxy_conn {
     bool want_resume;
     bool reading_blocked; /* backpressure: upstream busy */
     bool flush_wanted;    /* output waits for the deferred flush */
+    bool in_parser;       /* inside llhttp_execute: the request must outlive the callbacks */
     int parse_error;      /* status to answer after llhttp_execute */
     unsigned requests;
     TAILQ_ENTRY(proxy_conn) link;
@@ -338,6 +343,7 @@ struct proxy_upconn {
     bool msg_done;
     bool reusable;
     bool interim; /* a 1xx is being skipped */
+    bool fx_wait; /* the parser is paused while the RESPONSE phase waits on KV */
     uint64_t idle_timeout_ms;
     TAILQ_ENTRY(proxy_upconn) link;
 };
@@ -366,6 +372,8 @@ struct proxy_worker {
     char **cq;
     size_t ncq, cqcap;
     struct proxy_dns *dns;
+    struct kv_client *kv;     /* fn.c: this worker's Redis connection (NULL: no functions) */
+    struct kv_client *kv_old; /* replaced by a reload, freed when its last handle is */
     TAILQ_HEAD(, proxy_conn) conns;
     uint64_t nconns;
     TAILQ_HEAD(, proxy_srv) srvs;
@@ -457,6 +465,75 @@ int proxy_cache_response_done(struct proxy_req *r);
 int proxy_cache_upstream_failed(struct proxy_req *r);
 bool proxy_cache_cond(const struct proxy_req *r, const char **hdrs, size_t *len);
 void proxy_cache_req_free(struct proxy_req *r);
+
+/* fn.c — edge functions on the request path */
+enum proxy_fx_phase { FX_REQUEST, FX_ORIGIN, FX_RESPONSE };
+enum proxy_fx_result { FX_PAUSED = -1, FX_CONTINUE = 0, FX_ANSWER = 1, FX_FAIL = 2 };
+/* Called with the phase's result when it ended after a pause. */
+typedef void (*proxy_fx_cont)(struct proxy_req *r, int result);
+struct compute_route;
+struct efn_host;
+extern const struct efn_host proxy_efn_host;
+int proxy_fx_new(struct proxy_req *r, const struct compute_route *chain);
+void proxy_fx_free(struct proxy_req *r);
+bool proxy_fx_has_phase(const struct proxy_req *r, enum proxy_fx_phase ph);
+/* Runs a phase: FX_CONTINUE / FX_ANSWER / FX_FAIL now, or FX_PAUSED and
+ * cont(r, result) later (from a KV callback or the pause timer). */
+int proxy_fx_run(struct proxy_req *r, enum proxy_fx_phase ph, proxy_fx_cont cont);
+bool proxy_fx_async(const struct proxy_req *r); /* the last phase paused */
+/* RESPONSE phase: the status and the headers the function sees and edits. */
+void proxy_fx_set_response(struct proxy_req *r, int status,
+                           bool (*next)(void *ctx, size_t *pos, struct proxy_hdr *out), void *ctx);
+int proxy_fx_fail_status(const struct proxy_req *r, const char **why);
+void proxy_fx_answer(const struct proxy_req *r, int *status, const struct proxy_hdr **h,
+                     size_t *nh, const char **body, size_t *len);
+/* Header edits (msg: EFN_MSG_REQ 0, EFN_MSG_RESP 1) as an overlay: a base
+ * header is dropped when hidden, then the added ones follow. */
+bool proxy_fx_edited(const struct proxy_req *r, int msg);
+bool proxy_fx_hides(const struct proxy_req *r, int msg, const char *name, size_t nlen);
+bool proxy_fx_next_added(const struct proxy_req *r, int msg, size_t *pos, struct proxy_hdr *out);
+const struct conf_origin *proxy_fx_origin(const struct proxy_req *r);
+bool proxy_fx_cache_key(const struct proxy_req *r, const char **key, size_t *len);
+void proxy_fx_cache_route(struct proxy_req *r); /* applies set_cache_ttl to r->cache_route */
+/* http1.c: the function's answer (respond()) goes out as the response */
+void proxy_fx_respond(struct proxy_req *r);
+void proxy_fx_respond_result(struct proxy_req *r, int result); /* ANSWER or FAIL */
+/* http1.c: RESPONSE phase + head for an origin response; 1 = paused */
+int proxy_resp_head_fx(struct proxy_req *r, struct proxy_upconn *u);
+/* upstream.c: the RESPONSE phase ended after a pause: parse on */
+void proxy_upstream_fx_resumed(struct proxy_req *r);
+/* the rest of the request path after the REQUEST phase / before the origin */
+void proxy_req_to_origin(struct proxy_req *r);
+
+/* Crash containment: one marker per worker in memory shared with the
+ * supervisor (mapped before the first fork), naming the function a worker
+ * is running. After the engine dies the supervisor counts a crash against
+ * it; CRASH_THRESHOLD crashes within the window quarantine it (by name and
+ * build) in the supervisor's list, which every engine it forks inherits.
+ * A reload clears the list. */
+#define PROXY_FN_SLOTS 64
+struct proxy_fn_mark {
+    _Atomic int busy;
+    int phase;
+    const void *entry; /* the engine's last entry here (only compared) */
+    char name[64];
+    char sha[20];
+    char where[160];
+};
+struct proxy_fn_shared {
+    _Atomic int faulting; /* worker slot + 1 of the thread that took the fault signal */
+    struct proxy_fn_mark w[PROXY_FN_SLOTS];
+};
+extern struct proxy_fn_shared *proxy_fn_shm;
+int proxy_fn_shared_init(void);            /* supervisor, before the first fork */
+void proxy_fn_worker_slot(unsigned id);    /* each worker thread, at start */
+void proxy_fn_install_fault_handler(void); /* engine */
+void proxy_fn_after_crash(void);           /* supervisor, after the engine died */
+void proxy_fn_quarantine_clear(void);      /* on reload (supervisor and engine) */
+size_t proxy_fn_quarantined_count(void);
+/* fn.c: per-worker KV client lifecycle */
+void proxy_fn_worker_conf(struct proxy_worker *w); /* after a conf swap (and at start) */
+void proxy_fn_worker_fini(struct proxy_worker *w);
 
 /* accesslog.c / metrics.c */
 void proxy_access_log(struct proxy_req *r);

@@ -12,6 +12,7 @@
  * (the engine drains in-flight requests up to shutdown_timeout).
  */
 #include "cache/cache.h"
+#include "compute/compute.h"
 #include "conf/conf.h"
 #include "proxy/internal.h"
 #include "proxy/log.h"
@@ -152,6 +153,8 @@ supervise(const char *path, struct conf *conf)
         log_info("listening on %s (%u workers)", conf->listens[i].addr.text, fds.nworkers);
     if (conf->admin != NULL)
         log_info("admin on %s", conf->admin->text);
+    if (proxy_fn_shared_init() < 0)
+        log_warn("functions: no shared crash markers (mmap failed); crashes are not attributed");
     engine = start_engine(path, conf, &fds, &old);
     started_ms = mono_ms();
     for (;;) {
@@ -183,6 +186,7 @@ supervise(const char *path, struct conf *conf)
                             strsignal(WTERMSIG(status)));
                 else
                     log_err("engine exited with status %d", WEXITSTATUS(status));
+                proxy_fn_after_crash(); /* names a function that was running; may quarantine it */
                 /* restart at once; back off when it keeps dying young */
                 if (mono_ms() - started_ms < 5000)
                     fast_crashes++;
@@ -212,6 +216,7 @@ supervise(const char *path, struct conf *conf)
             if (next != NULL) {
                 conf_unref(conf);
                 conf = next;
+                proxy_fn_quarantine_clear();
             }
             if (sig == SIGHUP && engine > 0)
                 kill(engine, SIGHUP);
@@ -232,6 +237,7 @@ out:
     if (conf->pid_file != NULL)
         unlink(conf->pid_file);
     conf_unref(conf);
+    compute_conf_shutdown();
     log_info("stopped");
     return exit_code;
 }
@@ -259,10 +265,11 @@ main(int argc, char **argv)
         usage(stderr);
         return 1;
     }
-    if (cache_conf_register() < 0) {
-        fprintf(stderr, "edge: cannot register the cache directives\n");
+    if (cache_conf_register() < 0 || compute_conf_register() < 0) {
+        fprintf(stderr, "edge: cannot register the cache and function directives\n");
         return 1;
     }
+    compute_set_host(&proxy_efn_host);
     conf = conf_load(path, &err);
     if (conf == NULL) {
         fprintf(stderr, "%s\n", err.msg);

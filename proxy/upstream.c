@@ -490,6 +490,8 @@ send_head(struct proxy_req *r, struct proxy_upconn *u)
         if (revalidating && (proxy_hdr_is(&h, "if-none-match") ||
                              proxy_hdr_is(&h, "if-modified-since")))
             continue; /* our validators replace the client's */
+        if (r->fx != NULL && proxy_fx_hides(r, 0, h.name, h.nlen))
+            continue; /* a function replaced or removed it */
         if (proxy_hdr_is(&h, "x-forwarded-for")) {
             proxy_hb_lit(b, "X-Forwarded-For: ");
             proxy_hb_add(b, h.value, h.vlen);
@@ -509,6 +511,11 @@ send_head(struct proxy_req *r, struct proxy_upconn *u)
             continue;
         }
         proxy_hb_hdr(b, h.name, h.nlen, h.value, h.vlen);
+    }
+    if (r->fx != NULL) {
+        size_t pos = 0;
+        while (proxy_fx_next_added(r, 0, &pos, &h))
+            proxy_hb_hdr(b, h.name, h.nlen, h.value, h.vlen);
     }
     if (!had_xff) {
         proxy_hb_lit(b, "X-Forwarded-For: ");
@@ -760,6 +767,21 @@ proxy_upstream_abort(struct proxy_req *r)
     r->ntried = 0;
 }
 
+static void up_feed(struct proxy_upconn *u);
+
+void
+proxy_upstream_fx_resumed(struct proxy_req *r)
+{
+    struct proxy_upconn *u = r->up;
+
+    if (u == NULL || !u->fx_wait)
+        return;
+    u->fx_wait = false;
+    llhttp_resume(&u->parser);
+    bufferevent_enable(u->bev, EV_READ);
+    up_feed(u);
+}
+
 void
 proxy_upstream_resume(struct proxy_req *r)
 {
@@ -837,8 +859,9 @@ up_fail(struct proxy_req *r, enum proxy_err_kind kind, const char *detail)
     r->_tried = NULL;
     r->ntried = 0;
     if (proxy_cache_upstream_failed(r)) {
-        proxy_resp_end(r); /* a stale copy answered (stale-if-error) */
-        return;
+        if (r->resp_done)
+            proxy_resp_end(r); /* a stale copy answered (stale-if-error) */
+        return;                /* else a function's RESPONSE phase ends it */
     }
     if (r->resp_started) {
         log_info("origin '%s' failed mid-response (%s: %s); cutting the client connection",
@@ -903,7 +926,13 @@ u_on_headers_complete(llhttp_t *p)
     r->t_up_head_us = proxy_now_us();
     if (proxy_cache_response_head(r, u))
         return r->method == HTTP_HEAD ? 1 : 0; /* the client is answered from cache at the end */
-    proxy_resp_head(r, u);
+    if (proxy_resp_head_fx(r, u)) {
+        /* a function waits on KV before the head goes out: hold the body */
+        u->fx_wait = true;
+        if (r->method == HTTP_HEAD)
+            p->flags |= F_SKIPBODY; /* what returning 1 would have said */
+        return HPE_PAUSED;
+    }
     if (status == 101)
         return 2;
     if (r->method == HTTP_HEAD)
@@ -919,6 +948,8 @@ u_on_body(llhttp_t *p, const char *at, size_t len)
     if (r->cache_serve_after)
         return 0; /* an answer the client does not get (see proxy_cache_response_head) */
     proxy_cache_body(r, at, len);
+    if (r->fx_replaced)
+        return 0; /* a function answered instead */
     return proxy_resp_body(r, at, len);
 }
 
@@ -951,7 +982,8 @@ up_done(struct proxy_upconn *u)
     r->_tried = NULL;
     r->ntried = 0;
     upconn_release(u, o);
-    proxy_cache_response_done(r); /* commits a stored copy, or answers from cache */
+    if (proxy_cache_response_done(r) && !r->resp_done)
+        return; /* answered from cache once a function's RESPONSE phase is done */
     if (!r->resp_started) {
         proxy_resp_error(r, 502, "origin '%s' answered nothing usable", o->name);
         return;
@@ -972,6 +1004,10 @@ up_feed(struct proxy_upconn *u)
 
         if (evbuffer_get_length(in) == 0)
             break;
+        if (u->fx_wait) {
+            bufferevent_disable(u->bev, EV_READ); /* proxy_upstream_fx_resumed goes on */
+            return;
+        }
         if (u->head_done && proxy_client_congested(r)) {
             bufferevent_disable(u->bev, EV_READ); /* the client write callback resumes us */
             return;
@@ -993,8 +1029,13 @@ up_feed(struct proxy_upconn *u)
             proxy_req_tunnel(r, u);
             return;
         }
-        if (err == HPE_PAUSED)
+        if (err == HPE_PAUSED) {
+            if (u->fx_wait) {
+                bufferevent_disable(u->bev, EV_READ);
+                return;
+            }
             break;
+        }
         if (err != HPE_OK) {
             char why[200];
             snprintf(why, sizeof(why), "bad response from %s: %s", u->addr_text,
