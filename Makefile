@@ -162,7 +162,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/*_fuzz.c)
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
 FUZZ_FLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -pthread -I. -I$(LLHTTP_INC) \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(WARN)
-FUZZ_LIB_SRC := $(CONF_SRC) $(CACHE_SRC) $(filter-out proxy/main.c,$(PROXY_SRC)) $(LLHTTP_SRC)
+FUZZ_LIB_SRC := $(CONF_SRC) $(CACHE_SRC) $(COMPUTE_SRC) $(filter-out proxy/main.c,$(PROXY_SRC)) $(LLHTTP_SRC)
 
 FUZZ_LLHTTP_OBJ := $(patsubst $(LLHTTP_DIR)/%.c,$(FUZZ_BUILD)/llhttp/%.o,$(LLHTTP_SRC))
 fuzz-build: $(FUZZ_BIN)

@@ -1,6 +1,7 @@
 /*
  * The admin listener (engine main thread, libevent's evhttp: not on the
- * request path): GET /healthz, GET /metrics, GET /status, POST /reload.
+ * request path): GET /healthz, GET /metrics, GET /status, POST /reload,
+ * POST /purge, and the KV API (adminkv.c).
  */
 #include "proxy/internal.h"
 
@@ -146,6 +147,9 @@ admin_cb(struct evhttp_request *req, void *arg)
     } else if (strcmp(path, "/status") == 0 && cmd == EVHTTP_REQ_GET) {
         proxy_status_render(e, body);
         reply(req, 200, "application/json", body);
+    } else if (proxy_admin_kv(e, req, path, (int)cmd)) {
+        evbuffer_free(body);
+        return;
     } else if (strcmp(path, "/purge") == 0) {
         admin_purge(e, req, cmd, body);
         evbuffer_free(body);
@@ -171,7 +175,8 @@ admin_cb(struct evhttp_request *req, void *arg)
     } else {
         evbuffer_add_printf(body, "{\"error\":\"not found\",\"endpoints\":[\"GET /healthz\","
                                   "\"GET /metrics\",\"GET /status\",\"POST /purge\","
-                                  "\"POST /reload\"]}\n");
+                                  "\"POST /reload\",\"GET|PUT|DELETE /kv/NS/KEY\","
+                                  "\"GET /kv/NS?prefix=&cursor=\"]}\n");
         reply(req, 404, "application/json", body);
     }
     evbuffer_free(body);
@@ -208,4 +213,5 @@ proxy_admin_stop(struct proxy_engine *e)
         evhttp_free(e->admin);
         e->admin = NULL;
     }
+    proxy_admin_kv_fini();
 }

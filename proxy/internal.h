@@ -542,6 +542,11 @@ struct evbuffer;
 void proxy_metrics_render(struct proxy_engine *e, struct evbuffer *out);
 void proxy_status_render(struct proxy_engine *e, struct evbuffer *out);
 int proxy_admin_start(struct proxy_engine *e);
+struct evhttp_request;
+/* adminkv.c: /kv... on the admin listener; false when path is not /kv */
+bool proxy_admin_kv(struct proxy_engine *e, struct evhttp_request *req, const char *path,
+                    int cmd);
+void proxy_admin_kv_fini(void);
 void proxy_admin_stop(struct proxy_engine *e);
 
 uint64_t proxy_now_us(void);

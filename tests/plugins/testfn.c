@@ -5,11 +5,24 @@
  *   1 ABI major 2        2 ABI minor ahead       3 descriptor too small
  *   4 no efn_plugin_v1   5 init fails            6 unresolved symbol (RTLD_NOW)
  *   7 declares another name
+ * and, for tests/integration/fn_test.c (on the real request path):
+ *   8 spin: on_request burns 20 ms of CPU, then answers 200 "spun"
+ *   9 crash: on_request dereferences NULL (a segfaulting function)
+ *  10 kv: on_request GETs KV "k" and PAUSEs; the callback answers 200
+ *     "gen=TF_GEN value=<v>" (or 503 on a KV error)
+ *  11 phases: on_origin sets request header X-Origin-Phase: TF_GEN; on_response
+ *     sets X-Resp-Phase: <status> and removes X-Drop
  */
+#define _POSIX_C_SOURCE 200809L
 #include "compute/edgefn.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+#ifndef TF_GEN
+#define TF_GEN "1"
+#endif
 
 #ifndef TF_NAME
 #define TF_NAME "testfn"
@@ -55,13 +68,78 @@ tf_instance_new(const efn_arg *args, size_t nargs, void **inst, char *err, size_
     return 0;
 }
 
+#if TF_MODE == 10
+static efn_action
+tf_kv_cb(efn_req *r, void *inst, void *ud, const efn_kv_reply *rep)
+{
+    char body[256];
+    int n;
+
+    (void)inst;
+    (void)ud;
+    if (rep->status != EFN_OK && rep->status != EFN_E_NOTFOUND) {
+        host->respond(r, 503, NULL, 0, EFN_STR("kv error\n"));
+        return EFN_DONE;
+    }
+    n = snprintf(body, sizeof(body), "gen=" TF_GEN " value=%.*s\n", (int)rep->value.len,
+                 rep->value.ptr ? rep->value.ptr : "");
+    host->respond(r, 200, NULL, 0, (efn_str){body, (size_t)n});
+    return EFN_DONE;
+}
+#endif
+
 static efn_action
 tf_request(efn_req *r, void *inst)
 {
     (void)r;
     (void)inst;
+#if TF_MODE == 8
+    {
+        struct timespec t0, t;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+        do
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+        while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 20000000L);
+        host->respond(r, 200, NULL, 0, EFN_STR("spun\n"));
+        return EFN_DONE;
+    }
+#elif TF_MODE == 9
+    {
+        volatile int *volatile p = NULL;
+        *p = 1;
+    }
+#elif TF_MODE == 10
+    if (host->kv_get(r, EFN_STR("k"), tf_kv_cb, NULL) != EFN_OK)
+        return EFN_ERROR;
+    return EFN_PAUSE;
+#endif
     return EFN_CONTINUE;
 }
+
+#if TF_MODE == 11
+static efn_action
+tf_origin(efn_req *r, void *inst)
+{
+    (void)inst;
+    return host->hdr_set(r, EFN_MSG_REQ, EFN_STR("X-Origin-Phase"), EFN_STR(TF_GEN)) == EFN_OK
+               ? EFN_CONTINUE
+               : EFN_ERROR;
+}
+
+static efn_action
+tf_response(efn_req *r, void *inst)
+{
+    char st[16];
+    int n = snprintf(st, sizeof(st), "%d", host->status(r));
+
+    (void)inst;
+    host->hdr_del(r, EFN_MSG_RESP, EFN_STR("X-Drop"));
+    return host->hdr_set(r, EFN_MSG_RESP, EFN_STR("X-Resp-Phase"), (efn_str){st, (size_t)n}) ==
+                   EFN_OK
+               ? EFN_CONTINUE
+               : EFN_ERROR;
+}
+#endif
 
 #if TF_MODE == 6
 extern int tf_no_such_symbol(void);
@@ -88,4 +166,8 @@ EFN_EXPORT const struct efn_plugin efn_plugin_v1 = {
     .fini = tf_fini,
     .instance_new = tf_instance_new,
     .on_request = tf_request,
+#if TF_MODE == 11
+    .on_origin = tf_origin,
+    .on_response = tf_response,
+#endif
 };
