@@ -140,9 +140,13 @@ struct kv_stats {
     _Atomic uint64_t reconnects; /* successful connects (the first included) */
     _Atomic uint64_t lat[KV_LAT_BUCKETS + 1];
     _Atomic uint64_t lat_sum_us;
-    bool up; /* in a snapshot from kv_client_stats */
+    _Atomic int up; /* connected now */
 };
 void kv_client_stats(const struct kv_client *c, struct kv_stats *out);
+void kv_stats_read(const struct kv_stats *st, struct kv_stats *out);
+/* Counts into st (owned by the caller, outliving the client) instead of the
+ * client's own; NULL = back to its own. */
+void kv_client_set_stats(struct kv_client *c, struct kv_stats *st);
 /* Every kv_handle of it must be freed first. Pending replies are dropped. */
 void kv_client_free(struct kv_client *c);
 bool kv_client_connected(const struct kv_client *c);

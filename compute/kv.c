@@ -81,6 +81,7 @@ struct kv_client {
     unsigned handles;
     bool freeing;
     struct kv_stats stats;
+    struct kv_stats *st; /* &stats, or the owner's (kv_client_set_stats) */
 };
 
 static uint64_t
@@ -91,7 +92,7 @@ now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-#define KV_STAT_ADD(c, f, n) atomic_fetch_add_explicit(&(c)->stats.f, (n), memory_order_relaxed)
+#define KV_STAT_ADD(c, f, n) atomic_fetch_add_explicit(&(c)->st->f, (n), memory_order_relaxed)
 
 static void
 stat_latency(struct kv_client *c, uint64_t us)
@@ -106,14 +107,27 @@ stat_latency(struct kv_client *c, uint64_t us)
 void
 kv_client_stats(const struct kv_client *c, struct kv_stats *out)
 {
-    out->calls = atomic_load_explicit(&c->stats.calls, memory_order_relaxed);
-    out->errors = atomic_load_explicit(&c->stats.errors, memory_order_relaxed);
-    out->timeouts = atomic_load_explicit(&c->stats.timeouts, memory_order_relaxed);
-    out->reconnects = atomic_load_explicit(&c->stats.reconnects, memory_order_relaxed);
-    out->lat_sum_us = atomic_load_explicit(&c->stats.lat_sum_us, memory_order_relaxed);
+    kv_stats_read(c->st, out);
+}
+
+void
+kv_stats_read(const struct kv_stats *st, struct kv_stats *out)
+{
+    out->calls = atomic_load_explicit(&st->calls, memory_order_relaxed);
+    out->errors = atomic_load_explicit(&st->errors, memory_order_relaxed);
+    out->timeouts = atomic_load_explicit(&st->timeouts, memory_order_relaxed);
+    out->reconnects = atomic_load_explicit(&st->reconnects, memory_order_relaxed);
+    out->lat_sum_us = atomic_load_explicit(&st->lat_sum_us, memory_order_relaxed);
     for (size_t i = 0; i <= KV_LAT_BUCKETS; i++)
-        out->lat[i] = atomic_load_explicit(&c->stats.lat[i], memory_order_relaxed);
-    out->up = c->state == KV_UP;
+        out->lat[i] = atomic_load_explicit(&st->lat[i], memory_order_relaxed);
+    out->up = atomic_load_explicit(&st->up, memory_order_relaxed);
+}
+
+void
+kv_client_set_stats(struct kv_client *c, struct kv_stats *st)
+{
+    c->st = st != NULL ? st : &c->stats;
+    atomic_store_explicit(&c->st->up, c->state == KV_UP, memory_order_relaxed);
 }
 
 unsigned
@@ -154,6 +168,7 @@ schedule_retry(struct kv_client *c)
     struct timeval tv = tv_ms(c->backoff_ms);
 
     c->state = KV_DOWN;
+    atomic_store_explicit(&c->st->up, 0, memory_order_relaxed);
     if (c->freeing)
         return;
     evtimer_add(c->retry, &tv);
@@ -188,6 +203,7 @@ on_connected(const redisAsyncContext *ac, int status)
     c->state = KV_UP;
     c->backoff_ms = KV_BACKOFF_MIN_MS;
     KV_STAT_ADD(c, reconnects, 1);
+    atomic_store_explicit(&c->st->up, 1, memory_order_relaxed);
 }
 
 static void
@@ -273,6 +289,7 @@ kv_client_new(struct event_base *base, const struct kv_conf *kc)
         return NULL;
     c->magic = KV_CLIENT_MAGIC;
     c->base = base;
+    c->st = &c->stats;
     c->conf = *kc;
     if (c->conf.max_inflight == 0)
         c->conf.max_inflight = 8;

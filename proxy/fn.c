@@ -25,6 +25,7 @@
 #include "compute/compute.h"
 
 #include <signal.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1380,10 +1381,13 @@ proxy_fn_worker_conf(struct proxy_worker *w)
         if (w->kv_old != NULL)
             return; /* two changes in flight: keep the current one until the old drains */
         w->kv_old = w->kv;
+        kv_client_set_stats(w->kv_old, NULL);
     }
     w->kv = kv_client_new(w->base, &cm->redis);
     if (w->kv == NULL)
         log_err("worker %u: cannot create the KV client", w->id);
+    else
+        kv_client_set_stats(w->kv, &w->kv_stats);
 }
 
 void
@@ -1392,4 +1396,158 @@ proxy_fn_worker_fini(struct proxy_worker *w)
     kv_client_free(w->kv_old);
     kv_client_free(w->kv);
     w->kv = w->kv_old = NULL;
+}
+
+/* ---- /metrics ---------------------------------------------------------------------------------- */
+
+static void
+label_value(struct evbuffer *out, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\')
+            evbuffer_add(out, "\\", 1);
+        if (s[i] == '\n')
+            evbuffer_add(out, "\\n", 2);
+        else
+            evbuffer_add(out, &s[i], 1);
+    }
+}
+
+#define LOADR(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+static void
+fn_labels(struct evbuffer *out, const struct compute_entry *e)
+{
+    evbuffer_add_printf(out, "function=\"");
+    label_value(out, e->name, strlen(e->name));
+    evbuffer_add_printf(out, "\",namespace=\"");
+    if (e->kv_prefix.len > 5)
+        label_value(out, e->kv_prefix.ptr + 4, e->kv_prefix.len - 5);
+    evbuffer_add_printf(out, "\"");
+}
+
+void
+proxy_fn_metrics(struct proxy_engine *e, struct evbuffer *out)
+{
+    static const struct {
+        const char *name, *help;
+        size_t off;
+    } counters[] = {
+        {"edge_function_calls_total", "Hooks and KV callbacks run.",
+         offsetof(struct compute_entry_live, calls)},
+        {"edge_function_errors_total", "Failures: EFN_ERROR, DONE without an answer, KV "
+                                       "timeouts, breaker or quarantine.",
+         offsetof(struct compute_entry_live, errors)},
+        {"edge_function_pauses_total", "Waits on KV (EFN_PAUSE).",
+         offsetof(struct compute_entry_live, pauses)},
+        {"edge_function_over_budget_total", "Calls over function_cpu_budget.",
+         offsetof(struct compute_entry_live, over_budget)},
+        {"edge_function_breaker_opens_total", "Times the CPU breaker opened.",
+         offsetof(struct compute_entry_live, breaker_opens)},
+    };
+    const struct conf *c = e->conf;
+    struct kv_stats t, ws;
+    uint64_t now = proxy_now_ms(), cum = 0;
+    unsigned up = 0;
+
+    memset(&t, 0, sizeof(t));
+    for (unsigned i = 0; i < e->nworkers; i++) {
+        kv_stats_read(&e->workers[i].kv_stats, &ws);
+        t.calls += ws.calls;
+        t.errors += ws.errors;
+        t.timeouts += ws.timeouts;
+        t.reconnects += ws.reconnects;
+        t.lat_sum_us += ws.lat_sum_us;
+        for (size_t b = 0; b <= KV_LAT_BUCKETS; b++)
+            t.lat[b] += ws.lat[b];
+        up += ws.up ? 1 : 0;
+    }
+    evbuffer_add_printf(
+        out,
+        "# HELP edge_kv_calls_total KV operations sent to Redis by edge functions.\n"
+        "# TYPE edge_kv_calls_total counter\nedge_kv_calls_total %llu\n"
+        "# HELP edge_kv_errors_total KV operations failed: error reply, lost or no connection.\n"
+        "# TYPE edge_kv_errors_total counter\nedge_kv_errors_total %llu\n"
+        "# HELP edge_kv_timeouts_total KV operations not answered within kv_timeout.\n"
+        "# TYPE edge_kv_timeouts_total counter\nedge_kv_timeouts_total %llu\n"
+        "# HELP edge_kv_connects_total Connections to Redis made (first and reconnects).\n"
+        "# TYPE edge_kv_connects_total counter\nedge_kv_connects_total %llu\n"
+        "# HELP edge_kv_connected_workers Workers whose Redis connection is up.\n"
+        "# TYPE edge_kv_connected_workers gauge\nedge_kv_connected_workers %u\n"
+        "# HELP edge_kv_latency_seconds KV round trip, issue to reply.\n"
+        "# TYPE edge_kv_latency_seconds histogram\n",
+        (unsigned long long)t.calls, (unsigned long long)t.errors,
+        (unsigned long long)t.timeouts, (unsigned long long)t.reconnects, up);
+    for (size_t b = 0; b <= KV_LAT_BUCKETS; b++) {
+        cum += t.lat[b];
+        if (b < KV_LAT_BUCKETS)
+            evbuffer_add_printf(out, "edge_kv_latency_seconds_bucket{le=\"%g\"} %llu\n",
+                                kv_latency_bounds[b], (unsigned long long)cum);
+        else
+            evbuffer_add_printf(out, "edge_kv_latency_seconds_bucket{le=\"+Inf\"} %llu\n",
+                                (unsigned long long)cum);
+    }
+    evbuffer_add_printf(out, "edge_kv_latency_seconds_sum %.6f\nedge_kv_latency_seconds_count %llu\n",
+                        (double)t.lat_sum_us / 1e6, (unsigned long long)cum);
+    evbuffer_add_printf(out,
+                        "# HELP edge_functions_quarantined Functions quarantined after crashing "
+                        "the engine (until the next reload).\n"
+                        "# TYPE edge_functions_quarantined gauge\nedge_functions_quarantined %zu\n",
+                        nquarantine);
+
+    for (size_t k = 0; k < sizeof(counters) / sizeof(counters[0]); k++) {
+        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s counter\n", counters[k].name,
+                            counters[k].help, counters[k].name);
+        for (size_t i = 0; i < c->nsites; i++)
+            for (size_t j = 0; j < c->sites[i].nroutes; j++) {
+                const struct compute_route *cr = compute_route_chain(&c->sites[i].routes[j]);
+                for (size_t n = 0; cr != NULL && n < cr->nentries; n++) {
+                    const struct compute_entry *en = &cr->entries[n];
+                    evbuffer_add_printf(out, "%s{", counters[k].name);
+                    fn_labels(out, en);
+                    evbuffer_add_printf(
+                        out, "} %llu\n",
+                        (unsigned long long)LOADR(
+                            *(_Atomic uint64_t *)((char *)en->live + counters[k].off)));
+                }
+            }
+    }
+    evbuffer_add_printf(out, "# HELP edge_function_breaker_open 1 while the CPU breaker is open.\n"
+                             "# TYPE edge_function_breaker_open gauge\n");
+    for (size_t i = 0; i < c->nsites; i++)
+        for (size_t j = 0; j < c->sites[i].nroutes; j++) {
+            const struct compute_route *cr = compute_route_chain(&c->sites[i].routes[j]);
+            for (size_t n = 0; cr != NULL && n < cr->nentries; n++) {
+                evbuffer_add_printf(out, "edge_function_breaker_open{");
+                fn_labels(out, &cr->entries[n]);
+                evbuffer_add_printf(out, "} %d\n",
+                                    LOADR(cr->entries[n].live->open_until_ms) > now ? 1 : 0);
+            }
+        }
+    evbuffer_add_printf(out, "# HELP edge_function_cpu_seconds CPU time per hook or KV callback.\n"
+                             "# TYPE edge_function_cpu_seconds histogram\n");
+    for (size_t i = 0; i < c->nsites; i++)
+        for (size_t j = 0; j < c->sites[i].nroutes; j++) {
+            const struct compute_route *cr = compute_route_chain(&c->sites[i].routes[j]);
+            for (size_t n = 0; cr != NULL && n < cr->nentries; n++) {
+                const struct compute_entry *en = &cr->entries[n];
+                uint64_t cc = 0;
+                for (size_t b = 0; b <= COMPUTE_CPU_BUCKETS; b++) {
+                    cc += LOADR(en->live->cpu_hist[b]);
+                    evbuffer_add_printf(out, "edge_function_cpu_seconds_bucket{");
+                    fn_labels(out, en);
+                    if (b < COMPUTE_CPU_BUCKETS)
+                        evbuffer_add_printf(out, ",le=\"%g\"} %llu\n", compute_cpu_bounds[b],
+                                            (unsigned long long)cc);
+                    else
+                        evbuffer_add_printf(out, ",le=\"+Inf\"} %llu\n", (unsigned long long)cc);
+                }
+                evbuffer_add_printf(out, "edge_function_cpu_seconds_sum{");
+                fn_labels(out, en);
+                evbuffer_add_printf(out, "} %.9f\nedge_function_cpu_seconds_count{",
+                                    (double)LOADR(en->live->cpu_ns) / 1e9);
+                fn_labels(out, en);
+                evbuffer_add_printf(out, "} %llu\n", (unsigned long long)cc);
+            }
+        }
 }

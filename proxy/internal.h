@@ -23,6 +23,7 @@
 #include <llhttp.h>
 
 #include "cache/cache.h"
+#include "compute/compute.h"
 #include "conf/conf.h"
 #include "proxy/log.h"
 
@@ -374,6 +375,7 @@ struct proxy_worker {
     struct proxy_dns *dns;
     struct kv_client *kv;     /* fn.c: this worker's Redis connection (NULL: no functions) */
     struct kv_client *kv_old; /* replaced by a reload, freed when its last handle is */
+    struct kv_stats kv_stats; /* what this worker's KV clients counted */
     TAILQ_HEAD(, proxy_conn) conns;
     uint64_t nconns;
     TAILQ_HEAD(, proxy_srv) srvs;
@@ -534,6 +536,7 @@ size_t proxy_fn_quarantined_count(void);
 /* fn.c: per-worker KV client lifecycle */
 void proxy_fn_worker_conf(struct proxy_worker *w); /* after a conf swap (and at start) */
 void proxy_fn_worker_fini(struct proxy_worker *w);
+void proxy_fn_metrics(struct proxy_engine *e, struct evbuffer *out);
 
 /* accesslog.c / metrics.c */
 void proxy_access_log(struct proxy_req *r);

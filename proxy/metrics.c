@@ -176,6 +176,7 @@ proxy_metrics_render(struct proxy_engine *e, struct evbuffer *out)
                         (double)SUM(e, hist_sum_us) / 1e6);
     evbuffer_add_printf(out, "edge_request_duration_seconds_count %llu\n",
                         (unsigned long long)cum);
+    proxy_fn_metrics(e, out);
 }
 
 /* JSON string body (without quotes) of s[0..n). */

@@ -844,10 +844,16 @@ h_redis_cmd(const struct h_redis *r, const char *cmd, char *out, size_t outlen)
 int
 h_redis_start(struct h_redis *r)
 {
+    return h_redis_start_on(r, 0);
+}
+
+int
+h_redis_start_on(struct h_redis *r, int port_no)
+{
     char port[16], name[32], pong[64];
 
     memset(r, 0, sizeof(*r));
-    r->port = h_free_port();
+    r->port = port_no > 0 ? port_no : h_free_port();
     if (r->port < 0)
         return -1;
     snprintf(port, sizeof(port), "%d", r->port);

@@ -154,6 +154,8 @@ struct h_redis {
 /* A private redis-server on a free port, persistence off, data dir under
  * h_tmpdir(); waits for PONG. -1 also when redis-server is not installed. */
 int h_redis_start(struct h_redis *r);
+/* The same on a given port (0 = a free one): a restart where clients expect it. */
+int h_redis_start_on(struct h_redis *r, int port);
 int h_redis_stop(struct h_redis *r);
 /* Sends one inline command ("SET k v") and copies the first reply line. */
 int h_redis_cmd(const struct h_redis *r, const char *cmd, char *out, size_t outlen);

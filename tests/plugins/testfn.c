@@ -11,7 +11,7 @@
  *  10 kv: on_request GETs KV "k" and PAUSEs; the callback answers 200
  *     "gen=TF_GEN value=<v>" (or 503 on a KV error)
  *  11 phases: on_origin sets request header X-Origin-Phase: TF_GEN; on_response
- *     sets X-Resp-Phase: <status> and removes X-Drop
+ *     sets X-Resp-Phase: <status> and removes Server
  */
 #define _POSIX_C_SOURCE 200809L
 #include "compute/edgefn.h"
@@ -133,7 +133,7 @@ tf_response(efn_req *r, void *inst)
     int n = snprintf(st, sizeof(st), "%d", host->status(r));
 
     (void)inst;
-    host->hdr_del(r, EFN_MSG_RESP, EFN_STR("X-Drop"));
+    host->hdr_del(r, EFN_MSG_RESP, EFN_STR("Server"));
     return host->hdr_set(r, EFN_MSG_RESP, EFN_STR("X-Resp-Phase"), (efn_str){st, (size_t)n}) ==
                    EFN_OK
                ? EFN_CONTINUE
