@@ -331,6 +331,29 @@ test_no_route_no_site(void **state)
     h_resp_free(&r);
 }
 
+/* An error answered from inside the parser (417 here) on a keep-alive
+ * connection: the connection stays usable and the engine survives (it used
+ * to free the request under llhttp and crash on the next callback). */
+static void
+test_error_keeps_connection(void **state)
+{
+    const char req[] = "GET /a HTTP/1.1\r\nHost: a\r\nExpect: tea\r\n\r\n"
+                       "GET /b HTTP/1.1\r\nHost: a\r\nExpect: tea\r\n\r\n"
+                       "GET /c HTTP/1.1\r\nHost: a\r\nExpect: tea\r\nConnection: close\r\n\r\n";
+    char out[8192];
+    pid_t engine = h_child_pid(edge.proc.pid);
+    const char *p = out;
+    int n = 0;
+    (void)state;
+    assert_true(h_raw("127.0.0.1", edge.port, req, sizeof(req) - 1, out, sizeof(out), 2000) > 0);
+    while ((p = strstr(p, "HTTP/1.1 417 Expectation Failed")) != NULL) {
+        n++;
+        p++;
+    }
+    assert_int_equal(n, 3);
+    assert_int_equal(h_child_pid(edge.proc.pid), engine);
+}
+
 /* Slowloris: a client dribbling its head gets 408, others are served meanwhile. */
 static void
 test_slowloris_408(void **state)
@@ -464,6 +487,7 @@ main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_no_route_no_site),
+        cmocka_unit_test(test_error_keeps_connection),
         cmocka_unit_test(test_slowloris_408),
         cmocka_unit_test(test_origin_down_502),
         cmocka_unit_test(test_origin_timeout_504),
