@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -281,6 +282,7 @@ compute_build_load(struct compute_loader *l, const char *function_dir, const cha
     char src[4096], why[COMPUTE_ERR_MAX], sha[65], initerr[COMPUTE_ERR_MAX];
     void *dl = NULL;
     const struct efn_plugin *p;
+    struct timespec t0, t1;
     int n;
 
     if (l == NULL || l->magic != LOADER_MAGIC)
@@ -295,6 +297,7 @@ compute_build_load(struct compute_loader *l, const char *function_dir, const cha
         errf(err, errlen, "function '%s': function_dir too long", name);
         return NULL;
     }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (read_file(src, &data, &len, why, sizeof(why)) < 0)
         goto fail;
     if (sha256_hex(data, len, sha) < 0) {
@@ -355,6 +358,10 @@ compute_build_load(struct compute_loader *l, const char *function_dir, const cha
     b->dl = dl;
     b->plugin = p;
     b->inits = 1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    l->host->log(NULL, EFN_LOG_INFO, "loaded '%s' %s (build %.16s) in %.3f ms: copy, dlopen, init",
+                 name, p->version != NULL ? p->version : "", sha,
+                 (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
     b->_refs = 1;
     b->_loader = l;
     pthread_mutex_lock(&l->lock);

@@ -536,8 +536,10 @@ h_log(efn_req *q, int level, const char *fmt, ...)
         return;
     if (fx != NULL)
         proxy_log(lvl, "function '%s' [%s]: %s", cur_entry(fx)->name, fx->r->request_id, msg);
+    else if (log_fn_name != NULL)
+        proxy_log(lvl, "function '%s': %s", log_fn_name, msg);
     else
-        proxy_log(lvl, "function '%s': %s", log_fn_name ? log_fn_name : "?", msg);
+        proxy_log(lvl, "functions: %s", msg); /* the loader, or a plugin's init/fini */
 }
 
 static efn_str
