@@ -207,8 +207,9 @@ int kv_op_incr_window(struct kv_handle *h, efn_str prefix, efn_str key, int64_t 
  *       where the KV lives (default 127.0.0.1:6379, db 0, no AUTH). timeout=
  *       bounds connecting + AUTH/SELECT (default 1s); the per-op timeout is
  *       kv_timeout below.
- *   function_dir PATH;       where `function NAME` finds NAME.so (default
- *                            build/functions)
+ *   function_dir PATH;       where `function NAME` finds NAME.so (default:
+ *                            "functions" beside the edge binary when it
+ *                            exists, e.g. build/functions; else build/functions)
  *   function_run_dir PATH;   where the loader copies the .so files (default
  *                            var/run/efn; created when missing, at the first
  *                            route that has a function)
@@ -225,6 +226,9 @@ int kv_op_incr_window(struct kv_handle *h, efn_str prefix, efn_str key, int64_t 
  *   function_breaker_cooldown D;   the breaker stays open this long 100ms-1h, default 30s
  *       While an entry's breaker is open its hooks are not called: the route
  *       follows on_error as if the function had failed.
+ *   function_cpu_hard_limit D;     one call using more CPU than this 10ms-10s, default 200ms
+ *       is stopped by the engine's watchdog: the engine aborts, the
+ *       supervisor restarts it and counts a crash against the function.
  * ROUTE:
  *   function NAME [key=value | word ...];   repeatable: the chain, in order
  *   on_error open|closed;      default closed
@@ -280,6 +284,7 @@ struct compute_budgets {
     uint64_t breaker_threshold;   /* function_breaker_threshold: over-budget calls ...  */
     uint64_t breaker_window_ms;   /* function_breaker_window: ... within this window ...  */
     uint64_t breaker_cooldown_ms; /* function_breaker_cooldown: ... open it this long */
+    uint64_t cpu_hard_ms;         /* function_cpu_hard_limit: one call past it kills the engine */
 };
 
 /* CPU time per hook/callback, buckets in seconds then +Inf. */

@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define DEFAULT_FUNCTION_DIR "build/functions"
 #define DEFAULT_RUN_DIR "var/run/efn"
@@ -27,7 +29,7 @@
 #define ROUTE_ID_KEEP 120
 
 enum budget_kind { B_CPU, B_KV, B_PAUSE, B_ARENA, B_BODY, B_BRK_N, B_BRK_WIN, B_BRK_COOL,
-                   B_COUNT };
+                   B_HARD, B_COUNT };
 enum budget_unit { U_MS, U_BYTES, U_NUM };
 
 static const struct budget_spec {
@@ -46,12 +48,46 @@ static const struct budget_spec {
                    "from 1s to 1h"},
     [B_BRK_COOL] = {"function_breaker_cooldown", U_MS, 100, 3600 * 1000, 30 * 1000,
                     "from 100ms to 1h"},
+    [B_HARD] = {"function_cpu_hard_limit", U_MS, 10, 10 * 1000, 200, "from 10ms to 10s"},
 };
 
 const double compute_cpu_bounds[COMPUTE_CPU_BUCKETS] = {0.00001, 0.00005, 0.0001, 0.00025, 0.0005,
                                                        0.001,   0.0025,  0.005,  0.025,   0.1};
 
 static struct conf_module compute_module;
+
+/* The default function_dir: "functions" beside the running binary when that
+ * directory exists (build/edge -> build/functions, build/san/edge ->
+ * build/san/functions), else DEFAULT_FUNCTION_DIR. */
+static char exe_fn_dir[4096];
+static pthread_once_t exe_fn_once = PTHREAD_ONCE_INIT;
+
+static void
+exe_fn_dir_init(void)
+{
+    char exe[4000];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    struct stat st;
+    char *slash;
+
+    if (n <= 0)
+        return;
+    exe[n] = '\0';
+    slash = strrchr(exe, '/');
+    if (slash == NULL)
+        return;
+    *slash = '\0';
+    snprintf(exe_fn_dir, sizeof(exe_fn_dir), "%s/functions", exe);
+    if (stat(exe_fn_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        exe_fn_dir[0] = '\0';
+}
+
+static const char *
+default_function_dir(void)
+{
+    pthread_once(&exe_fn_once, exe_fn_dir_init);
+    return exe_fn_dir[0] != '\0' ? exe_fn_dir : DEFAULT_FUNCTION_DIR;
+}
 static pthread_once_t register_once = PTHREAD_ONCE_INIT;
 static int register_rc = -1;
 static bool registered;
@@ -78,6 +114,7 @@ budget_field(struct compute_budgets *bu, enum budget_kind k)
     case B_BRK_N: return &bu->breaker_threshold;
     case B_BRK_WIN: return &bu->breaker_window_ms;
     case B_BRK_COOL: return &bu->breaker_cooldown_ms;
+    case B_HARD: return &bu->cpu_hard_ms;
     case B_COUNT: break;
     }
     abort();
@@ -636,7 +673,7 @@ compute_create(struct conf_build *b, enum conf_ctx ctx, void *obj)
         if (cm == NULL)
             return NULL;
         kv_conf_defaults(&cm->redis);
-        cm->function_dir = DEFAULT_FUNCTION_DIR;
+        cm->function_dir = default_function_dir();
         cm->run_dir = DEFAULT_RUN_DIR;
         for (k = 0; k < B_COUNT; k++)
             *budget_field(&cm->budgets, (enum budget_kind)k) = budget_specs[k].def;
@@ -717,6 +754,7 @@ static const struct conf_directive compute_directives[] = {
     {"function_breaker_threshold", M, U, 1, 1, "a number", set_budget_main},
     {"function_breaker_window", M, U, 1, 1, "a duration", set_budget_main},
     {"function_breaker_cooldown", M, U, 1, 1, "a duration", set_budget_main},
+    {"function_cpu_hard_limit", M, U, 1, 1, "a duration", set_budget_main},
     {"function_cpu_budget", R, U, 1, 1, "a duration", set_budget_route},
     {"kv_timeout", R, U, 1, 1, "a duration", set_budget_route},
     {"function_pause_timeout", R, U, 1, 1, "a duration", set_budget_route},
@@ -725,6 +763,7 @@ static const struct conf_directive compute_directives[] = {
     {"function_breaker_threshold", R, U, 1, 1, "a number", set_budget_route},
     {"function_breaker_window", R, U, 1, 1, "a duration", set_budget_route},
     {"function_breaker_cooldown", R, U, 1, 1, "a duration", set_budget_route},
+    {"function_cpu_hard_limit", R, U, 1, 1, "a duration", set_budget_route},
     {"function", R, 0, 1, ANY, "a function name and key=value arguments", set_function},
     {"on_error", R, U, 1, 1, "'open' or 'closed'", set_on_error},
     {"kv_namespace", R, U, 1, 1, "a namespace id", set_kv_namespace},

@@ -157,6 +157,7 @@ worker_main(void *arg)
     struct proxy_engine *e = w->e;
 
     proxy_fn_worker_slot(w->id);
+    proxy_fn_worker_watchdog();
     event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
     atomic_fetch_add(&e->workers_done, 1);
     wake(e->notify_fd);

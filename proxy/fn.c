@@ -33,6 +33,7 @@
 #include <strings.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -152,6 +153,58 @@ proxy_fn_worker_slot(unsigned id)
     fn_worker_slot = id < PROXY_FN_SLOTS ? (int)id : -1;
 }
 
+/* The CPU watchdog (FUNCTIONS.md: C cannot be preempted, so a call past the
+ * hard limit takes the engine down and the supervisor's crash accounting
+ * does the rest): a per-worker timer on the thread's CPU clock ticks every
+ * WD_TICK_MS of CPU the worker uses; the tick checks the call in progress. */
+#define WD_TICK_MS 50
+static __thread volatile sig_atomic_t wd_in_call;
+static __thread volatile uint64_t wd_start_ns, wd_limit_ns;
+static __thread const char *volatile wd_name;
+
+static void
+wd_write(const char *s)
+{
+    ssize_t rc = write(2, s, strlen(s));
+    (void)rc;
+}
+
+static void
+watchdog_handler(int sig)
+{
+    struct timespec ts;
+    uint64_t now;
+
+    (void)sig;
+    if (!wd_in_call)
+        return;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    if (now - wd_start_ns <= wd_limit_ns)
+        return;
+    if (proxy_fn_shm != NULL && fn_worker_slot >= 0)
+        atomic_store(&proxy_fn_shm->faulting, fn_worker_slot + 1);
+    wd_write("edge: watchdog: function '");
+    wd_write(wd_name != NULL ? wd_name : "?");
+    wd_write("' ran past function_cpu_hard_limit; aborting the engine\n");
+    abort();
+}
+
+void
+proxy_fn_worker_watchdog(void)
+{
+    struct sigevent sev;
+    struct itimerspec its = {{0, WD_TICK_MS * 1000000L}, {0, WD_TICK_MS * 1000000L}};
+    timer_t t;
+
+    memset(&sev, 0, sizeof(sev));
+    sev.sigev_notify = SIGEV_THREAD_ID;
+    sev.sigev_signo = SIGXCPU;
+    sev._sigev_un._tid = (pid_t)gettid();
+    if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &t) != 0 || timer_settime(t, 0, &its, NULL) != 0)
+        log_warn("functions: no CPU watchdog on this worker (timer_create failed)");
+}
+
 static void
 fault_handler(int sig)
 {
@@ -172,6 +225,11 @@ proxy_fn_install_fault_handler(void)
     sigemptyset(&sa.sa_mask);
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
         sigaction(sigs[i], &sa, NULL);
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = watchdog_handler;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGXCPU, &sa, NULL);
 }
 
 static void
@@ -1095,6 +1153,15 @@ account(struct efn_req *fx, const struct compute_entry *e, uint64_t ns)
     }
 }
 
+static inline void
+wd_enter(const struct efn_req *fx, const struct compute_entry *e, uint64_t t0)
+{
+    wd_start_ns = t0;
+    wd_limit_ns = fx->chain->budgets.cpu_hard_ms * 1000000u;
+    wd_name = e->name;
+    wd_in_call = 1;
+}
+
 static efn_action
 call_hook(struct efn_req *fx, size_t idx)
 {
@@ -1110,7 +1177,9 @@ call_hook(struct efn_req *fx, size_t idx)
     log_fn_name = e->name;
     mark_enter(e, fx->phase);
     t0 = thread_cpu_ns();
+    wd_enter(fx, e, t0);
     act = hook(fx, e->inst);
+    wd_in_call = 0;
     t1 = thread_cpu_ns();
     mark_leave();
     log_fn_name = NULL;
@@ -1245,7 +1314,9 @@ kv_done(void *ud, const efn_kv_reply *rep)
     log_fn_name = e->name;
     mark_enter(e, fx->phase);
     t0 = thread_cpu_ns();
+    wd_enter(fx, e, t0);
     act = op->cb(fx, e->inst, op->ud, rep);
+    wd_in_call = 0;
     t1 = thread_cpu_ns();
     mark_leave();
     log_fn_name = NULL;

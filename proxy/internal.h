@@ -529,6 +529,7 @@ struct proxy_fn_shared {
 extern struct proxy_fn_shared *proxy_fn_shm;
 int proxy_fn_shared_init(void);            /* supervisor, before the first fork */
 void proxy_fn_worker_slot(unsigned id);    /* each worker thread, at start */
+void proxy_fn_worker_watchdog(void);       /* each worker thread, at start: CPU watchdog */
 void proxy_fn_install_fault_handler(void); /* engine */
 void proxy_fn_after_crash(void);           /* supervisor, after the engine died */
 void proxy_fn_quarantine_clear(void);      /* on reload (supervisor and engine) */

@@ -270,6 +270,8 @@ main(int argc, char **argv)
         return 1;
     }
     compute_set_host(&proxy_efn_host);
+    if (test_only && proxy_log_level() == LOG_LVL_INFO)
+        proxy_log_set_level(LOG_LVL_WARN); /* -t: the verdict, not the loader's chatter */
     conf = conf_load(path, &err);
     if (conf == NULL) {
         fprintf(stderr, "%s\n", err.msg);

@@ -42,6 +42,10 @@ edge demo stack is up (logs in var/log/):
 
 Try:
   curl -i http://localhost:$EDGE_PORT/hello                 answered at the edge
+  curl -s http://localhost:$EDGE_PORT/fn/hello              an edge function: a visit counter in Redis
+  curl -i http://localhost:$EDGE_PORT/headers               401: auth_key wants an API key
+  curl -X PUT -d alice http://127.0.0.1:$ADMIN_PORT/kv/auth_key:keys/demo-key
+  curl -s -H 'X-Api-Key: demo-key' http://localhost:$EDGE_PORT/headers    origin sees x-api-owner: alice; 6th in 10 s: 429
   curl -i http://localhost:$EDGE_PORT/static/index.html     twice: Cache-Status miss, then hit
   curl -s -X POST "http://127.0.0.1:$ADMIN_PORT/purge?prefix=http://localhost:$EDGE_PORT/static/"
   curl -s -o /dev/null -w '%{time_total}s\n' 'http://localhost:$EDGE_PORT/resp?cc=max-age%3D60'   (40 ms, then ~0)

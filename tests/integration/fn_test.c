@@ -24,6 +24,7 @@ static struct h_osim osim;
 static struct h_redis redis;
 static struct h_edge edge;
 static char fn_dir[600];
+static bool log_has(const char *needle); /* in the edge's log */
 
 /* tests/plugins/testfn.c as fn_dir/NAME.so */
 static void
@@ -70,6 +71,7 @@ conf_text(char *out, size_t n, const char *extra_routes)
              "                  function_breaker_threshold 3; function_breaker_window 10s;\n"
              "                  function_breaker_cooldown 1500ms; }\n"
              "  route = /crash { function crash; }\n"
+             "  route = /forever { function forever; function_cpu_hard_limit 100ms; }\n"
              "  route = /kvp { function kvp; kv_timeout 5s; function_pause_timeout 8s; }\n"
              "%s"
              "  route / { origin app; }\n"
@@ -91,6 +93,7 @@ setup(void **state)
     build_plugin("phases", 11, "1");
     build_plugin("spin", 8, "1");
     build_plugin("crash", 9, "1");
+    build_plugin("forever", 12, "1");
     build_plugin("kvp", 10, "1");
     if (h_osim_start(&osim, NULL) < 0 || h_redis_start(&redis) < 0)
         return -1;
@@ -305,7 +308,7 @@ test_redis_down_then_back(void **state)
 static void
 test_bad_plugins_refused_by_check(void **state)
 {
-    char conf[8192], cmd[2048], out[1024];
+    char conf[8192], cmd[2048], out[16384];
     FILE *f;
     (void)state;
     build_plugin("abi2", 1, "1");
@@ -394,18 +397,42 @@ test_crashing_function_is_quarantined(void **state)
     assert_int_equal(get("/hello", NULL, NULL, 0, NULL), 200);
     assert_int_equal(h_edge_metric(&edge, "edge_functions_quarantined"), 1);
     /* the crash log names the function */
-    {
-        FILE *f = fopen(edge.proc.log, "r");
-        static char logbuf[1 << 20];
-        size_t n;
-        assert_non_null(f);
-        n = fread(logbuf, 1, sizeof(logbuf) - 1, f);
-        logbuf[n] = '\0';
-        fclose(f);
-        assert_non_null(strstr(logbuf, "while running function 'crash'"));
-        assert_non_null(strstr(logbuf, "'crash' (build"));
-        assert_non_null(strstr(logbuf, "is quarantined until the next reload"));
+    assert_true(log_has("while running function 'crash'"));
+    assert_true(log_has("'crash' (build"));
+    assert_true(log_has("is quarantined until the next reload"));
+}
+
+static bool
+log_has(const char *needle)
+{
+    static char logbuf[1 << 20];
+    FILE *f = fopen(edge.proc.log, "r");
+    size_t n;
+    if (f == NULL)
+        return false;
+    n = fread(logbuf, 1, sizeof(logbuf) - 1, f);
+    logbuf[n] = '\0';
+    fclose(f);
+    return strstr(logbuf, needle) != NULL;
+}
+
+static void
+test_runaway_function_stopped_by_watchdog(void **state)
+{
+    double t0 = h_now_ms();
+    long st;
+    (void)state;
+    st = get("/forever", NULL, NULL, 0, NULL);
+    assert_true(st == -1 || st == 502);
+    assert_true(h_now_ms() - t0 < 3000);
+    for (int k = 0; k < 50; k++) {
+        if (get("/status/204", NULL, NULL, 0, NULL) == 204)
+            break;
+        h_sleep_ms(100);
     }
+    assert_int_equal(get("/status/204", NULL, NULL, 0, NULL), 204);
+    assert_true(log_has("watchdog: function 'forever' ran past function_cpu_hard_limit"));
+    assert_true(log_has("while running function 'forever'"));
 }
 
 static void
@@ -449,6 +476,7 @@ main(void)
         cmocka_unit_test(test_spinning_function_breaks_open),
         cmocka_unit_test(test_reload_while_paused_on_kv),
         cmocka_unit_test(test_redis_down_then_back),
+        cmocka_unit_test(test_runaway_function_stopped_by_watchdog),
         cmocka_unit_test(test_crashing_function_is_quarantined),
     };
     return h_finish(cmocka_run_group_tests(tests, setup, teardown));

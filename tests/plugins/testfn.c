@@ -10,6 +10,7 @@
  *   9 crash: on_request dereferences NULL (a segfaulting function)
  *  10 kv: on_request GETs KV "k" and PAUSEs; the callback answers 200
  *     "gen=TF_GEN value=<v>" (or 503 on a KV error)
+ *  12 forever: on_request never returns (burns CPU until the watchdog)
  *  11 phases: on_origin sets request header X-Origin-Phase: TF_GEN; on_response
  *     sets X-Resp-Phase: <status> and removes Server
  */
@@ -107,6 +108,12 @@ tf_request(efn_req *r, void *inst)
     {
         volatile int *volatile p = NULL;
         *p = 1;
+    }
+#elif TF_MODE == 12
+    {
+        volatile unsigned long n = 0;
+        for (;;)
+            n++;
     }
 #elif TF_MODE == 10
     if (host->kv_get(r, EFN_STR("k"), tf_kv_cb, NULL) != EFN_OK)
