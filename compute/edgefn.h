@@ -188,7 +188,12 @@ struct efn_host {
     int (*set_cache_key)(efn_req *r, efn_str key);  /* on_request only */
     int (*set_cache_ttl)(efn_req *r, int32_t secs); /* on_request/on_origin; 0 = do not store */
 
-    /* Bodies: only on routes that buffer them (else EFN_E_LIMIT). */
+    /* Bodies. A request body with a Content-Length of at most the route's
+     * function_body_max is read whole before the chain runs, so on_request
+     * and on_origin can read it and body_set can replace it (the origin gets
+     * the new length; at most function_body_max). Chunked or larger request
+     * bodies stream past the functions, and response bodies are not
+     * buffered: EFN_E_LIMIT. A request without a body reads as empty. */
     int (*body_get)(efn_req *r, efn_msg m, efn_str *out);
     int (*body_set)(efn_req *r, efn_msg m, efn_str body);
 

@@ -889,20 +889,61 @@ h_set_cache_ttl(efn_req *q, int32_t secs)
     return EFN_OK;
 }
 
+/* Request bodies up to function_body_max (with a Content-Length) are read
+ * whole before the REQUEST phase, so REQUEST and ORIGIN hooks see them;
+ * others stream and are not visible (EFN_E_LIMIT), nor are response bodies. */
+static bool
+req_body_whole(const struct proxy_req *r)
+{
+    if (r->chunked || r->body == NULL || r->up != NULL)
+        return false;
+    if (r->content_length <= 0)
+        return true; /* no body: an empty one */
+    return r->body_done && evbuffer_get_length(r->body) == (size_t)r->content_length;
+}
+
 static int
 h_body_get(efn_req *q, efn_msg m, efn_str *out)
 {
-    (void)m;
-    (void)out;
-    return fx_of(q) == NULL ? EFN_E_INVAL : EFN_E_LIMIT; /* bodies are not buffered (yet) */
+    struct efn_req *fx = fx_of(q);
+    struct proxy_req *r;
+    size_t len;
+
+    if (fx == NULL || out == NULL || (m != EFN_MSG_REQ && m != EFN_MSG_RESP))
+        return EFN_E_INVAL;
+    if (m == EFN_MSG_RESP)
+        return fx->phase == FX_RESPONSE ? EFN_E_LIMIT : EFN_E_PHASE;
+    if (fx->phase == FX_RESPONSE)
+        return EFN_E_PHASE;
+    r = fx->r;
+    if (!req_body_whole(r))
+        return EFN_E_LIMIT;
+    len = evbuffer_get_length(r->body);
+    *out = (efn_str){len > 0 ? (const char *)evbuffer_pullup(r->body, -1) : "", len};
+    return EFN_OK;
 }
 
 static int
 h_body_set(efn_req *q, efn_msg m, efn_str body)
 {
-    (void)m;
-    (void)body;
-    return fx_of(q) == NULL ? EFN_E_INVAL : EFN_E_LIMIT;
+    struct efn_req *fx = fx_of(q);
+    struct proxy_req *r;
+
+    if (fx == NULL || (m != EFN_MSG_REQ && m != EFN_MSG_RESP) ||
+        (body.len > 0 && body.ptr == NULL))
+        return EFN_E_INVAL;
+    if (m == EFN_MSG_RESP)
+        return fx->phase == FX_RESPONSE ? EFN_E_LIMIT : EFN_E_PHASE;
+    if (fx->phase == FX_RESPONSE)
+        return EFN_E_PHASE;
+    r = fx->r;
+    if (!req_body_whole(r) || body.len > fx->chain->budgets.body_max)
+        return EFN_E_LIMIT;
+    evbuffer_drain(r->body, evbuffer_get_length(r->body));
+    if (body.len > 0 && evbuffer_add(r->body, body.ptr, body.len) < 0)
+        return EFN_E_NOMEM;
+    r->content_length = (int64_t)body.len; /* the origin gets this length */
+    return EFN_OK;
 }
 
 static int

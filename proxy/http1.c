@@ -39,6 +39,7 @@ static void conn_feed(struct proxy_conn *c);
 static void req_maybe_finish(struct proxy_req *r);
 static void conn_close_after_flush(struct proxy_conn *c);
 static void after_request(struct proxy_req *r, int result);
+static void run_request_phase(struct proxy_req *r);
 static void dispatch_forward(struct proxy_req *r);
 
 static int on_message_begin(llhttp_t *p);
@@ -868,18 +869,34 @@ conn_dispatch(struct proxy_conn *c, struct proxy_req *r)
     }
     chain = compute_route_chain(r->route);
     if (chain != NULL) {
-        int rc;
         if (proxy_fx_new(r, chain) < 0 || (r->body = evbuffer_new()) == NULL) {
             proxy_resp_error(r, 503, "out of memory");
             return;
         }
-        rc = proxy_fx_has_phase(r, FX_REQUEST) ? proxy_fx_run(r, FX_REQUEST, after_request)
-                                               : FX_CONTINUE;
-        if (rc != FX_PAUSED)
-            after_request(r, rc);
+        if (!r->chunked && r->content_length > 0 &&
+            (uint64_t)r->content_length <= chain->budgets.body_max) {
+            /* a body the functions may read (body_get): the chain runs once it is in */
+            r->fx_body_wait = true;
+            if (r->expect_continue) {
+                evbuffer_add_printf(conn_out(c), "HTTP/1.1 100 Continue\r\n\r\n");
+                proxy_conn_want_flush(c);
+                r->expect_continue = false;
+            }
+            return;
+        }
+        run_request_phase(r);
         return;
     }
     dispatch_forward(r);
+}
+
+static void
+run_request_phase(struct proxy_req *r)
+{
+    int rc = proxy_fx_has_phase(r, FX_REQUEST) ? proxy_fx_run(r, FX_REQUEST, after_request)
+                                               : FX_CONTINUE;
+    if (rc != FX_PAUSED)
+        after_request(r, rc);
 }
 
 /* After the REQUEST phase (at once, or from a KV callback after a pause). */
@@ -1139,6 +1156,11 @@ on_message_complete(llhttp_t *p)
 
     r->body_done = true;
     conn_timeouts(c, false);
+    if (r->fx_body_wait) {
+        r->fx_body_wait = false; /* the whole body is in r->body: the functions can run */
+        run_request_phase(r);
+        return HPE_PAUSED;
+    }
     if (r->body != NULL && !r->resp_done) {
         if (r->chunked)
             evbuffer_add(r->body, "0\r\n\r\n", 5);
@@ -1204,7 +1226,7 @@ conn_feed(struct proxy_conn *c)
 
         if (avail == 0)
             break;
-        if (r != NULL && r->body != NULL && !r->resp_done &&
+        if (r != NULL && r->body != NULL && !r->resp_done && !r->fx_body_wait &&
             evbuffer_get_length(r->body) > PROXY_HIGH_WATER) {
             /* upstream is not taking the body as fast: stop reading the client */
             c->reading_blocked = true;

@@ -235,6 +235,7 @@ struct proxy_req {
     struct cache_writer *cache_w;
     struct efn_req *fx;      /* fn.c: the route's functions, NULL when it has none */
     bool fx_replaced;        /* RESPONSE phase answered: the origin's body is not sent */
+    bool fx_body_wait;       /* the REQUEST phase waits for the whole body (body_get) */
     int64_t fx_age;          /* cachepath.c: Age of the object a paused RESPONSE phase serves */
     int64_t cache_req_time;
     size_t cache_cond_len;

@@ -72,6 +72,8 @@ conf_text(char *out, size_t n, const char *extra_routes)
              "                  function_breaker_cooldown 1500ms; }\n"
              "  route = /crash { function crash; }\n"
              "  route = /forever { function forever; function_cpu_hard_limit 100ms; }\n"
+             "  route = /echo { function body; function_body_max 1k; function_arena_max 8k;\n"
+             "                  origin app; }\n"
              "  route = /kvp { function kvp; kv_timeout 5s; function_pause_timeout 8s; }\n"
              "%s"
              "  route / { origin app; }\n"
@@ -94,6 +96,7 @@ setup(void **state)
     build_plugin("spin", 8, "1");
     build_plugin("crash", 9, "1");
     build_plugin("forever", 12, "1");
+    build_plugin("body", 13, "1");
     build_plugin("kvp", 10, "1");
     if (h_osim_start(&osim, NULL) < 0 || h_redis_start(&redis) < 0)
         return -1;
@@ -436,6 +439,31 @@ test_runaway_function_stopped_by_watchdog(void **state)
 }
 
 static void
+test_function_reads_and_rewrites_request_body(void **state)
+{
+    struct h_resp r;
+    char url[256], big[4096];
+    const char *hdrs[] = {"Expect: 100-continue", NULL};
+    (void)state;
+    snprintf(url, sizeof(url), "%s/echo", edge.url);
+    assert_int_equal(h_http(&r, "POST", url, "hello edge", 10, NULL), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "HELLO EDGE");
+    h_resp_free(&r);
+    assert_int_equal(h_http(&r, "POST", url, "with expect", 11, hdrs), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "WITH EXPECT");
+    h_resp_free(&r);
+    /* over function_body_max (1k): streamed, not shown to the function */
+    memset(big, 'a', sizeof(big));
+    assert_int_equal(h_http(&r, "POST", url, big, sizeof(big), NULL), 0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, sizeof(big));
+    assert_int_equal(r.body[0], 'a');
+    h_resp_free(&r);
+}
+
+static void
 test_reload_while_paused_on_kv(void **state)
 {
     struct h_bg bg;
@@ -474,6 +502,7 @@ main(void)
         cmocka_unit_test(test_origin_and_response_phases_on_miss_and_hit),
         cmocka_unit_test(test_bad_plugins_refused_by_check),
         cmocka_unit_test(test_spinning_function_breaks_open),
+        cmocka_unit_test(test_function_reads_and_rewrites_request_body),
         cmocka_unit_test(test_reload_while_paused_on_kv),
         cmocka_unit_test(test_redis_down_then_back),
         cmocka_unit_test(test_runaway_function_stopped_by_watchdog),

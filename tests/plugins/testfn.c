@@ -10,6 +10,8 @@
  *   9 crash: on_request dereferences NULL (a segfaulting function)
  *  10 kv: on_request GETs KV "k" and PAUSEs; the callback answers 200
  *     "gen=TF_GEN value=<v>" (or 503 on a KV error)
+ *  13 body: on_request upper-cases the request body (body_get/body_set);
+ *     a body it may not see (EFN_E_LIMIT) goes on unchanged
  *  12 forever: on_request never returns (burns CPU until the watchdog)
  *  11 phases: on_origin sets request header X-Origin-Phase: TF_GEN; on_response
  *     sets X-Resp-Phase: <status> and removes Server
@@ -114,6 +116,20 @@ tf_request(efn_req *r, void *inst)
         volatile unsigned long n = 0;
         for (;;)
             n++;
+    }
+#elif TF_MODE == 13
+    {
+        efn_str b;
+        char *up;
+        int rc = host->body_get(r, EFN_MSG_REQ, &b);
+        if (rc == EFN_E_LIMIT)
+            return EFN_CONTINUE;
+        if (rc != EFN_OK || (up = host->alloc(r, b.len + 1)) == NULL)
+            return EFN_ERROR;
+        for (size_t i = 0; i < b.len; i++)
+            up[i] = (b.ptr[i] >= 'a' && b.ptr[i] <= 'z') ? (char)(b.ptr[i] - 32) : b.ptr[i];
+        return host->body_set(r, EFN_MSG_REQ, (efn_str){up, b.len}) == EFN_OK ? EFN_CONTINUE
+                                                                              : EFN_ERROR;
     }
 #elif TF_MODE == 10
     if (host->kv_get(r, EFN_STR("k"), tf_kv_cb, NULL) != EFN_OK)
