@@ -33,9 +33,35 @@ json_escape_into(struct evbuffer *out, const char *s)
     }
 }
 
+/* The cache settings of the route a URL goes to (site by host, route by
+ * the decoded, normalised path, as for a request): its key= template,
+ * ignore_query and sort_query shape the key. NULL: the default key form. */
+static const struct cache_route *
+purge_route(struct proxy_engine *e, const char *host, struct cache_str path)
+{
+    char lower[256], decoded[8192], norm[8192];
+    size_t hl = strlen(host), dlen, nlen;
+    const struct conf_site *site;
+    const struct conf_route *route;
+
+    if (hl >= sizeof(lower))
+        return NULL;
+    for (size_t i = 0; i < hl; i++)
+        lower[i] = (char)((host[i] >= 'A' && host[i] <= 'Z') ? host[i] + 32 : host[i]);
+    lower[hl] = '\0';
+    site = conf_site_match(e->conf, lower, hl);
+    if (site == NULL)
+        return NULL;
+    dlen = proxy_path_decode(path.p, path.len, decoded, sizeof(decoded));
+    nlen = proxy_path_normalize(decoded, dlen, norm, sizeof(norm));
+    route = nlen > 0 ? conf_route_match(site, norm, nlen) : NULL;
+    return route != NULL ? cache_route_conf(route) : NULL;
+}
+
 /* POST /purge?url=URL | prefix=URL-PREFIX | tag=TAG [&soft=1] (query or
- * form body). Keys are the default "scheme://host/path?query" form; routes
- * with a key= template are purged by prefix or tag. */
+ * form body). url= builds the key the way the URL's route does (its key=
+ * template, ignore_query, sort_query; request headers a template names are
+ * empty); prefix= and tag= match stored keys and tags as they are. */
 static void
 admin_purge(struct proxy_engine *e, struct evhttp_request *req, enum evhttp_cmd_type cmd,
             struct evbuffer *body)
@@ -95,7 +121,8 @@ admin_purge(struct proxy_engine *e, struct evhttp_request *req, enum evhttp_cmd_
                 .path = {(path && *path) ? path : "/", strlen((path && *path) ? path : "/")},
                 .query = {query, query ? strlen(query) : 0},
             };
-            if (cache_key_build(NULL, &parts, NULL, 0, key, sizeof(key), &klen) == 0)
+            if (cache_key_build(purge_route(e, host, parts.path), &parts, NULL, 0, key,
+                                sizeof(key), &klen) == 0)
                 n = cache_purge_key(e->cache, key, klen, is_soft);
         }
         if (u != NULL)

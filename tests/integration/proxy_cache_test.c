@@ -32,6 +32,7 @@ write_conf(char *conf, size_t n, int port, int admin)
                     "workers 2;\nlisten 127.0.0.1:%d;\nadmin 127.0.0.1:%d;\naccess_log off;\n"
                     "cache_dir %s max_size=64m;\n"
                     "origin app { server 127.0.0.1:%d; retries 0; connect_timeout 300ms; }\n"
+                    "site tpl.test { route / { origin app; cache on ignore_query=utm sort_query; } }\n"
                     "site * {\n"
                     "  route /nocache/ { origin app; }\n"
                     "  route / { origin app; cache on; }\n"
@@ -245,6 +246,22 @@ purge(const char *what)
     }
     h_resp_free(&r);
     return n;
+}
+
+/* url= purges the key the URL's route builds (ignore_query, sort_query here). */
+static void
+test_purge_url_uses_route_key(void **state)
+{
+    const char *hdrs[] = {"Host: tpl.test", NULL};
+    struct got g;
+    (void)state;
+    get("/resp?cc=max-age%3D60&k=tpl&utm=a", hdrs, &g);
+    assert_non_null(strstr(g.cs, "stored"));
+    get("/resp?k=tpl&cc=max-age%3D60&utm=b", hdrs, &g); /* same key: order and utm ignored */
+    assert_non_null(strstr(g.cs, "hit"));
+    assert_int_equal(purge("url=http://tpl.test/resp%3Futm%3Dz%26k%3Dtpl%26cc%3Dmax-age%253D60"), 1);
+    get("/resp?cc=max-age%3D60&k=tpl&utm=a", hdrs, &g);
+    assert_null(strstr(g.cs, "hit"));
 }
 
 static void
@@ -615,6 +632,7 @@ main(void)
         cmocka_unit_test(test_stale_while_revalidate_background),
         cmocka_unit_test(test_unsafe_method_invalidates),
         cmocka_unit_test(test_purge_url_prefix_tag_soft),
+        cmocka_unit_test(test_purge_url_uses_route_key),
         cmocka_unit_test(test_collapse_50_misses_one_origin_request),
         cmocka_unit_test(test_uncacheable_releases_waiters_at_once),
         cmocka_unit_test(test_survives_engine_sigkill),
