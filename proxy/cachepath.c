@@ -484,12 +484,16 @@ refresh_skips(const struct proxy_hdr *h)
     return false;
 }
 
-/* stale-while-revalidate: the client got the stale copy; one request per
- * key (engine-wide) goes to the origin in the background to refresh it. It
- * is an internal request through the whole path, marked no-cache so that
- * it revalidates (a 304 refreshes, a 200 replaces). */
+/* One request per key (engine-wide) to the origin in the background, an
+ * internal request through the whole path with the client's headers minus
+ * Range and conditionals:
+ *   revalidate  stale-while-revalidate: the client got the stale copy; marked
+ *               no-cache so that it revalidates (a 304 refreshes, a 200 replaces)
+ *   fill        a Range request missed: the client's range comes from the
+ *               origin as asked, the whole object is fetched and stored so
+ *               later ranges are hits. */
 static void
-start_background_refresh(struct proxy_req *r)
+start_background_fetch(struct proxy_req *r, bool revalidate)
 {
     struct proxy_engine *e = r->c->w->e;
     struct evbuffer *b;
@@ -517,8 +521,12 @@ start_background_refresh(struct proxy_req *r)
         evbuffer_add(b, h.value, h.vlen);
         evbuffer_add(b, "\r\n", 2);
     }
-    evbuffer_add_printf(b, "Cache-Control: no-cache\r\nX-Edge-Refresh: stale-while-revalidate\r\n"
-                           "Connection: close\r\n\r\n");
+    if (revalidate)
+        evbuffer_add_printf(b, "Cache-Control: no-cache\r\n"
+                               "X-Edge-Refresh: stale-while-revalidate\r\n");
+    else
+        evbuffer_add_printf(b, "X-Edge-Fill: range\r\n");
+    evbuffer_add_printf(b, "Connection: close\r\n\r\n");
     len = evbuffer_get_length(b);
     text = (char *)evbuffer_pullup(b, -1);
     if (text == NULL || proxy_internal_request(r->c->w, text, len, refresh_done, rf) < 0)
@@ -555,6 +563,8 @@ lookup(struct proxy_req *r)
         }
         if (r->method == HTTP_GET && !r->cache_rq.range && proxy_collapse_join(r))
             return 1; /* parked: proxy_cache_resume() goes on */
+        if (r->method == HTTP_GET && r->cache_rq.range)
+            start_background_fetch(r, false); /* the whole object, for the next ranges */
         STAT_INC(r->c->w, cache_misses);
         return 0;
     }
@@ -567,7 +577,7 @@ lookup(struct proxy_req *r)
         r->cache_obj = o; /* kept until the request ends (a RESPONSE phase may pause) */
         serve_obj(r, o, r->cache_d.age);
         if (r->cache_d.use == CACHE_USE_STALE && r->cache_d.revalidate)
-            start_background_refresh(r);
+            start_background_fetch(r, true);
         return 1;
     case CACHE_REVALIDATE:
         r->cache_obj = o;

@@ -476,6 +476,43 @@ test_range_from_cache(void **state)
     assert_int_equal(origin_requests() - before, 0);
 }
 
+/* A Range miss: the client gets the origin's 206, the whole object is
+ * fetched in the background, and the next range is a hit. */
+static void
+test_range_miss_fills_the_cache(void **state)
+{
+    struct h_resp r;
+    char u[256], b[256];
+    const char *first[] = {"Range: bytes=0-9", NULL}, *next[] = {"Range: bytes=10-19", NULL};
+    long before;
+    (void)state;
+    snprintf(u, sizeof(u), "%s/resp?cc=max-age%%3D60&size=1000&k=rmiss", edge.url);
+    assert_int_equal(h_http(&r, "GET", u, NULL, 0, first), 0);
+    assert_int_equal(r.status, 206);
+    assert_int_equal(r.len, 10);
+    assert_non_null(strstr(h_header(&r, "cache-status", b, sizeof(b)), "fwd=uri-miss"));
+    h_resp_free(&r);
+    for (int i = 0; i < 40; i++) { /* the fill is in the background */
+        struct got g;
+        h_sleep_ms(50);
+        before = origin_requests();
+        assert_int_equal(h_http(&r, "GET", u, NULL, 0, next), 0);
+        bool hit = strstr(h_header(&r, "cache-status", b, sizeof(b)), "hit") != NULL;
+        if (hit) {
+            assert_int_equal(r.status, 206);
+            assert_string_equal(h_header(&r, "content-range", b, sizeof(b)), "bytes 10-19/1000");
+            assert_int_equal(origin_requests(), before);
+            h_resp_free(&r);
+            get("/resp?cc=max-age%3D60&size=1000&k=rmiss", NULL, &g);
+            assert_int_equal(g.len, 1000);
+            assert_non_null(strstr(g.cs, "hit"));
+            return;
+        }
+        h_resp_free(&r);
+    }
+    fail_msg("the Range miss never filled the cache");
+}
+
 struct par {
     pthread_t t;
     const char *path;
@@ -629,6 +666,7 @@ main(void)
         cmocka_unit_test(test_vary_variants),
         cmocka_unit_test(test_head_and_conditional_from_cache),
         cmocka_unit_test(test_range_from_cache),
+        cmocka_unit_test(test_range_miss_fills_the_cache),
         cmocka_unit_test(test_stale_while_revalidate_background),
         cmocka_unit_test(test_unsafe_method_invalidates),
         cmocka_unit_test(test_purge_url_prefix_tag_soft),
