@@ -59,6 +59,8 @@ conf_text(char *out, size_t n, const char *extra_routes)
              "cache_dir %s/cache max_size=64m;\n"
              "origin app { server 127.0.0.1:%d; retries 0; }\n"
              "site phases.test { route / { function phases; origin app; cache on ttl=60s; } }\n"
+             "site respkv.test { route / { function respkv; kv_namespace rk; origin app;\n"
+             "                             cache on ttl=60s; } }\n"
              "site * {\n"
              "  route = /hello { function hello; kv_namespace demo; }\n"
              "  route = /headers { function auth_key; kv_namespace keys; origin app; }\n"
@@ -97,6 +99,7 @@ setup(void **state)
     build_plugin("crash", 9, "1");
     build_plugin("forever", 12, "1");
     build_plugin("body", 13, "1");
+    build_plugin("respkv", 14, "1");
     build_plugin("kvp", 10, "1");
     if (h_osim_start(&osim, NULL) < 0 || h_redis_start(&redis) < 0)
         return -1;
@@ -279,6 +282,36 @@ test_origin_and_response_phases_on_miss_and_hit(void **state)
     assert_int_equal(h_stats_int(osim.url, "requests"), before);
     /* RESPONSE edits are not stored: the stored copy still has Server */
     assert_non_null(strstr(body, "\"x-origin-phase\":\"1\""));
+}
+
+/* RESPONSE waiting on KV: on a miss the origin's body is held (parser
+ * paused) and then streams whole; on a hit the object waits; HEAD too. */
+static void
+test_response_phase_pauses_on_kv(void **state)
+{
+    const char *hdrs[] = {"Host: respkv.test", NULL};
+    struct h_resp r;
+    char v[256], url[256], out[64];
+    (void)state;
+    assert_int_equal(h_redis_cmd(&redis, "SET efn:respkv:rk:k from-kv", out, sizeof(out)), 0);
+    for (int i = 0; i < 2; i++) { /* miss (body streams after the pause), then hit */
+        assert_int_equal(get("/bytes/300000", hdrs, NULL, 0, &r), 200);
+        assert_int_equal(r.len, 300000);
+        assert_non_null(h_header(&r, "X-KV", v, sizeof(v)));
+        assert_string_equal(v, "from-kv");
+        assert_non_null(h_header(&r, "Cache-Status", v, sizeof(v)));
+        assert_non_null(strstr(v, i == 0 ? "fwd=uri-miss" : "hit"));
+        h_resp_free(&r);
+    }
+    snprintf(url, sizeof(url), "%s/bytes/1234?x=head", edge.url);
+    assert_int_equal(h_http(&r, "HEAD", url, NULL, 0, hdrs), 0);
+    assert_int_equal(r.status, 200);
+    assert_non_null(h_header(&r, "X-KV", v, sizeof(v)));
+    h_resp_free(&r);
+    /* a keep-alive connection goes on after a HEAD that paused */
+    assert_int_equal(get("/bytes/10?x=after", hdrs, NULL, 0, &r), 200);
+    assert_int_equal(r.len, 10);
+    h_resp_free(&r);
 }
 
 static void
@@ -504,6 +537,7 @@ main(void)
         cmocka_unit_test(test_spinning_function_breaks_open),
         cmocka_unit_test(test_function_reads_and_rewrites_request_body),
         cmocka_unit_test(test_reload_while_paused_on_kv),
+        cmocka_unit_test(test_response_phase_pauses_on_kv),
         cmocka_unit_test(test_redis_down_then_back),
         cmocka_unit_test(test_runaway_function_stopped_by_watchdog),
         cmocka_unit_test(test_crashing_function_is_quarantined),

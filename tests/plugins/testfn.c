@@ -10,6 +10,8 @@
  *   9 crash: on_request dereferences NULL (a segfaulting function)
  *  10 kv: on_request GETs KV "k" and PAUSEs; the callback answers 200
  *     "gen=TF_GEN value=<v>" (or 503 on a KV error)
+ *  14 resp-kv: on_response GETs KV "k" and PAUSEs; the callback sets
+ *     X-KV: <value> on the response (on hits and misses)
  *  13 body: on_request upper-cases the request body (body_get/body_set);
  *     a body it may not see (EFN_E_LIMIT) goes on unchanged
  *  12 forever: on_request never returns (burns CPU until the watchdog)
@@ -139,6 +141,28 @@ tf_request(efn_req *r, void *inst)
     return EFN_CONTINUE;
 }
 
+#if TF_MODE == 14
+static efn_action
+tf_resp_kv_cb(efn_req *r, void *inst, void *ud, const efn_kv_reply *rep)
+{
+    (void)inst;
+    (void)ud;
+    if (rep->status != EFN_OK)
+        return EFN_ERROR;
+    return host->hdr_set(r, EFN_MSG_RESP, EFN_STR("X-KV"), rep->value) == EFN_OK ? EFN_CONTINUE
+                                                                               : EFN_ERROR;
+}
+
+static efn_action
+tf_resp_kv(efn_req *r, void *inst)
+{
+    (void)inst;
+    if (host->kv_get(r, EFN_STR("k"), tf_resp_kv_cb, NULL) != EFN_OK)
+        return EFN_ERROR;
+    return EFN_PAUSE;
+}
+#endif
+
 #if TF_MODE == 11
 static efn_action
 tf_origin(efn_req *r, void *inst)
@@ -192,5 +216,8 @@ EFN_EXPORT const struct efn_plugin efn_plugin_v1 = {
 #if TF_MODE == 11
     .on_origin = tf_origin,
     .on_response = tf_response,
+#endif
+#if TF_MODE == 14
+    .on_response = tf_resp_kv,
 #endif
 };
