@@ -72,12 +72,20 @@ h_child_pid(pid_t pid)
 long
 h_edge_metric(const struct h_edge *e, const char *name)
 {
+    char series[160];
+    snprintf(series, sizeof(series), "%s ", name);
+    return h_edge_metric_series(e, series);
+}
+
+long
+h_edge_metric_series(const struct h_edge *e, const char *series)
+{
     struct h_resp r;
-    char u[128], key[160];
+    char u[128], key[512];
     long v = -1;
 
     snprintf(u, sizeof(u), "%s/metrics", e->admin_url);
-    snprintf(key, sizeof(key), "\n%s ", name);
+    snprintf(key, sizeof(key), "\n%s", series);
     if (h_http(&r, "GET", u, NULL, 0, NULL) == 0 && r.body != NULL) {
         const char *p = strstr(r.body, key);
         if (p != NULL)

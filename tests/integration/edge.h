@@ -29,6 +29,9 @@ int h_edge_stop(struct h_edge *e);
 pid_t h_child_pid(pid_t pid);
 /* A counter or gauge without labels from the edge's admin /metrics; -1 when absent. */
 long h_edge_metric(const struct h_edge *e, const char *name);
+/* A labelled series: the text of its line up to the value, e.g.
+ * "edge_function_calls_total{function=\"hello\",namespace=\"hello:x\"} ". */
+long h_edge_metric_series(const struct h_edge *e, const char *series);
 
 /* A GET running in its own thread (for requests in flight during a reload,
  * a stop, ...): h_bg_start, then h_bg_join; free bg->r with h_resp_free. */

@@ -26,6 +26,20 @@ static struct h_edge edge;
 static char fn_dir[600];
 static bool log_has(const char *needle); /* in the edge's log */
 
+/* Retries GET path every 100 ms until it answers want (at most 5 s); the last status. */
+static long get(const char *path, const char *const *hdrs, char *body, size_t blen,
+                struct h_resp *keep);
+static long
+wait_status(const char *path, long want)
+{
+    long st = -1;
+    for (int i = 0; i < 50 && st != want; i++) {
+        h_sleep_ms(100);
+        st = get(path, NULL, NULL, 0, NULL);
+    }
+    return st;
+}
+
 /* tests/plugins/testfn.c as fn_dir/NAME.so */
 static void
 build_plugin(const char *name, int mode, const char *gen)
@@ -141,23 +155,6 @@ get(const char *path, const char *const *hdrs, char *body, size_t blen, struct h
     return st;
 }
 
-/* A labelled series from /metrics ("name{labels}" as the prefix); -1 when absent. */
-static long
-metric_line(const char *prefix)
-{
-    struct h_resp r;
-    char url[128];
-    long v = -1;
-
-    snprintf(url, sizeof(url), "%s/metrics", edge.admin_url);
-    if (h_http(&r, "GET", url, NULL, 0, NULL) == 0 && r.body != NULL) {
-        const char *p = strstr(r.body, prefix);
-        if (p != NULL)
-            v = strtol(p + strlen(prefix), NULL, 10);
-    }
-    h_resp_free(&r);
-    return v;
-}
 
 static void
 test_hello_counts_in_redis(void **state)
@@ -173,7 +170,7 @@ test_hello_counts_in_redis(void **state)
     /* the key is there under the function's namespace */
     assert_int_equal(h_redis_cmd(&redis, "GET efn:hello:demo:visits:/hello", out, sizeof(out)), 0);
     assert_string_equal(out, "$1");
-    assert_true(metric_line("edge_function_calls_total{function=\"hello\",namespace=\"hello:demo\"} ") >= 6);
+    assert_true(h_edge_metric_series(&edge, "edge_function_calls_total{function=\"hello\",namespace=\"hello:demo\"} ") >= 6);
     assert_true(h_edge_metric(&edge, "edge_kv_calls_total") >= 3);
 }
 
@@ -320,7 +317,6 @@ test_redis_down_then_back(void **state)
     char body[512];
     double t0;
     int port = redis.port;
-    long st = 0;
     (void)state;
 
     assert_int_equal(get("/hello", NULL, NULL, 0, NULL), 200);
@@ -334,11 +330,7 @@ test_redis_down_then_back(void **state)
     assert_true(h_edge_metric(&edge, "edge_kv_connected_workers") == 0);
     /* back: the workers reconnect (backoff tops out at 2 s) */
     assert_int_equal(h_redis_start_on(&redis, port), 0);
-    for (int i = 0; i < 50 && st != 200; i++) {
-        h_sleep_ms(100);
-        st = get("/hello", NULL, NULL, 0, NULL);
-    }
-    assert_int_equal(st, 200);
+    assert_int_equal(wait_status("/hello", 200), 200);
 }
 
 static void
@@ -378,7 +370,6 @@ test_spinning_function_breaks_open(void **state)
 {
     char body[256];
     const char *series = "edge_function_breaker_open{function=\"spin\",";
-    long st = 0;
     (void)state;
 
     /* over budget every time: answered, counted, and after 3 the breaker opens */
@@ -402,11 +393,7 @@ test_spinning_function_breaks_open(void **state)
         h_resp_free(&r);
     }
     /* the cool-down ends: it runs again */
-    for (int i = 0; i < 40 && st != 200; i++) {
-        h_sleep_ms(100);
-        st = get("/spin", NULL, NULL, 0, NULL);
-    }
-    assert_int_equal(st, 200);
+    assert_int_equal(wait_status("/spin", 200), 200);
 }
 
 static void
@@ -420,11 +407,7 @@ test_crashing_function_is_quarantined(void **state)
     for (int i = 0; i < 3; i++) {
         st = get("/crash", NULL, NULL, 0, NULL);
         assert_true(st == -1 || st == 502 || st == 503);
-        for (int k = 0; k < 50; k++) { /* wait for the new engine */
-            if (get("/status/204", NULL, NULL, 0, NULL) == 204)
-                break;
-            h_sleep_ms(100);
-        }
+        assert_int_equal(wait_status("/status/204", 204), 204); /* the new engine */
     }
     st = get("/crash", NULL, body, sizeof(body), NULL);
     assert_int_equal(st, 503);
@@ -461,12 +444,7 @@ test_runaway_function_stopped_by_watchdog(void **state)
     st = get("/forever", NULL, NULL, 0, NULL);
     assert_true(st == -1 || st == 502);
     assert_true(h_now_ms() - t0 < 3000);
-    for (int k = 0; k < 50; k++) {
-        if (get("/status/204", NULL, NULL, 0, NULL) == 204)
-            break;
-        h_sleep_ms(100);
-    }
-    assert_int_equal(get("/status/204", NULL, NULL, 0, NULL), 204);
+    assert_int_equal(wait_status("/status/204", 204), 204); /* the new engine */
     assert_true(log_has("watchdog: function 'forever' ran past function_cpu_hard_limit"));
     assert_true(log_has("while running function 'forever'"));
 }
