@@ -129,7 +129,7 @@ $(BUILD)/functions/%.so: compute/functions/%.c compute/edgefn.h | $(DEPS_STAMP)
 mod_libs = $(strip $(if $(filter cache%,$(1)),$(LIB_CACHE) $(LIB_CONF),\
 	$(if $(filter compute% kv% fn%,$(1)),$(LIB_COMPUTE) $(LIB_CONF),\
 	$(if $(filter conf%,$(1)),$(LIB_CONF),\
-	$(if $(filter bench%,$(1)),$(BENCH_LIB),$(EDGE_LIBS))))))
+	$(if $(filter bench%,$(1)),$(BENCH_LIB) $(call obj,conf/value.c),$(EDGE_LIBS))))))
 
 .SECONDEXPANSION:
 $(BUILD)/tests/unit/%: $(call obj,tests/unit/%.c) $$(call mod_libs,$$*) $(LIB_LLHTTP)

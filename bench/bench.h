@@ -8,6 +8,10 @@
  *               request heads built into a caller buffer without allocation
  *   run.c       the engine: T threads, one event_base each, keep-alive connections,
  *               closed-loop or open-loop (constant rate) scheduling, llhttp response parsing
+ *   tls.c       the TLS transport (OpenSSL over the engine's sockets), session resumption,
+ *               the start-up probe that fails a run early on a bad certificate or protocol
+ *   h2.c        HTTP/2 (nghttp2 client sessions), N streams in flight per connection
+ *   internal.h  what run.c, tls.c and h2.c share (connection and worker layouts)
  *   report.c    the terminal table, --json and --html (self-contained, inline SVG)
  *   opts.c      command-line flags
  *
@@ -81,7 +85,7 @@ double bench_zipf_prob(const struct bench_zipf *z, uint64_t k); /* theoretical P
 
 enum bench_scheme {
     BENCH_HTTP,
-    BENCH_HTTPS, /* parsed, refused until the TLS transport lands (run.c: struct bench_io) */
+    BENCH_HTTPS,
 };
 
 struct bench_target {
@@ -150,6 +154,11 @@ void bench_workload_fini(struct bench_workload *w);
  * from w with r. Returns the head length, or 0 when it does not fit (never truncated). */
 size_t bench_request_build(const struct bench_workload *w, const struct bench_target *t,
                            struct bench_rng *r, char *buf, size_t cap, enum bench_method *method);
+/* The same draws (method, then path) as bench_request_build, but only the path+query goes into
+ * buf (for HTTP/2's :path): a given seed gives the same sequence in both protocols. Returns the
+ * length (not NUL-terminated), or 0 when it does not fit. */
+size_t bench_request_target(const struct bench_workload *w, struct bench_rng *r, char *buf,
+                            size_t cap, enum bench_method *method);
 
 /* ---- Cache-Status (RFC 9211) ---------------------------------------------------------- */
 
@@ -172,8 +181,9 @@ const char *bench_cache_name(enum bench_cache c);
 enum bench_err {
     BENCH_ERR_CONNECT,
     BENCH_ERR_TIMEOUT,
-    BENCH_ERR_RESET,
+    BENCH_ERR_RESET, /* also an HTTP/2 stream reset by the server */
     BENCH_ERR_BAD_RESPONSE,
+    BENCH_ERR_TLS, /* a TLS handshake failed or timed out */
     BENCH_ERRS
 };
 const char *bench_err_name(enum bench_err e);
@@ -190,8 +200,12 @@ struct bench_result {
     uint64_t dropped; /* open loop: never sent (backlog full, or still waiting at the end) */
     uint64_t connects; /* connections opened */
     uint64_t max_conns; /* open loop: most connections open at once (summed over threads) */
+    uint64_t tls_handshakes; /* completed */
+    uint64_t tls_resumed;    /* of which resumed a session */
     double elapsed_s;
     int64_t origin_requests; /* from /_stats, -1 when unknown */
+    char protocol[16];       /* "http/1.1", "h2" or "h2c" (ALPN names); "" before a run */
+    char tls_version[16];    /* "TLSv1.3" …; "" without TLS */
 };
 
 void bench_result_init(struct bench_result *r);
@@ -202,6 +216,14 @@ uint64_t bench_result_failures(const struct bench_result *r);
 double bench_result_hit_ratio(const struct bench_result *r);
 
 /* ---- the engine -------------------------------------------------------------------------- */
+
+#define BENCH_MAX_STREAMS 1000 /* --streams cap */
+
+enum bench_proto {
+    BENCH_PROTO_H1,  /* HTTP/1.1, over TLS for https:// */
+    BENCH_PROTO_H2,  /* --h2: HTTP/2 over TLS, ALPN "h2" (https:// only) */
+    BENCH_PROTO_H2C, /* --h2c: HTTP/2 with prior knowledge over TCP (http:// only) */
+};
 
 struct bench_cfg {
     unsigned threads;
@@ -214,10 +236,19 @@ struct bench_cfg {
     uint64_t seed;
     bool progress; /* progress line on stderr each second once past 3 s */
     const char *label; /* for the progress line */
+    enum bench_proto proto;
+    unsigned streams;   /* HTTP/2: requests in flight per connection (>= 1) */
+    bool new_conn;      /* a new connection (and handshake) per request (per --streams for h2) */
+    const char *cacert; /* PEM file of trusted CAs instead of the system store; NULL: system */
+    bool insecure;      /* no certificate verification */
 };
 
 /* Runs the workload against t with cfg; fills res (initialised here). Returns -1 (message in
- * err) only when the run could not start (threads, event bases, name resolution). */
+ * err) only when the run could not start (threads, event bases, name resolution, --cacert), or
+ * when the start-up probe (TLS or h2c targets only) finds that no request could succeed: the
+ * certificate does not verify, the TLS handshake fails, the server does not select h2, or an
+ * h2c server does not answer the HTTP/2 preface. TLS writes may raise SIGPIPE: the caller
+ * ignores it. */
 int bench_run(const struct bench_cfg *cfg, const struct bench_workload *w,
               const struct bench_target *t, struct bench_result *res, char *err, size_t errlen);
 /* Asks running bench_run calls to stop early (async-signal-safe). */

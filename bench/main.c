@@ -58,6 +58,16 @@ workload_setup(struct bench_workload *w, const struct bench_opts *o, const char 
         memcpy(w->extra_headers + w->extra_len + hl, "\r\n", 2);
         w->extra_len += hl + 2;
     }
+    if (o->cfg.new_conn) {
+        /* HTTP/1.1: the server closes after each answer too (HTTP/2 drops this field) */
+        static const char cc[] = "Connection: close\r\n";
+        if (w->extra_len + sizeof(cc) - 1 > sizeof(w->extra_headers)) {
+            snprintf(err, errlen, "--header: too much header text");
+            return -1;
+        }
+        memcpy(w->extra_headers + w->extra_len, cc, sizeof(cc) - 1);
+        w->extra_len += sizeof(cc) - 1;
+    }
     bool bodies = false;
     for (unsigned i = 0; i < w->mix.n; i++)
         bodies = bodies || w->mix.method[i] == BENCH_POST || w->mix.method[i] == BENCH_PUT;
@@ -98,6 +108,23 @@ workload_setup(struct bench_workload *w, const struct bench_opts *o, const char 
     if (off >= 0 && (size_t)off < desclen)
         snprintf(desc + off, desclen - (size_t)off, ", mix %s%s", o->mix,
                  w->body_size ? " (bodies)" : "");
+    return 0;
+}
+
+/* --h2 and --h2c name the transport: the URL's scheme must agree. */
+static int
+check_scheme(const struct bench_opts *o, const struct bench_target *t, char *err, size_t errlen)
+{
+    if (o->cfg.proto == BENCH_PROTO_H2 && t->scheme != BENCH_HTTPS) {
+        snprintf(err, errlen, "%s: --h2 is HTTP/2 over TLS and needs an https:// URL (--h2c for "
+                 "HTTP/2 over plain http)", t->base);
+        return -1;
+    }
+    if (o->cfg.proto == BENCH_PROTO_H2C && t->scheme != BENCH_HTTP) {
+        snprintf(err, errlen, "%s: --h2c is HTTP/2 over plain TCP and needs an http:// URL (--h2 "
+                 "for https)", t->base);
+        return -1;
+    }
     return 0;
 }
 
@@ -148,6 +175,12 @@ main(int argc, char **argv)
         fprintf(stderr, "edge-bench: %s\n", err);
         goto out;
     }
+    for (unsigned s = 0; s < (o.compare[0] != NULL ? 2u : 1u); s++) {
+        if (check_scheme(&o, &tgt[s], err, sizeof(err)) < 0) {
+            fprintf(stderr, "edge-bench: %s\n", err);
+            goto out;
+        }
+    }
     if (o.origin_stats != NULL) {
         struct bench_target st;
         if (bench_target_parse(&st, o.origin_stats, err, sizeof(err)) < 0) {
@@ -161,6 +194,7 @@ main(int argc, char **argv)
     rc = 1;
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN); /* TLS writes through OpenSSL's socket BIO, without MSG_NOSIGNAL */
 
     rep.cfg = &o.cfg;
     rep.w = &w;

@@ -36,6 +36,27 @@ reduction(double direct, double edge)
     return direct > 0 ? (direct - edge) / direct : NAN;
 }
 
+static bool
+any_tls(const struct bench_report *rep)
+{
+    for (unsigned s = 0; s < rep->nsides; s++)
+        if (rep->side[s].tls_version[0] != '\0')
+            return true;
+    return false;
+}
+
+/* "HTTP/1.1", "HTTP/1.1 TLSv1.3", "h2 TLSv1.3", "h2c". */
+static void
+fmt_protocol(char *b, size_t n, const struct bench_result *r)
+{
+    const char *p = r->protocol;
+    if (p[0] == '\0')
+        snprintf(b, n, "-");
+    else
+        snprintf(b, n, "%s%s%s", strcmp(p, "http/1.1") == 0 ? "HTTP/1.1" : p,
+                 r->tls_version[0] ? " " : "", r->tls_version);
+}
+
 /* ---- the table model ----------------------------------------------------------------------- */
 
 #define MAX_ROWS 40
@@ -87,6 +108,9 @@ build_rows(const struct bench_report *rep, struct row *rows)
     if (cmp)
         snprintf(r->change, sizeof(r->change), "reduction");
 
+    r = row_add(rows, &n, "protocol");
+    for (unsigned s = 0; s < rep->nsides; s++)
+        fmt_protocol(r->cell[s], sizeof(r->cell[s]), &rep->side[s]);
     row_u64(rows, &n, rep, "requests sent", offsetof(struct bench_result, sent), false);
     row_u64(rows, &n, rep, "responses", offsetof(struct bench_result, responses), false);
     r = row_add(rows, &n, "requests/s");
@@ -118,12 +142,17 @@ build_rows(const struct bench_report *rep, struct row *rows)
     for (unsigned s = 0; s < rep->nsides; s++)
         snprintf(r->cell[s], sizeof(r->cell[s]), "%llu",
                  (unsigned long long)bench_result_failures(&rep->side[s]));
-    r = row_add(rows, &n, "connect/timeout/reset/bad");
+    bool tls = any_tls(rep);
+    r = row_add(rows, &n, tls ? "connect/timeout/reset/bad/tls" : "connect/timeout/reset/bad");
     r->sub = true;
     for (unsigned s = 0; s < rep->nsides; s++) {
         const uint64_t *e = rep->side[s].errors;
-        snprintf(r->cell[s], sizeof(r->cell[s]), "%llu/%llu/%llu/%llu", (unsigned long long)e[0],
-                 (unsigned long long)e[1], (unsigned long long)e[2], (unsigned long long)e[3]);
+        int k = snprintf(r->cell[s], sizeof(r->cell[s]), "%llu/%llu/%llu/%llu",
+                         (unsigned long long)e[0], (unsigned long long)e[1],
+                         (unsigned long long)e[2], (unsigned long long)e[3]);
+        if (tls && k > 0 && (size_t)k < sizeof(r->cell[s]))
+            snprintf(r->cell[s] + k, sizeof(r->cell[s]) - (size_t)k, "/%llu",
+                     (unsigned long long)e[BENCH_ERR_TLS]);
     }
     r = row_add(rows, &n, "status 2xx/3xx/4xx/5xx");
     r->sub = true;
@@ -132,6 +161,18 @@ build_rows(const struct bench_report *rep, struct row *rows)
         snprintf(r->cell[s], sizeof(r->cell[s]), "%llu/%llu/%llu/%llu",
                  (unsigned long long)st[2], (unsigned long long)st[3], (unsigned long long)st[4],
                  (unsigned long long)st[5]);
+    }
+    if (tls) {
+        r = row_add(rows, &n, "TLS handshakes (resumed)");
+        for (unsigned s = 0; s < rep->nsides; s++) {
+            const struct bench_result *x = &rep->side[s];
+            if (x->tls_version[0] == '\0')
+                snprintf(r->cell[s], sizeof(r->cell[s]), "-");
+            else
+                snprintf(r->cell[s], sizeof(r->cell[s]), "%llu (%llu)",
+                         (unsigned long long)x->tls_handshakes,
+                         (unsigned long long)x->tls_resumed);
+        }
     }
     if (rep->cfg->rate > 0) {
         row_u64(rows, &n, rep, "late (no free connection)", offsetof(struct bench_result, late),
@@ -183,6 +224,12 @@ describe(FILE *f, const struct bench_report *rep, const char *nl)
                 c->max_connections);
     else
         fprintf(f, "closed loop, %u connections", c->connections);
+    if (c->proto != BENCH_PROTO_H1)
+        fprintf(f, ", %u stream%s per connection", c->streams, c->streams == 1 ? "" : "s");
+    if (c->new_conn)
+        fprintf(f, ", a new connection per %s", c->proto != BENCH_PROTO_H1 && c->streams > 1
+                                                     ? "--streams requests"
+                                                     : "request");
     fprintf(f, ", %u threads, ", c->threads);
     if (c->requests > 0)
         fprintf(f, "%llu requests", (unsigned long long)c->requests);
@@ -208,7 +255,7 @@ bench_report_table(FILE *f, const struct bench_report *rep)
     fputc('\n', f);
     for (size_t i = 0; i < n; i++) {
         const struct row *r = &rows[i];
-        fprintf(f, "%s%-*s", r->sub ? "  " : "", r->sub ? 28 : 30, r->label);
+        fprintf(f, "%s%-*s", r->sub ? "  " : "", r->sub ? 30 : 32, r->label);
         for (unsigned s = 0; s < rep->nsides; s++)
             fprintf(f, " %22s", r->cell[s]);
         if (rep->nsides == 2)
@@ -285,6 +332,16 @@ json_result(FILE *f, const struct bench_result *r)
         fputs("null", f);
     else
         fprintf(f, "%lld", (long long)r->origin_requests);
+    fputs(",\"protocol\":", f);
+    json_str(f, r->protocol);
+    if (r->tls_version[0] == '\0') {
+        fputs(",\"tls\":null", f);
+    } else {
+        fputs(",\"tls\":{\"version\":", f);
+        json_str(f, r->tls_version);
+        fprintf(f, ",\"handshakes\":%llu,\"resumed\":%llu}",
+                (unsigned long long)r->tls_handshakes, (unsigned long long)r->tls_resumed);
+    }
 }
 
 int
@@ -297,9 +354,11 @@ bench_report_json(FILE *f, const struct bench_report *rep)
             c->rate > 0 ? "open" : "closed", c->threads, c->connections, c->max_connections);
     json_num(f, c->rate);
     fprintf(f, ",\"duration_s\":%.3f,\"requests\":%llu,\"timeout_s\":%.3f,\"seed\":%llu,"
-               "\"phases\":%u,\"workload\":",
+               "\"phases\":%u,\"http2\":%s,\"streams\":%u,\"new_conn\":%s,\"workload\":",
             (double)c->duration_us / 1e6, (unsigned long long)c->requests,
-            (double)c->timeout_us / 1e6, (unsigned long long)c->seed, rep->nphases);
+            (double)c->timeout_us / 1e6, (unsigned long long)c->seed, rep->nphases,
+            c->proto != BENCH_PROTO_H1 ? "true" : "false", c->streams,
+            c->new_conn ? "true" : "false");
     json_str(f, rep->workload_desc);
     fputs("},\n\"runs\":[", f);
     for (unsigned s = 0; s < rep->nsides; s++) {

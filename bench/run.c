@@ -21,105 +21,28 @@
  * the tail instead of vanishing. Backlog overflow and what is still waiting at the end are
  * "dropped".
  *
- * Transport seam: struct bench_io (read / writev on a connection). Plain TCP is the only one
- * today; TLS (and h2 after it) plug in there with a handshake step after connect.
+ * Transport and protocol (internal.h): struct bench_io is the transport seam (plain TCP here,
+ * TLS in tls.c, with a handshake state between connect and use); HTTP/2 (h2.c) replaces the
+ * llhttp request state with nghttp2 stream slots. Each connection's read callback is picked
+ * once at connect for its transport and protocol, so plain HTTP/1.1 runs the same code as it
+ * did before the seam. TLS and h2c runs first probe the target (tls.c: bench_probe) so that a
+ * bad certificate or a server without HTTP/2 fails the run at once with a clear message.
  */
-#include "bench/bench.h"
+#include "bench/internal.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
-#include <stdatomic.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/uio.h>
-#include <time.h>
+#include <strings.h>
 #include <unistd.h>
 
-#include <event2/event.h>
-#include <event2/event_struct.h>
 #include <jansson.h>
-#include <llhttp.h>
-
-#define CONN_MAGIC 0xbe7c0a11u
-#define CONN_DEAD 0xdeadc0a1u
-#define REQ_CAP 8192
-#define RBUF_CAP 65536
-#define BACKLOG_CAP 65536
-#define RECONNECT_MS 100
-
-enum cstate {
-    C_CLOSED,
-    C_CONNECTING,
-    C_IDLE,
-    C_BUSY,
-    C_BACKOFF,
-};
-
-struct bconn;
-
-/* The transport seam: plain TCP today. */
-struct bench_io {
-    ssize_t (*read)(struct bconn *c, void *buf, size_t len);
-    ssize_t (*writev)(struct bconn *c, const struct iovec *iov, int n);
-};
-
-struct worker;
-
-struct bconn {
-    uint32_t magic;
-    struct worker *w;
-    const struct bench_io *io;
-    int fd;
-    enum cstate st;
-    bool in_idle, head_req, complete, keep_alive, hdr_is_cs;
-    struct event rd, wr, tmo;
-    llhttp_t parser;
-    struct bconn *next_idle;
-    uint64_t t_intended, t_sent; /* ns */
-    size_t req_len, req_off, body_len, body_off;
-    uint64_t body_bytes;
-    enum bench_cache cache;
-    size_t hname_len, hval_len;
-    char hname[16];
-    char hval[256];
-    char req[REQ_CAP];
-};
-
-struct worker {
-    unsigned idx;
-    pthread_t th;
-    bool started;
-    const struct bench_cfg *cfg;
-    const struct bench_workload *wl;
-    const struct bench_target *t;
-    const struct sockaddr *addr;
-    socklen_t alen;
-    struct event_base *base;
-    const struct timeval *tv_timeout; /* common timeout */
-    struct bconn *conns;
-    unsigned nconns_init, nconns_max, nopen, nconnecting;
-    struct bconn *idle;
-    unsigned inflight;
-    struct bench_rng rng;
-    struct bench_result res;
-    bool limited, ending, open_loop;
-    uint64_t remaining;
-    uint64_t interval_ns, next_ns, start_ns;
-    uint64_t *backlog;
-    size_t bl_head, bl_len;
-    struct event tick, end, poll;
-    atomic_uint_fast64_t prog_resp, prog_fail;
-    atomic_bool done;
-    char err[256];
-    char rbuf[RBUF_CAP];
-};
 
 static atomic_bool interrupted;
 
@@ -127,14 +50,6 @@ void
 bench_run_interrupt(void)
 {
     atomic_store(&interrupted, true);
-}
-
-static inline uint64_t
-now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
 static struct timeval
@@ -163,20 +78,7 @@ static const struct bench_io plain_io = {plain_read, plain_writev};
 
 /* ---- forward declarations -------------------------------------------------------------------- */
 
-static void conn_connect(struct bconn *c);
 static void conn_ready(struct bconn *c);
-static void conn_close(struct bconn *c);
-static void conn_fail(struct bconn *c, enum bench_err e);
-static void worker_check_done(struct worker *w);
-
-static struct bconn *
-conn_of(void *arg)
-{
-    struct bconn *c = arg;
-    if (c == NULL || c->magic != CONN_MAGIC)
-        abort(); /* BUG: callback on a freed or foreign object */
-    return c;
-}
 
 /* ---- llhttp callbacks --------------------------------------------------------------------- */
 
@@ -275,8 +177,8 @@ static const llhttp_settings_t parser_settings = {
 
 /* ---- budget and scheduling ----------------------------------------------------------------- */
 
-static bool
-take_budget(struct worker *w)
+bool
+bench_take_budget(struct worker *w)
 {
     if (w->ending)
         return false;
@@ -298,11 +200,11 @@ worker_end(struct worker *w)
     w->bl_len = 0;
     event_del(&w->tick);
     event_del(&w->end);
-    worker_check_done(w);
+    bench_worker_check_done(w);
 }
 
-static void
-worker_check_done(struct worker *w)
+void
+bench_worker_check_done(struct worker *w)
 {
     /* done: stopped by time or signal, or the --requests budget is spent and nothing waits */
     bool finished = w->ending || (w->limited && w->remaining == 0 && w->bl_len == 0);
@@ -310,8 +212,8 @@ worker_check_done(struct worker *w)
         event_base_loopbreak(w->base);
 }
 
-static void
-idle_push(struct bconn *c)
+void
+bench_idle_push(struct bconn *c)
 {
     if (c->in_idle)
         return;
@@ -328,10 +230,33 @@ idle_pop(struct worker *w)
         w->idle = c->next_idle;
         c->in_idle = false;
         c->next_idle = NULL;
-        if (c->st == C_IDLE)
+        if (c->st == C_IDLE || (c->st == C_H2 && bench_h2_has_slot(c)))
             return c;
     }
     return NULL;
+}
+
+bool
+bench_backlog_pop(struct worker *w, uint64_t *t)
+{
+    if (w->ending || w->bl_len == 0)
+        return false;
+    *t = w->backlog[w->bl_head];
+    w->bl_head = (w->bl_head + 1) % BENCH_BACKLOG_CAP;
+    w->bl_len--;
+    return true;
+}
+
+void
+bench_backlog_unpop(struct worker *w, uint64_t t)
+{
+    if (w->ending || w->bl_len == BENCH_BACKLOG_CAP) {
+        w->res.dropped++;
+        return;
+    }
+    w->bl_head = (w->bl_head + BENCH_BACKLOG_CAP - 1) % BENCH_BACKLOG_CAP;
+    w->backlog[w->bl_head] = t;
+    w->bl_len++;
 }
 
 /* ---- sending --------------------------------------------------------------------------------- */
@@ -357,7 +282,7 @@ conn_write(struct bconn *c)
                 event_add(&c->wr, NULL);
                 return;
             }
-            conn_fail(c, BENCH_ERR_RESET);
+            bench_conn_fail(c, BENCH_ERR_RESET);
             return;
         }
         size_t left = (size_t)k;
@@ -391,7 +316,7 @@ conn_send(struct bconn *c, uint64_t intended_ns)
     llhttp_init(&c->parser, HTTP_RESPONSE, &parser_settings);
     c->parser.data = c;
     c->t_intended = intended_ns;
-    c->t_sent = now_ns();
+    c->t_sent = bench_now_ns();
     c->st = C_BUSY;
     w->res.sent++;
     w->inflight++;
@@ -409,20 +334,45 @@ conn_ready(struct bconn *c)
     if (w->open_loop) {
         if (!w->ending && w->bl_len > 0) {
             uint64_t t = w->backlog[w->bl_head];
-            w->bl_head = (w->bl_head + 1) % BACKLOG_CAP;
+            w->bl_head = (w->bl_head + 1) % BENCH_BACKLOG_CAP;
             w->bl_len--;
             conn_send(c, t);
             return;
         }
-        idle_push(c);
-        worker_check_done(w);
+        bench_idle_push(c);
+        bench_worker_check_done(w);
         return;
     }
-    if (take_budget(w)) {
-        conn_send(c, now_ns());
+    if (bench_take_budget(w)) {
+        /* --new-conn: the request's latency includes its connect and handshake */
+        conn_send(c, w->new_conn ? c->t_connect : bench_now_ns());
         return;
     }
-    worker_check_done(w);
+    bench_worker_check_done(w);
+}
+
+void
+bench_conn_usable(struct bconn *c)
+{
+    struct worker *w = c->w;
+
+    event_del(&c->tmo);
+    w->nconnecting--;
+    if (w->net->h2)
+        bench_h2_start(c);
+    else
+        conn_ready(c);
+}
+
+void
+bench_conn_recycle(struct bconn *c)
+{
+    struct worker *w = c->w;
+
+    bench_conn_close(c);
+    if (!w->ending)
+        bench_conn_connect(c);
+    bench_worker_check_done(w);
 }
 
 static void
@@ -430,20 +380,23 @@ open_loop_dispatch(struct worker *w, uint64_t intended)
 {
     struct bconn *c = idle_pop(w);
     if (c != NULL) {
-        conn_send(c, intended);
+        if (c->st == C_H2)
+            bench_h2_dispatch(c, intended);
+        else
+            conn_send(c, intended);
         return;
     }
-    if (w->bl_len == BACKLOG_CAP) {
+    if (w->bl_len == BENCH_BACKLOG_CAP) {
         w->res.dropped++;
         return;
     }
-    w->backlog[(w->bl_head + w->bl_len) % BACKLOG_CAP] = intended;
+    w->backlog[(w->bl_head + w->bl_len) % BENCH_BACKLOG_CAP] = intended;
     w->bl_len++;
     w->res.late++;
-    if (w->bl_len > w->nconnecting && w->nopen < w->nconns_max) {
+    if (w->bl_len > w->nconnecting * w->net->streams && w->nopen < w->nconns_max) {
         for (unsigned i = 0; i < w->nconns_max; i++) {
             if (w->conns[i].st == C_CLOSED) {
-                conn_connect(&w->conns[i]);
+                bench_conn_connect(&w->conns[i]);
                 break;
             }
         }
@@ -456,7 +409,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
     struct worker *w = arg;
     (void)fd;
     (void)what;
-    uint64_t now = now_ns();
+    uint64_t now = bench_now_ns();
     while (!w->ending && w->next_ns <= now) {
         if (w->limited) {
             if (w->remaining == 0)
@@ -467,7 +420,7 @@ tick_cb(evutil_socket_t fd, short what, void *arg)
         w->next_ns += w->interval_ns;
     }
     if (w->ending || (w->limited && w->remaining == 0)) {
-        worker_check_done(w); /* schedule exhausted: the backlog and in-flight finish */
+        bench_worker_check_done(w); /* schedule exhausted: the backlog and in-flight finish */
         return;
     }
     struct timeval tv = tv_of_ns(w->next_ns > now ? w->next_ns - now : 0);
@@ -498,7 +451,7 @@ static void
 conn_complete(struct bconn *c)
 {
     struct worker *w = c->w;
-    uint64_t now = now_ns();
+    uint64_t now = bench_now_ns();
     unsigned st = c->parser.status_code;
 
     event_del(&c->tmo);
@@ -511,11 +464,11 @@ conn_complete(struct bconn *c)
     atomic_store_explicit(&w->prog_resp, w->res.responses, memory_order_relaxed);
     if (st >= 400)
         atomic_fetch_add_explicit(&w->prog_fail, 1, memory_order_relaxed);
-    if (!c->keep_alive) {
-        conn_close(c);
+    if (!c->keep_alive || w->new_conn) {
+        bench_conn_close(c);
         if (!w->ending)
-            conn_connect(c);
-        worker_check_done(w);
+            bench_conn_connect(c);
+        bench_worker_check_done(w);
         return;
     }
     conn_ready(c);
@@ -533,23 +486,20 @@ conn_parse(struct bconn *c, const char *buf, size_t n)
         return;
     }
     if (e != HPE_OK)
-        conn_fail(c, BENCH_ERR_BAD_RESPONSE);
+        bench_conn_fail(c, BENCH_ERR_BAD_RESPONSE);
 }
 
-static void
-read_cb(evutil_socket_t fd, short what, void *arg)
+static inline void
+conn_on_read(struct bconn *c)
 {
-    struct bconn *c = conn_of(arg);
     struct worker *w = c->w;
-    (void)fd;
-    (void)what;
     ssize_t n = c->io->read(c, w->rbuf, sizeof(w->rbuf));
     if (n > 0) {
         if (c->st != C_BUSY) {
             /* bytes nobody asked for */
-            conn_close(c);
+            bench_conn_close(c);
             if (!w->ending)
-                conn_connect(c);
+                bench_conn_connect(c);
             return;
         }
         conn_parse(c, w->rbuf, (size_t)n);
@@ -568,69 +518,117 @@ read_cb(evutil_socket_t fd, short what, void *arg)
             conn_complete(c);
             return;
         }
-        conn_fail(c, BENCH_ERR_RESET);
+        bench_conn_fail(c, BENCH_ERR_RESET);
         return;
     }
     /* the server closed an idle keep-alive connection: open another, no error */
-    conn_close(c);
+    bench_conn_close(c);
     if (!w->ending)
-        conn_connect(c);
+        bench_conn_connect(c);
+}
+
+static void
+read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_on_read(bench_conn_of(arg));
+}
+
+/* HTTP/1.1 over TLS: the handshake first; then, as for plain, but OpenSSL may hold decrypted
+ * bytes that no socket event will announce. */
+static void
+tls_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct bconn *c = bench_conn_of(arg);
+    (void)fd;
+    (void)what;
+    if (c->st == C_HANDSHAKE) {
+        bench_tls_handshake(c);
+        return;
+    }
+    do {
+        conn_on_read(c);
+    } while (c->ssl != NULL && (c->st == C_BUSY || c->st == C_IDLE) && bench_tls_pending(c));
 }
 
 static void
 write_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct bconn *c = conn_of(arg);
-    struct worker *w = c->w;
+    struct bconn *c = bench_conn_of(arg);
     (void)what;
     if (c->st == C_CONNECTING) {
         int soerr = 0;
         socklen_t sl = sizeof(soerr);
         if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0 || soerr != 0) {
-            conn_fail(c, BENCH_ERR_CONNECT);
+            bench_conn_fail(c, BENCH_ERR_CONNECT);
             return;
         }
         event_del(&c->wr);
-        event_del(&c->tmo);
-        w->nconnecting--;
         event_add(&c->rd, NULL);
-        conn_ready(c);
+        if (c->io != &plain_io)
+            bench_tls_start(c);
+        else
+            bench_conn_usable(c);
         return;
     }
-    if (c->st == C_BUSY)
+    switch (c->st) {
+    case C_BUSY:
         conn_write(c);
-    else
+        break;
+    case C_HANDSHAKE:
+        bench_tls_handshake(c);
+        break;
+    case C_H2:
+        bench_h2_writable(c);
+        break;
+    default:
         event_del(&c->wr);
+    }
 }
 
 static void
 timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct bconn *c = conn_of(arg);
+    struct bconn *c = bench_conn_of(arg);
     (void)fd;
     (void)what;
     if (c->st == C_BACKOFF) {
         c->st = C_CLOSED;
         if (!c->w->ending)
-            conn_connect(c);
+            bench_conn_connect(c);
         else
-            worker_check_done(c->w);
+            bench_worker_check_done(c->w);
         return;
     }
-    conn_fail(c, c->st == C_CONNECTING ? BENCH_ERR_CONNECT : BENCH_ERR_TIMEOUT);
+    if (c->st == C_H2) {
+        bench_h2_timeout(c);
+        return;
+    }
+    if (c->st == C_HANDSHAKE) {
+        if (c->w->tls_err[0] == '\0')
+            snprintf(c->w->tls_err, sizeof(c->w->tls_err), "TLS handshake timed out");
+        bench_conn_fail(c, BENCH_ERR_TLS);
+        return;
+    }
+    bench_conn_fail(c, c->st == C_CONNECTING ? BENCH_ERR_CONNECT : BENCH_ERR_TIMEOUT);
 }
 
 /* ---- connection lifecycle ------------------------------------------------------------------ */
 
-static void
-conn_close(struct bconn *c)
+void
+bench_conn_close(struct bconn *c)
 {
     struct worker *w = c->w;
     event_del(&c->rd);
     event_del(&c->wr);
     event_del(&c->tmo);
-    if (c->st == C_CONNECTING)
+    if (c->st == C_CONNECTING || c->st == C_HANDSHAKE)
         w->nconnecting--;
+    if (c->h2 != NULL)
+        bench_h2_drop(c); /* callers that count lost requests did so first */
+    if (c->ssl != NULL)
+        bench_tls_close(c);
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
@@ -639,37 +637,44 @@ conn_close(struct bconn *c)
     c->st = C_CLOSED;
 }
 
-/* Counts e, closes, and reconnects after a pause (so a dead target is not hammered). */
-static void
-conn_fail(struct bconn *c, enum bench_err e)
+/* Counts e, closes, and reconnects after a pause when the connection could not be set up (so a
+ * dead target is not hammered). */
+void
+bench_conn_fail(struct bconn *c, enum bench_err e)
 {
     struct worker *w = c->w;
     bool busy = c->st == C_BUSY;
+    bool setup = e == BENCH_ERR_CONNECT || e == BENCH_ERR_TLS;
+    uint64_t lost = busy;
 
-    w->res.errors[e]++;
-    atomic_fetch_add_explicit(&w->prog_fail, 1, memory_order_relaxed);
-    conn_close(c);
+    if (c->st == C_H2)
+        lost = bench_h2_drop(c); /* every request in flight on it */
+    if (lost == 0)
+        lost = 1;
+    w->res.errors[e] += lost;
+    atomic_fetch_add_explicit(&w->prog_fail, lost, memory_order_relaxed);
+    bench_conn_close(c);
     if (busy) {
         w->inflight--;
-    } else if (e == BENCH_ERR_CONNECT && !w->open_loop) {
+    } else if (setup && !w->open_loop) {
         /* closed loop: a failed connect stands for the request it would have carried */
         if (w->limited && w->remaining > 0)
             w->remaining--;
     }
     if (!w->ending) {
-        struct timeval tv = {0, RECONNECT_MS * 1000};
-        if (e == BENCH_ERR_CONNECT) {
+        struct timeval tv = {0, BENCH_RECONNECT_MS * 1000};
+        if (setup) {
             c->st = C_BACKOFF;
             event_add(&c->tmo, &tv);
         } else {
-            conn_connect(c);
+            bench_conn_connect(c);
         }
     }
-    worker_check_done(w);
+    bench_worker_check_done(w);
 }
 
-static void
-conn_connect(struct bconn *c)
+void
+bench_conn_connect(struct bconn *c)
 {
     struct worker *w = c->w;
     int one = 1;
@@ -680,7 +685,7 @@ conn_connect(struct bconn *c)
     if (c->fd < 0) {
         w->res.errors[BENCH_ERR_CONNECT]++;
         c->st = C_BACKOFF;
-        struct timeval tv = {0, RECONNECT_MS * 1000};
+        struct timeval tv = {0, BENCH_RECONNECT_MS * 1000};
         event_add(&c->tmo, &tv);
         return;
     }
@@ -688,13 +693,14 @@ conn_connect(struct bconn *c)
     w->res.connects++;
     if (w->nopen > w->res.max_conns)
         w->res.max_conns = w->nopen;
+    c->t_connect = bench_now_ns();
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    event_assign(&c->rd, w->base, c->fd, EV_READ | EV_PERSIST, read_cb, c);
+    event_assign(&c->rd, w->base, c->fd, EV_READ | EV_PERSIST, w->read_fn, c);
     event_assign(&c->wr, w->base, c->fd, EV_WRITE | EV_PERSIST, write_cb, c);
     c->st = C_CONNECTING;
     w->nconnecting++;
     if (connect(c->fd, w->addr, w->alen) < 0 && errno != EINPROGRESS) {
-        conn_fail(c, BENCH_ERR_CONNECT);
+        bench_conn_fail(c, BENCH_ERR_CONNECT);
         return;
     }
     event_add(&c->wr, NULL);
@@ -709,9 +715,9 @@ worker_main(void *arg)
     struct worker *w = arg;
     const struct bench_cfg *cfg = w->cfg;
 
-    w->start_ns = now_ns();
+    w->start_ns = bench_now_ns();
     for (unsigned i = 0; i < w->nconns_init; i++)
-        conn_connect(&w->conns[i]);
+        bench_conn_connect(&w->conns[i]);
     if (cfg->duration_us > 0) {
         struct timeval tv = tv_of_ns(cfg->duration_us * 1000);
         event_add(&w->end, &tv);
@@ -728,7 +734,7 @@ worker_main(void *arg)
         struct bconn *c = &w->conns[i];
         if (c->st == C_BUSY)
             w->inflight--; /* interrupted */
-        conn_close(c);
+        bench_conn_close(c);
     }
     event_del(&w->tick);
     event_del(&w->end);
@@ -741,8 +747,7 @@ worker_main(void *arg)
 
 static int
 worker_init(struct worker *w, unsigned idx, unsigned nthreads, const struct bench_cfg *cfg,
-            const struct bench_workload *wl, const struct bench_target *t,
-            const struct addrinfo *ai)
+            const struct bench_workload *wl, const struct bench_net *net)
 {
     struct event_config *ec = NULL;
     int rc = -1;
@@ -750,10 +755,14 @@ worker_init(struct worker *w, unsigned idx, unsigned nthreads, const struct benc
     w->idx = idx;
     w->cfg = cfg;
     w->wl = wl;
-    w->t = t;
-    w->addr = ai->ai_addr;
-    w->alen = ai->ai_addrlen;
+    w->t = net->t;
+    w->net = net;
+    w->addr = net->addr;
+    w->alen = net->alen;
     w->open_loop = cfg->rate > 0;
+    w->new_conn = net->new_conn;
+    w->timeout_ns = cfg->timeout_us * 1000;
+    w->read_fn = net->h2 ? bench_h2_read_cb : net->ssl_ctx != NULL ? tls_read_cb : read_cb;
     bench_result_init(&w->res);
     bench_rng_seed(&w->rng, cfg->seed * 0x9e3779b97f4a7c15ULL + idx);
     unsigned share = cfg->connections / nthreads + (idx < cfg->connections % nthreads);
@@ -778,14 +787,19 @@ worker_init(struct worker *w, unsigned idx, unsigned nthreads, const struct benc
         goto out;
     struct timeval tmo = tv_of_ns(cfg->timeout_us * 1000);
     w->tv_timeout = event_base_init_common_timeout(w->base, &tmo);
+    if (net->h2) {
+        w->h2_cbs = bench_h2_callbacks_new();
+        if (w->h2_cbs == NULL)
+            goto out;
+    }
     w->conns = calloc(w->nconns_max, sizeof(*w->conns));
     if (w->conns == NULL)
         goto out;
     for (unsigned i = 0; i < w->nconns_max; i++) {
         struct bconn *c = &w->conns[i];
-        c->magic = CONN_MAGIC;
+        c->magic = BENCH_CONN_MAGIC;
         c->w = w;
-        c->io = &plain_io;
+        c->io = net->ssl_ctx != NULL ? &bench_tls_io : &plain_io;
         c->fd = -1;
         c->st = C_CLOSED;
         /* assigned once so that event_del is always legal; re-assigned with the fd */
@@ -797,7 +811,7 @@ worker_init(struct worker *w, unsigned idx, unsigned nthreads, const struct benc
     event_assign(&w->end, w->base, -1, 0, end_cb, w);
     event_assign(&w->poll, w->base, -1, EV_PERSIST, poll_cb, w);
     if (w->open_loop) {
-        w->backlog = malloc(BACKLOG_CAP * sizeof(*w->backlog));
+        w->backlog = malloc(BENCH_BACKLOG_CAP * sizeof(*w->backlog));
         if (w->backlog == NULL)
             goto out;
         double per = cfg->rate / nthreads;
@@ -805,7 +819,7 @@ worker_init(struct worker *w, unsigned idx, unsigned nthreads, const struct benc
         if (w->interval_ns == 0)
             w->interval_ns = 1;
         /* spread the threads' schedules over one interval */
-        w->next_ns = now_ns() + w->interval_ns * idx / nthreads;
+        w->next_ns = bench_now_ns() + w->interval_ns * idx / nthreads;
     }
     rc = 0;
 out:
@@ -820,11 +834,15 @@ worker_fini(struct worker *w)
     if (w->conns != NULL) {
         for (unsigned i = 0; i < w->nconns_max; i++) {
             event_del(&w->conns[i].tmo);
-            w->conns[i].magic = CONN_DEAD;
+            bench_h2_free(&w->conns[i]);
+            w->conns[i].magic = BENCH_CONN_DEAD;
         }
     }
     free(w->conns);
     w->conns = NULL;
+    bench_h2_callbacks_free(w->h2_cbs);
+    w->h2_cbs = NULL;
+    bench_tls_sessions_free(w);
     free(w->backlog);
     w->backlog = NULL;
     if (w->base != NULL)
@@ -848,22 +866,73 @@ progress_line(const struct bench_cfg *cfg, struct worker *ws, unsigned n, double
     *last = resp;
 }
 
+static bool
+is_ip_literal(const char *host)
+{
+    unsigned char a[16];
+    return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
+/* The run-wide, read-only part: protocol, TLS context, HTTP/2 request fields. */
+static int
+net_init(struct bench_net *net, const struct bench_cfg *cfg, const struct bench_workload *wl,
+         const struct bench_target *t, struct bench_result *res, char *err, size_t errlen)
+{
+    bool tls = t->scheme == BENCH_HTTPS;
+
+    if (cfg->proto == BENCH_PROTO_H2 && !tls) {
+        snprintf(err, errlen, "%s: --h2 is HTTP/2 over TLS and needs an https:// URL (--h2c "
+                 "for HTTP/2 over plain http)", t->base);
+        return -1;
+    }
+    if (cfg->proto == BENCH_PROTO_H2C && tls) {
+        snprintf(err, errlen, "%s: --h2c is HTTP/2 over plain TCP and needs an http:// URL "
+                 "(--h2 for https)", t->base);
+        return -1;
+    }
+    net->t = t;
+    net->h2 = cfg->proto != BENCH_PROTO_H1;
+    net->new_conn = cfg->new_conn;
+    net->streams = net->h2 && cfg->streams > 0 ? cfg->streams : 1;
+    net->ip_host = is_ip_literal(t->host);
+    snprintf(res->protocol, sizeof(res->protocol), "%s",
+             !net->h2 ? "http/1.1" : tls ? "h2" : "h2c");
+    if (net->h2) {
+        struct bench_field host = {NULL, 0, NULL, 0};
+        int nf = bench_h2_fields(wl->extra_headers, wl->extra_len, net->names, sizeof(net->names),
+                                 net->fields, BENCH_FIELDS_MAX, &host);
+        if (nf < 0) {
+            snprintf(err, errlen, "--header: at most %d fields, names up to 4 KiB in all, for "
+                     "HTTP/2", BENCH_FIELDS_MAX);
+            return -1;
+        }
+        net->nfields = (size_t)nf;
+        net->scheme = tls ? "https" : "http";
+        net->authority = host.value != NULL ? host.value : t->hostport;
+        net->authority_len = host.value != NULL ? host.valuelen : strlen(t->hostport);
+    }
+    if (tls) {
+        net->ssl_ctx = bench_tls_ctx_new(cfg, t, net->ip_host, err, errlen);
+        if (net->ssl_ctx == NULL)
+            return -1;
+    }
+    return 0;
+}
+
 int
 bench_run(const struct bench_cfg *cfg, const struct bench_workload *wl,
           const struct bench_target *t, struct bench_result *res, char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     struct addrinfo *ai = NULL;
+    const struct addrinfo *use;
+    struct bench_net *net = NULL;
     struct worker *ws = NULL;
     unsigned n = cfg->threads ? cfg->threads : 1;
     uint64_t t0 = 0;
     int rc = -1;
 
     bench_result_init(res);
-    if (t->scheme != BENCH_HTTP) {
-        snprintf(err, errlen, "%s: https is not supported yet (plain http only)", t->base);
-        return -1;
-    }
     if (cfg->rate <= 0 && cfg->connections < n)
         n = cfg->connections; /* every thread needs a connection */
     if (cfg->rate > 0 && cfg->max_connections < n)
@@ -872,23 +941,36 @@ bench_run(const struct bench_cfg *cfg, const struct bench_workload *wl,
         snprintf(err, errlen, "no connections");
         return -1;
     }
+    net = calloc(1, sizeof(*net));
+    if (net == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (net_init(net, cfg, wl, t, res, err, errlen) < 0)
+        goto out;
     int gai = getaddrinfo(t->host, t->port, &hints, &ai);
     if (gai != 0) {
         snprintf(err, errlen, "%s: %s", t->host, gai_strerror(gai));
-        return -1;
+        goto out;
     }
+    use = ai;
+    if ((net->ssl_ctx != NULL || net->h2) &&
+        bench_probe(cfg, t, net->ssl_ctx, net->ip_host, ai, &use, res, err, errlen) < 0)
+        goto out;
+    net->addr = use->ai_addr;
+    net->alen = use->ai_addrlen;
     ws = calloc(n, sizeof(*ws));
     if (ws == NULL) {
         snprintf(err, errlen, "out of memory");
         goto out;
     }
     for (unsigned i = 0; i < n; i++) {
-        if (worker_init(&ws[i], i, n, cfg, wl, t, ai) < 0) {
+        if (worker_init(&ws[i], i, n, cfg, wl, net) < 0) {
             snprintf(err, errlen, "cannot set up thread %u (event base or memory)", i);
             goto out;
         }
     }
-    t0 = now_ns();
+    t0 = bench_now_ns();
     for (unsigned i = 0; i < n; i++) {
         if (pthread_create(&ws[i].th, NULL, worker_main, &ws[i]) != 0) {
             snprintf(err, errlen, "cannot start thread %u", i);
@@ -908,7 +990,7 @@ bench_run(const struct bench_cfg *cfg, const struct bench_workload *wl,
         if (all)
             break;
         poll(NULL, 0, 50);
-        uint64_t now = now_ns();
+        uint64_t now = bench_now_ns();
         if (show && now >= next_print) {
             double secs = (double)(now - t0) / 1e9;
             if (cfg->duration_us > 0 || secs > 3.0) {
@@ -929,26 +1011,37 @@ bench_run(const struct bench_cfg *cfg, const struct bench_workload *wl,
 out:
     if (ws != NULL) {
         uint64_t t_end, conns = 0;
+        const char *tls_err = NULL;
         for (unsigned i = 0; i < n; i++) {
             if (ws[i].started)
                 pthread_join(ws[i].th, NULL);
         }
-        t_end = now_ns();
+        t_end = bench_now_ns();
         for (unsigned i = 0; i < n; i++) {
             if (rc == 0) {
                 bench_result_merge(res, &ws[i].res);
                 conns += ws[i].res.max_conns;
+                if (tls_err == NULL && ws[i].tls_err[0] != '\0')
+                    tls_err = ws[i].tls_err;
             }
-            worker_fini(&ws[i]);
         }
         if (rc == 0) {
             res->elapsed_s = (double)(t_end - t0) / 1e9;
             res->max_conns = conns;
+            if (res->errors[BENCH_ERR_TLS] > 0)
+                fprintf(stderr, "edge-bench: %s: %llu TLS handshakes failed, the first: %s\n",
+                        t->base, (unsigned long long)res->errors[BENCH_ERR_TLS],
+                        tls_err != NULL ? tls_err : "?");
         }
+        for (unsigned i = 0; i < n; i++)
+            worker_fini(&ws[i]);
     }
     free(ws);
     if (ai != NULL)
         freeaddrinfo(ai);
+    if (net != NULL)
+        bench_tls_ctx_free(net->ssl_ctx);
+    free(net);
     return rc;
 }
 

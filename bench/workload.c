@@ -307,6 +307,36 @@ put_u64(struct wbuf *b, uint64_t v)
     put(b, tmp + i, sizeof(tmp) - i);
 }
 
+/* The path (and query) of the next request, drawn from w with r. */
+static inline void
+put_target(struct wbuf *b, const struct bench_workload *w, struct bench_rng *r)
+{
+    switch (w->kind) {
+    case BENCH_SRC_ONE:
+        puts_(b, w->one);
+        break;
+    case BENCH_SRC_LIST:
+        puts_(b, w->list[w->nlist == 1 ? 0 : bench_rng_below(r, w->nlist)]);
+        break;
+    case BENCH_SRC_ZIPF:
+        puts_(b, w->tmpl_pre);
+        put_u64(b, bench_zipf_sample(w->zipf, r));
+        puts_(b, w->tmpl_post);
+        break;
+    }
+}
+
+size_t
+bench_request_target(const struct bench_workload *w, struct bench_rng *r, char *buf, size_t cap,
+                     enum bench_method *method)
+{
+    struct wbuf b = {buf, 0, cap, false};
+
+    *method = bench_mix_pick(&w->mix, r); /* the method first, as bench_request_build does */
+    put_target(&b, w, r);
+    return b.over ? 0 : b.len;
+}
+
 size_t
 bench_request_build(const struct bench_workload *w, const struct bench_target *t,
                     struct bench_rng *r, char *buf, size_t cap, enum bench_method *method)
@@ -316,19 +346,7 @@ bench_request_build(const struct bench_workload *w, const struct bench_target *t
 
     puts_(&b, method_names[m]);
     put(&b, " ", 1);
-    switch (w->kind) {
-    case BENCH_SRC_ONE:
-        puts_(&b, w->one);
-        break;
-    case BENCH_SRC_LIST:
-        puts_(&b, w->list[w->nlist == 1 ? 0 : bench_rng_below(r, w->nlist)]);
-        break;
-    case BENCH_SRC_ZIPF:
-        puts_(&b, w->tmpl_pre);
-        put_u64(&b, bench_zipf_sample(w->zipf, r));
-        puts_(&b, w->tmpl_post);
-        break;
-    }
+    put_target(&b, w, r);
     puts_(&b, " HTTP/1.1\r\nHost: ");
     puts_(&b, t->hostport);
     puts_(&b, "\r\nUser-Agent: edge-bench\r\n");
@@ -417,7 +435,8 @@ bench_cache_status_parse(const char *v, size_t len)
 
 /* ---- results ------------------------------------------------------------------------------ */
 
-static const char *const err_names[BENCH_ERRS] = {"connect", "timeout", "reset", "bad_response"};
+static const char *const err_names[BENCH_ERRS] = {"connect", "timeout", "reset", "bad_response",
+                                                  "tls"};
 
 const char *
 bench_err_name(enum bench_err e)
@@ -451,6 +470,12 @@ bench_result_merge(struct bench_result *dst, const struct bench_result *src)
     dst->connects += src->connects;
     if (src->max_conns > dst->max_conns)
         dst->max_conns = src->max_conns;
+    dst->tls_handshakes += src->tls_handshakes;
+    dst->tls_resumed += src->tls_resumed;
+    if (dst->protocol[0] == '\0')
+        memcpy(dst->protocol, src->protocol, sizeof(dst->protocol));
+    if (dst->tls_version[0] == '\0')
+        memcpy(dst->tls_version, src->tls_version, sizeof(dst->tls_version));
     dst->elapsed_s += src->elapsed_s;
     if (src->origin_requests >= 0)
         dst->origin_requests =
