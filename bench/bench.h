@@ -253,6 +253,7 @@ int bench_run(const struct bench_cfg *cfg, const struct bench_workload *w,
               const struct bench_target *t, struct bench_result *res, char *err, size_t errlen);
 /* Asks running bench_run calls to stop early (async-signal-safe). */
 void bench_run_interrupt(void);
+bool bench_run_interrupted(void); /* Ctrl-C came: no further phase starts */
 
 /* GET url (a /_stats URL); returns its top-level "requests", or -1. Blocking, 2 s timeout. */
 int64_t bench_origin_requests(const char *url);

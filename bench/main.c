@@ -213,8 +213,17 @@ main(int argc, char **argv)
     uint64_t edge_sent = 0;
     int64_t edge_origin = 0;
     for (unsigned p = 0; p < rep.nphases; p++) {
-        for (unsigned s = 0; s < rep.nsides; s++) {
+        if (p > 0 && bench_run_interrupted()) {
+            rep.nphases = p; /* Ctrl-C: report the phases that ran, start no other */
+            break;
+        }
+        bool cut = false;
+        for (unsigned s = 0; s < rep.nsides && !cut; s++) {
             struct bench_result *res = &rep.phase[s][p];
+            if (s > 0 && p > 0 && bench_run_interrupted()) {
+                cut = true; /* a half phase would compare unlike runs: drop it */
+                break;
+            }
             struct bench_cfg cfg = o.cfg;
             /* each phase draws a new sequence (both sides of a phase the same
              * one): a later phase must not replay an earlier one, or the hit
@@ -236,6 +245,13 @@ main(int argc, char **argv)
                 res->origin_requests = -1;
                 stats_ok = false;
             }
+        }
+        if (cut || (p > 0 && bench_run_interrupted())) {
+            rep.nphases = p; /* Ctrl-C during this phase: report the whole ones before it */
+            break;
+        }
+        for (unsigned s = 0; s < rep.nsides; s++) {
+            struct bench_result *res = &rep.phase[s][p];
             if (s == 1) {
                 edge_sent += res->sent;
                 edge_origin += res->origin_requests;

@@ -52,6 +52,12 @@ bench_run_interrupt(void)
     atomic_store(&interrupted, true);
 }
 
+bool
+bench_run_interrupted(void)
+{
+    return atomic_load(&interrupted);
+}
+
 static struct timeval
 tv_of_ns(uint64_t ns)
 {
