@@ -836,6 +836,8 @@ on_body(llhttp_t *p, const char *at, size_t len)
     struct proxy_req *r = c->req;
     uint64_t max_body;
 
+    if (r == NULL)
+        return HPE_PAUSED; /* answered and freed from on_headers_complete: closing */
     r->body_bytes += len;
     max_body = (r->route && r->route->max_body_size) ? r->route->max_body_size
                                                       : limits(c)->max_body_size;
@@ -862,6 +864,8 @@ on_message_complete(llhttp_t *p)
     struct proxy_conn *c = p->data;
     struct proxy_req *r = c->req;
 
+    if (r == NULL)
+        return HPE_PAUSED; /* answered and freed from on_headers_complete: closing */
     r->body_done = true;
     conn_timeouts(c, false);
     if (r->body != NULL && !r->resp_done) {
