@@ -146,17 +146,22 @@ $(BUILD)/tests/integration/%: $(call obj,tests/integration/%.c) $(call obj,$(HAR
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $^ $(LIBS) -lcmocka -lcurl -o $@
 
-test: all
+# The demo's TLS files (conf/edge.conf and conf/examples/ name them), made offline.
+DEMO_CERT := var/tls/localhost.crt
+$(DEMO_CERT): | $(DEPS_STAMP)
+	@sh scripts/demo-cert.sh var/tls
+
+test: all $(DEMO_CERT)
 	@BUILD=$(BUILD) sh tests/run.sh $(BUILD)
 
 unit: $(UNIT_BIN)
 	@BUILD=$(BUILD) sh tests/run.sh $(BUILD) unit
 
-integration: all
+integration: all $(DEMO_CERT)
 	@BUILD=$(BUILD) sh tests/run.sh $(BUILD) integration
 
 # ---- demo ---------------------------------------------------------------------
-run: all
+run: all $(DEMO_CERT)
 	@bash scripts/run.sh $(BUILD)
 
 # ---- fuzzing (clang libFuzzer + ASan/UBSan) -------------------------------------

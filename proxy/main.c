@@ -15,6 +15,7 @@
 #include "conf/conf.h"
 #include "proxy/internal.h"
 #include "proxy/log.h"
+#include "tls/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -261,6 +262,10 @@ main(int argc, char **argv)
     }
     if (cache_conf_register() < 0) {
         fprintf(stderr, "edge: cannot register the cache directives\n");
+        return 1;
+    }
+    if (tls_conf_register() < 0) {
+        fprintf(stderr, "edge: cannot register the tls directives\n");
         return 1;
     }
     conf = conf_load(path, &err);

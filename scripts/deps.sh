@@ -5,7 +5,7 @@
 set -e
 PKGS="gcc make pkg-config clang libevent-dev libssl-dev libc-ares-dev libhiredis-dev \
 libnghttp2-dev node-llhttp libcmocka-dev libcurl4-openssl-dev libjansson-dev libpcre2-dev \
-redis-server curl dnsmasq-base procps $*"
+redis-server curl dnsmasq-base procps openssl $*"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"
