@@ -42,6 +42,7 @@ DEPS_STAMP := build/.deps-ok
 CONF_SRC := $(wildcard conf/*.c)
 PROXY_SRC := $(filter-out proxy/main.c,$(wildcard proxy/*.c))
 CACHE_SRC := $(wildcard cache/*.c)
+TLS_SRC := $(wildcard tls/*.c)
 COMPUTE_SRC := $(wildcard compute/*.c)
 OSIM_SRC := $(wildcard origin-sim/*.c)
 FN_SRC := $(wildcard compute/functions/*.c)
@@ -52,10 +53,11 @@ obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 LIB_CONF := $(BUILD)/lib/libconf.a
 LIB_PROXY := $(BUILD)/lib/libproxy.a
 LIB_CACHE := $(BUILD)/lib/libcache.a
+LIB_TLS := $(BUILD)/lib/libtls.a
 LIB_COMPUTE := $(BUILD)/lib/libcompute.a
 LIB_LLHTTP := $(BUILD)/lib/libllhttp.a
 # link order: users before what they use
-EDGE_LIBS := $(LIB_PROXY) $(LIB_CACHE) $(LIB_COMPUTE) $(LIB_CONF) $(LIB_LLHTTP)
+EDGE_LIBS := $(LIB_PROXY) $(LIB_TLS) $(LIB_CACHE) $(LIB_COMPUTE) $(LIB_CONF) $(LIB_LLHTTP)
 
 UNIT_SRC := $(wildcard tests/unit/*_test.c)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRC))
@@ -91,6 +93,7 @@ $(LIB_LLHTTP): $(patsubst $(LLHTTP_DIR)/%.c,$(BUILD)/obj/llhttp/%.o,$(LLHTTP_SRC
 $(LIB_CONF): $(call obj,$(CONF_SRC))
 $(LIB_PROXY): $(call obj,$(PROXY_SRC))
 $(LIB_CACHE): $(call obj,$(CACHE_SRC))
+$(LIB_TLS): $(call obj,$(TLS_SRC))
 $(LIB_COMPUTE): $(call obj,$(COMPUTE_SRC))
 $(BUILD)/lib/%.a:
 	@mkdir -p $(dir $@)
@@ -101,7 +104,7 @@ $(BUILD)/obj/empty.o: | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	echo 'typedef int edge_empty_unit;' | $(CC) -x c -c - -o $@
 
-$(BUILD)/lib/libcache.a $(BUILD)/lib/libcompute.a $(BUILD)/lib/libproxy.a: | $(BUILD)/obj/empty.o
+$(BUILD)/lib/libcache.a $(BUILD)/lib/libcompute.a $(BUILD)/lib/libproxy.a $(BUILD)/lib/libtls.a: | $(BUILD)/obj/empty.o
 
 $(BUILD)/edge: $(call obj,proxy/main.c) $(EDGE_LIBS)
 	$(CC) $(ALL_LDFLAGS) -rdynamic $^ $(LIBS) -o $@
@@ -127,9 +130,10 @@ $(BUILD)/functions/%.so: compute/functions/%.c compute/edgefn.h | $(DEPS_STAMP)
 # A test links the libraries of the module its name starts with, so one
 # module's tests build while another module is half-written.
 mod_libs = $(strip $(if $(filter cache%,$(1)),$(LIB_CACHE) $(LIB_CONF),\
+	$(if $(filter tls%,$(1)),$(LIB_TLS) $(LIB_CONF),\
 	$(if $(filter compute% kv% fn%,$(1)),$(LIB_COMPUTE) $(LIB_CONF),\
 	$(if $(filter conf%,$(1)),$(LIB_CONF),\
-	$(if $(filter bench%,$(1)),$(BENCH_LIB) $(call obj,conf/value.c),$(EDGE_LIBS))))))
+	$(if $(filter bench%,$(1)),$(BENCH_LIB) $(call obj,conf/value.c),$(EDGE_LIBS)))))))
 
 .SECONDEXPANSION:
 $(BUILD)/tests/unit/%: $(call obj,tests/unit/%.c) $$(call mod_libs,$$*) $(LIB_LLHTTP)
@@ -142,17 +146,22 @@ $(BUILD)/tests/integration/%: $(call obj,tests/integration/%.c) $(call obj,$(HAR
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_LDFLAGS) $^ $(LIBS) -lcmocka -lcurl -o $@
 
-test: all
+# The demo's TLS files (conf/edge.conf and conf/examples/ name them), made offline.
+DEMO_CERT := var/tls/localhost.crt
+$(DEMO_CERT): | $(DEPS_STAMP)
+	@sh scripts/demo-cert.sh var/tls
+
+test: all $(DEMO_CERT)
 	@BUILD=$(BUILD) sh tests/run.sh $(BUILD)
 
 unit: $(UNIT_BIN)
 	@BUILD=$(BUILD) sh tests/run.sh $(BUILD) unit
 
-integration: all
+integration: all $(DEMO_CERT)
 	@BUILD=$(BUILD) sh tests/run.sh $(BUILD) integration
 
 # ---- demo ---------------------------------------------------------------------
-run: all
+run: all $(DEMO_CERT)
 	@bash scripts/run.sh $(BUILD)
 
 # ---- fuzzing (clang libFuzzer + ASan/UBSan) -------------------------------------
@@ -162,7 +171,7 @@ FUZZ_SRC := $(wildcard tests/fuzz/*_fuzz.c)
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
 FUZZ_FLAGS := -std=c11 -g -O1 -D_GNU_SOURCE -pthread -I. -I$(LLHTTP_INC) \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined $(WARN)
-FUZZ_LIB_SRC := $(CONF_SRC) $(CACHE_SRC) $(COMPUTE_SRC) $(filter-out proxy/main.c,$(PROXY_SRC)) $(LLHTTP_SRC)
+FUZZ_LIB_SRC := $(CONF_SRC) $(CACHE_SRC) $(COMPUTE_SRC) $(TLS_SRC) $(filter-out proxy/main.c,$(PROXY_SRC)) $(LLHTTP_SRC)
 
 FUZZ_LLHTTP_OBJ := $(patsubst $(LLHTTP_DIR)/%.c,$(FUZZ_BUILD)/llhttp/%.o,$(LLHTTP_SRC))
 fuzz-build: $(FUZZ_BIN)

@@ -529,7 +529,8 @@ start_background_fetch(struct proxy_req *r, bool revalidate)
     evbuffer_add_printf(b, "Connection: close\r\n\r\n");
     len = evbuffer_get_length(b);
     text = (char *)evbuffer_pullup(b, -1);
-    if (text == NULL || proxy_internal_request(r->c->w, text, len, refresh_done, rf) < 0)
+    if (text == NULL ||
+        proxy_internal_request(r->c->w, text, len, r->c->https, refresh_done, rf) < 0)
         goto fail;
     evbuffer_free(b);
     STAT_INC(r->c->w, cache_bg_refreshes);
@@ -621,7 +622,7 @@ proxy_cache_request(struct proxy_req *r)
     nh = req_views(r, &hv);
     if (hv == NULL && nh > 0)
         return 0;
-    parts.scheme = (struct cache_str){"http", 4};
+    parts.scheme = (struct cache_str){proxy_conn_scheme(r->c), strlen(proxy_conn_scheme(r->c))};
     parts.host = (struct cache_str){r->authority, strlen(r->authority)};
     parts.path = (struct cache_str){r->path, r->path_len};
     parts.query = (struct cache_str){r->query, r->query ? r->query_len : 0};
@@ -676,12 +677,15 @@ static bool
 same_host_key(struct proxy_req *r, const char *v, size_t n, char *key, size_t cap, size_t *klen)
 {
     struct cache_key_parts parts;
-    const char *path = v, *q;
-    size_t plen = n;
+    const char *path = v, *q, *scheme = proxy_conn_scheme(r->c);
+    size_t plen = n, sl = n > 8 && strncasecmp(v, "https://", 8) == 0  ? 8
+                          : n > 7 && strncasecmp(v, "http://", 7) == 0 ? 7
+                                                                       : 0;
 
-    if (n > 7 && strncasecmp(v, "http://", 7) == 0) {
-        const char *a = v + 7, *slash = memchr(a, '/', n - 7);
-        size_t alen = slash ? (size_t)(slash - a) : n - 7;
+    if (sl > 0) {
+        const char *a = v + sl, *slash = memchr(a, '/', n - sl);
+        size_t alen = slash ? (size_t)(slash - a) : n - sl;
+        scheme = sl == 8 ? "https" : "http";
         if (alen != strlen(r->authority) || strncasecmp(a, r->authority, alen) != 0)
             return false;
         path = slash ? slash : "/";
@@ -690,7 +694,7 @@ same_host_key(struct proxy_req *r, const char *v, size_t n, char *key, size_t ca
         return false; /* another host, or a relative reference we do not resolve */
     }
     q = memchr(path, '?', plen);
-    parts.scheme = (struct cache_str){"http", 4};
+    parts.scheme = (struct cache_str){scheme, strlen(scheme)};
     parts.host = (struct cache_str){r->authority, strlen(r->authority)};
     parts.path = (struct cache_str){path, q ? (size_t)(q - path) : plen};
     parts.query = (struct cache_str){q ? q + 1 : NULL, q ? plen - (size_t)(q - path) - 1 : 0};

@@ -79,8 +79,13 @@ drain_wake(int fd)
 static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
-    (void)l;
-    proxy_conn_accept(arg, fd, sa, salen);
+    struct proxy_worker *w = arg;
+    unsigned flags = 0;
+
+    for (size_t i = 0; i < w->nlisteners; i++)
+        if (w->listeners[i] == l)
+            flags = w->listen_flags[i];
+    proxy_conn_accept(w, fd, sa, salen, flags);
 }
 
 static void
@@ -197,10 +202,15 @@ worker_init(struct proxy_engine *e, struct proxy_worker *w, unsigned id)
         return -1;
     w->nlisteners = e->fds->nlistens;
     w->listeners = calloc(w->nlisteners ? w->nlisteners : 1, sizeof(*w->listeners));
-    if (w->notify == NULL || w->listeners == NULL)
+    w->listen_flags = calloc(w->nlisteners ? w->nlisteners : 1, sizeof(*w->listen_flags));
+    if (w->notify == NULL || w->listeners == NULL || w->listen_flags == NULL)
         return -1;
     for (size_t i = 0; i < w->nlisteners; i++) {
         int fd = e->fds->fds[id * e->fds->nlistens + i];
+        /* what the listener is stays as at start, as its address does */
+        if (i < w->conf->nlistens)
+            w->listen_flags[i] = (w->conf->listens[i].tls ? PROXY_LISTEN_TLS : 0) |
+                                 (w->conf->listens[i].h2 ? PROXY_LISTEN_H2 : 0);
         w->listeners[i] = evconnlistener_new(w->base, accept_cb, w, LEV_OPT_CLOSE_ON_FREE, -1, fd);
         if (w->listeners[i] == NULL)
             return -1;
@@ -234,6 +244,7 @@ worker_fini(struct proxy_worker *w)
         worker_stop_listening(w);
         free(w->listeners);
     }
+    free(w->listen_flags);
     if (w->dns != NULL)
         proxy_dns_free(w->dns);
     if (w->notify != NULL)
@@ -252,7 +263,8 @@ listens_equal(const struct conf *a, const struct conf *b)
     if (a->nlistens != b->nlistens || a->workers != b->workers)
         return false;
     for (size_t i = 0; i < a->nlistens; i++)
-        if (strcmp(a->listens[i].addr.text, b->listens[i].addr.text) != 0)
+        if (strcmp(a->listens[i].addr.text, b->listens[i].addr.text) != 0 ||
+            a->listens[i].tls != b->listens[i].tls || a->listens[i].h2 != b->listens[i].h2)
             return false;
     if ((a->admin == NULL) != (b->admin == NULL))
         return false;

@@ -24,6 +24,7 @@
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/tcp.h>
 
@@ -111,7 +112,9 @@ proxy_bev_flush(struct bufferevent *bev)
     struct evbuffer *out = bufferevent_get_output(bev);
     int fd = bufferevent_getfd(bev);
 
-    if (fd < 0) { /* a pair (internal request): let the bufferevent move it */
+    if (fd < 0 || bufferevent_openssl_get_ssl(bev) != NULL) {
+        /* a pair (internal request), or TLS: only the bufferevent's own
+         * write path may move it (SSL_write makes the records; tls.c) */
         if (evbuffer_get_length(out) > 0)
             bufferevent_enable(bev, EV_WRITE);
         return 0;
@@ -153,10 +156,13 @@ static struct proxy_conn *conn_new(struct proxy_worker *w, struct bufferevent *b
                                    const char *peer);
 
 void
-proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int salen)
+proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int salen,
+                  unsigned listen_flags)
 {
     const struct conf_limits *lim = &w->conf->limits;
     struct bufferevent *bev;
+    struct proxy_tls *tls = NULL;
+    struct proxy_conn *c;
     char peer[64];
     int one = 1;
 
@@ -167,8 +173,10 @@ proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int
                                    "Content-Length: 28\r\nConnection: close\r\n\r\n"
                                    "503 too many connections\r\n\r\n";
         STAT_INC(w, conns_rejected);
-        ssize_t n = write(fd, busy, sizeof(busy) - 1);
-        (void)n;
+        if (!(listen_flags & PROXY_LISTEN_TLS)) { /* no plaintext answer on a TLS port */
+            ssize_t n = write(fd, busy, sizeof(busy) - 1);
+            (void)n;
+        }
         close(fd);
         return;
     }
@@ -179,12 +187,25 @@ proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int
     else
         snprintf(peer, sizeof(peer), "unix");
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    if (bev == NULL) {
-        close(fd);
+    if (listen_flags & PROXY_LISTEN_TLS) {
+        bev = proxy_tls_bev_new(w, fd, listen_flags, &tls); /* takes fd */
+        if (bev == NULL)
+            return;
+    } else {
+        bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        if (bev == NULL) {
+            close(fd);
+            return;
+        }
+    }
+    c = conn_new(w, bev, fd, peer);
+    if (c == NULL) {
+        proxy_tls_discard(tls);
         return;
     }
-    conn_new(w, bev, fd, peer);
+    c->tls = tls;
+    c->https = tls != NULL;
+    c->listen_flags = listen_flags;
 }
 
 /* A connection on bev (a socket, or one end of a pair for internal
@@ -281,12 +302,13 @@ internal_guard_cb(evutil_socket_t fd, short what, void *arg)
  * (routing, cache, origin): the background revalidation of
  * stale-while-revalidate. done(arg) is called once, when it is over. */
 int
-proxy_internal_request(struct proxy_worker *w, const char *text, size_t len,
+proxy_internal_request(struct proxy_worker *w, const char *text, size_t len, bool https,
                        void (*done)(void *arg), void *arg)
 {
     struct bufferevent *pair[2];
     struct internal_client *ic = calloc(1, sizeof(*ic));
     struct timeval tv = {.tv_sec = 300};
+    struct proxy_conn *c;
 
     if (ic == NULL)
         return -1;
@@ -298,13 +320,14 @@ proxy_internal_request(struct proxy_worker *w, const char *text, size_t len,
     ic->done = done;
     ic->arg = arg;
     ic->guard = evtimer_new(w->base, internal_guard_cb, ic);
-    if (ic->guard == NULL || conn_new(w, pair[0], -1, "internal") == NULL) {
+    if (ic->guard == NULL || (c = conn_new(w, pair[0], -1, "internal")) == NULL) {
         if (ic->guard != NULL)
             event_free(ic->guard);
         bufferevent_free(pair[1]);
         free(ic);
         return -1;
     }
+    c->https = https;
     event_add(ic->guard, &tv); /* the origin's timeouts end it long before */
     bufferevent_setcb(pair[1], internal_readcb, NULL, internal_eventcb, ic);
     bufferevent_enable(pair[1], EV_READ | EV_WRITE);
@@ -350,6 +373,7 @@ proxy_conn_free(struct proxy_conn *c)
     }
     if (c->tunnel != NULL)
         bufferevent_free(c->tunnel);
+    proxy_tls_conn_free(c);
     if (c->bev != NULL)
         bufferevent_free(c->bev);
     if (c->timer != NULL)
@@ -844,6 +868,8 @@ conn_dispatch(struct proxy_conn *c, struct proxy_req *r)
         proxy_resp_error(r, 404, "no site matches host '%s'", r->host);
         return;
     }
+    if (proxy_tls_check_site(r) < 0)
+        return; /* 421/403: client certificates */
     dlen = proxy_path_decode(r->path, r->path_len, decoded, sizeof(decoded));
     nlen = proxy_path_normalize(decoded, dlen, norm, sizeof(norm));
     if (nlen == 0) {
@@ -1128,6 +1154,8 @@ on_body(llhttp_t *p, const char *at, size_t len)
     struct proxy_req *r = c->req;
     uint64_t max_body;
 
+    if (r == NULL)
+        return HPE_PAUSED; /* answered and freed from on_headers_complete: closing */
     r->body_bytes += len;
     max_body = (r->route && r->route->max_body_size) ? r->route->max_body_size
                                                       : limits(c)->max_body_size;
@@ -1154,6 +1182,8 @@ on_message_complete(llhttp_t *p)
     struct proxy_conn *c = p->data;
     struct proxy_req *r = c->req;
 
+    if (r == NULL)
+        return HPE_PAUSED; /* answered and freed from on_headers_complete: closing */
     r->body_done = true;
     conn_timeouts(c, false);
     if (r->fx_body_wait) {
@@ -1484,6 +1514,8 @@ conn_eventcb(struct bufferevent *bev, short what, void *arg)
 
     (void)bev;
     CHECK_MAGIC(c, PROXY_CONN_MAGIC);
+    if (c->tls != NULL && proxy_tls_event(c, what))
+        return; /* handshake done */
     if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && r != NULL &&
         !r->resp_started) {
         conn_fail(c, 408, "client sent the body too slowly");

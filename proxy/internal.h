@@ -55,6 +55,9 @@ struct proxy_worker;
 
 /* ---- counters ---------------------------------------------------------------------- */
 
+#define PROXY_TLS_VERSIONS 3 /* TLSv1.2, TLSv1.3, other */
+#define PROXY_TLS_CIPHERS 12 /* tls.c's table, "other" last */
+
 /* Request duration buckets (seconds) for the Prometheus histogram. */
 #define PROXY_HIST_BUCKETS 14
 extern const double proxy_hist_bounds[PROXY_HIST_BUCKETS];
@@ -81,6 +84,10 @@ struct proxy_stats {
         cache_revalidated, cache_collapsed, cache_bg_refreshes;
     _Atomic uint64_t hist[PROXY_HIST_BUCKETS + 1]; /* last = +Inf */
     _Atomic uint64_t hist_sum_us;
+    /* tls.c: handshakes by version and cipher (indexes in its tables) */
+    _Atomic uint64_t tls_handshakes[PROXY_TLS_VERSIONS];
+    _Atomic uint64_t tls_ciphers[PROXY_TLS_CIPHERS];
+    _Atomic uint64_t tls_handshake_failures, tls_resumed;
 };
 
 #define STAT_ADD(w, field, n) atomic_fetch_add_explicit(&(w)->stats.field, (n), memory_order_relaxed)
@@ -264,6 +271,12 @@ struct proxy_req {
 
 enum proxy_conn_state { CONN_IDLE, CONN_HEAD, CONN_BUSY, CONN_TUNNEL, CONN_CLOSING };
 
+/* What a listener is (struct proxy_worker.listen_flags, as at start). */
+#define PROXY_LISTEN_TLS (1u << 0)
+#define PROXY_LISTEN_H2 (1u << 1)
+
+struct proxy_tls; /* tls.c */
+
 struct proxy_conn {
     uint32_t magic;
     struct proxy_worker *w;
@@ -288,6 +301,10 @@ struct proxy_conn {
     struct bufferevent *tunnel; /* CONN_TUNNEL: the upstream side */
     struct cache_hdr *hv; /* the request's headers as cache views (cachepath.c) */
     size_t nhv;
+    struct proxy_tls *tls; /* tls.c: the handshake and its results; NULL on plain connections */
+    bool https;            /* scheme of the requests: a TLS connection, or an internal
+                              request made for one (cache keys, X-Forwarded-Proto) */
+    unsigned listen_flags; /* PROXY_LISTEN_* of the listener that accepted it */
 };
 
 /* ---- upstream ------------------------------------------------------------------------ */
@@ -365,6 +382,7 @@ struct proxy_worker {
     struct event_base *base;
     struct conf *conf; /* the worker's reference to the current snapshot */
     struct evconnlistener **listeners;
+    unsigned *listen_flags; /* per listener: PROXY_LISTEN_* */
     size_t nlisteners;
     struct event *notify; /* on notify_fd, written by the main thread: conf swap, drain */
     int notify_fd;        /* eventfd */
@@ -416,7 +434,8 @@ int proxy_engine_run(const char *conf_path, struct conf *initial, struct proxy_l
 int proxy_engine_reload(struct proxy_engine *e, char *err, size_t errlen);
 
 /* http1.c — client side */
-void proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int salen);
+void proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int salen,
+                       unsigned listen_flags);
 void proxy_conn_drain(struct proxy_conn *c); /* close when idle */
 void proxy_conn_free(struct proxy_conn *c);
 int proxy_bev_flush(struct bufferevent *bev);
@@ -454,7 +473,8 @@ void proxy_collapse_worker_fini(struct proxy_worker *w);
 bool proxy_refresh_claim(struct proxy_engine *e, const char *key, size_t klen);
 void proxy_refresh_release(struct proxy_engine *e, const char *key, size_t klen);
 
-int proxy_internal_request(struct proxy_worker *w, const char *text, size_t len,
+/* https: the request is made for one that came over TLS (same cache key). */
+int proxy_internal_request(struct proxy_worker *w, const char *text, size_t len, bool https,
                            void (*done)(void *arg), void *arg);
 /* http1.c: ends the request if its response is complete (outside the parser) */
 void proxy_req_check_done(struct proxy_req *r);
@@ -539,6 +559,33 @@ size_t proxy_fn_quarantined_count(void);
 void proxy_fn_worker_conf(struct proxy_worker *w); /* after a conf swap (and at start) */
 void proxy_fn_worker_fini(struct proxy_worker *w);
 void proxy_fn_metrics(struct proxy_engine *e, struct evbuffer *out);
+
+/* tls.c — TLS to clients (the SSL_CTX set comes from tls/tls.h) */
+/* A bufferevent doing the server side of a handshake on fd, with the
+ * certificates of the worker's current conf. Takes fd (closed on failure);
+ * NULL when the connection cannot be served. */
+struct bufferevent *proxy_tls_bev_new(struct proxy_worker *w, int fd, unsigned listen_flags,
+                                      struct proxy_tls **out);
+void proxy_tls_discard(struct proxy_tls *t); /* a connection that never started */
+/* Before the bufferevent is freed: close_notify when clean, counters. */
+void proxy_tls_conn_free(struct proxy_conn *c);
+/* Events of a TLS connection's bufferevent: true when consumed (handshake done). */
+bool proxy_tls_event(struct proxy_conn *c, short what);
+/* After the site is known: 0 go on, -1 answered (421/403: the connection was
+ * not verified for this site's client certificates). */
+int proxy_tls_check_site(struct proxy_req *r);
+/* The verified client certificate subject for this request's site, or NULL
+ * (what X-Client-Cert-Subject carries; for edge functions too). */
+const char *proxy_tls_client_subject(const struct proxy_req *r);
+void proxy_tls_origin_headers(const struct proxy_req *r, struct proxy_hb *b);
+void proxy_tls_log_fields(const struct proxy_conn *c, struct evbuffer *b);
+void proxy_tls_metrics_render(struct proxy_engine *e, struct evbuffer *out);
+
+static inline const char *
+proxy_conn_scheme(const struct proxy_conn *c)
+{
+    return c->https ? "https" : "http";
+}
 
 /* accesslog.c / metrics.c */
 void proxy_access_log(struct proxy_req *r);

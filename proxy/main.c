@@ -16,6 +16,7 @@
 #include "conf/conf.h"
 #include "proxy/internal.h"
 #include "proxy/log.h"
+#include "tls/tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -267,6 +268,10 @@ main(int argc, char **argv)
     }
     if (cache_conf_register() < 0 || compute_conf_register() < 0) {
         fprintf(stderr, "edge: cannot register the cache and function directives\n");
+        return 1;
+    }
+    if (tls_conf_register() < 0) {
+        fprintf(stderr, "edge: cannot register the tls directives\n");
         return 1;
     }
     compute_set_host(&proxy_efn_host);

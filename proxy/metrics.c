@@ -158,6 +158,7 @@ proxy_metrics_render(struct proxy_engine *e, struct evbuffer *out)
         counter(out, "edge_cache_corrupt_total", "Stored files found corrupt and removed.",
                 cc.corrupt);
     }
+    proxy_tls_metrics_render(e, out);
     counter(out, "edge_reloads_total", "Successful configuration reloads.", e->reloads);
     counter(out, "edge_reload_failures_total", "Reloads refused because the new conf was bad.",
             e->reload_failures);
@@ -269,6 +270,7 @@ proxy_access_log(struct proxy_req *r)
                             r->upstream_addr);
     else
         evbuffer_add_printf(b, "\"upstream_ms\":null,\"upstream\":null,");
+    proxy_tls_log_fields(r->c, b);
     evbuffer_add_printf(b, "\"route\":");
     if (r->route != NULL) {
         evbuffer_add(b, "\"", 1);

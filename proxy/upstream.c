@@ -485,7 +485,7 @@ send_head(struct proxy_req *r, struct proxy_upconn *u)
         if (proxy_hdr_hop_by_hop(&h, &c->head) || proxy_hdr_is(&h, "host") ||
             proxy_hdr_is(&h, "expect") || proxy_hdr_is(&h, "content-length") ||
             proxy_hdr_is(&h, "x-request-id") || proxy_hdr_is(&h, "x-forwarded-proto") ||
-            proxy_hdr_is(&h, "x-forwarded-host"))
+            proxy_hdr_is(&h, "x-forwarded-host") || proxy_hdr_is(&h, "x-client-cert-subject"))
             continue;
         if (revalidating && (proxy_hdr_is(&h, "if-none-match") ||
                              proxy_hdr_is(&h, "if-modified-since")))
@@ -527,7 +527,11 @@ send_head(struct proxy_req *r, struct proxy_upconn *u)
         proxy_hb_add(b, &minor, 1);
         proxy_hb_lit(b, " edge\r\n");
     }
-    proxy_hb_lit(b, "X-Forwarded-Proto: http\r\n");
+    if (c->https)
+        proxy_hb_lit(b, "X-Forwarded-Proto: https\r\n");
+    else
+        proxy_hb_lit(b, "X-Forwarded-Proto: http\r\n");
+    proxy_tls_origin_headers(r, b); /* X-Client-Cert-Subject (the client's own was dropped) */
     if (r->authority[0] != '\0') {
         proxy_hb_lit(b, "X-Forwarded-Host: ");
         proxy_hb_str(b, r->authority);

@@ -3,14 +3,15 @@
 # edge with conf/edge.conf. Ctrl-C stops all three.
 # Usage: scripts/run.sh BUILD_DIR   (make run calls it)
 BUILD=${1:-build}
-EDGE_PORT=8080 ADMIN_PORT=9080 ORIGIN_PORT=9000 REDIS_PORT=6390
+EDGE_PORT=8080 TLS_PORT=8443 ADMIN_PORT=9080 ORIGIN_PORT=9000 REDIS_PORT=6390
 mkdir -p var/redis var/log
-for p in $EDGE_PORT $ADMIN_PORT $ORIGIN_PORT $REDIS_PORT; do
+for p in $EDGE_PORT $TLS_PORT $ADMIN_PORT $ORIGIN_PORT $REDIS_PORT; do
     if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
         echo "run: port $p is already in use (another 'make run'?); stop it first" >&2
         exit 1
     fi
 done 2>/dev/null
+sh scripts/demo-cert.sh var/tls || exit 1   # conf/edge.conf's certificate (offline)
 pids=""
 stop() {
     trap - INT TERM EXIT
@@ -36,12 +37,14 @@ cat <<MSG
 
 edge demo stack is up (logs in var/log/):
   edge        http://localhost:$EDGE_PORT    (conf/edge.conf)
+              https://localhost:$TLS_PORT   (certificate of the demo CA var/tls/ca.crt)
   admin       http://127.0.0.1:$ADMIN_PORT
   origin-sim  http://127.0.0.1:$ORIGIN_PORT  (40 ms +-10 ms latency)
   redis       127.0.0.1:$REDIS_PORT
 
 Try:
   curl -i http://localhost:$EDGE_PORT/hello                 answered at the edge
+  curl -i --cacert var/tls/ca.crt https://localhost:$TLS_PORT/hello    the same over TLS
   curl -s http://localhost:$EDGE_PORT/fn/hello              an edge function: a visit counter in Redis
   curl -i http://localhost:$EDGE_PORT/headers               401: auth_key wants an API key
   curl -X PUT -d alice http://127.0.0.1:$ADMIN_PORT/kv/auth_key:keys/demo-key

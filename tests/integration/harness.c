@@ -569,7 +569,7 @@ h_client_http_opts(struct h_client *cl, struct h_resp *r, const struct h_opts *o
                    const char *const *hdrs)
 {
     CURL *c = cl->curl;
-    struct curl_slist *list = NULL;
+    struct curl_slist *list = NULL, *resolve = NULL;
     struct xfer x = {.body = {.max = H_BODY_CAP}, .headers = {.max = H_HEADERS_CAP}, .o = o};
     long timeout = o != NULL && o->timeout_ms > 0 ? o->timeout_ms : 30000;
     CURLcode rc;
@@ -590,6 +590,24 @@ h_client_http_opts(struct h_client *cl, struct h_resp *r, const struct h_opts *o
                      o != NULL && o->http10 ? CURL_HTTP_VERSION_1_0 : CURL_HTTP_VERSION_1_1);
     if (o != NULL && o->path_as_is)
         curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+    if (o != NULL && o->resolve != NULL)
+        resolve = curl_slist_append(NULL, o->resolve);
+    curl_easy_setopt(c, CURLOPT_RESOLVE, resolve);
+    if (o != NULL && o->cainfo != NULL) {
+        curl_easy_setopt(c, CURLOPT_CAINFO, o->cainfo);
+        curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, o->no_verify_host ? 0L : 2L);
+    } else {
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    if (o != NULL && o->cert != NULL) {
+        curl_easy_setopt(c, CURLOPT_SSLCERT, o->cert);
+        curl_easy_setopt(c, CURLOPT_SSLKEY, o->key);
+    }
+    if (o != NULL && o->tls12)
+        curl_easy_setopt(c, CURLOPT_SSLVERSION, CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2);
+    curl_easy_setopt(c, CURLOPT_CERTINFO, 1L);
     if (strcmp(method, "HEAD") == 0) {
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     } else if (strcmp(method, "GET") == 0 && body == NULL) {
@@ -623,8 +641,19 @@ h_client_http_opts(struct h_client *cl, struct h_resp *r, const struct h_opts *o
                       : v == CURL_HTTP_VERSION_2_0 ? 20
                       : v == CURL_HTTP_VERSION_3   ? 30
                                                    : 0;
+    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &r->new_conns);
+    {
+        struct curl_certinfo *ci = NULL;
+        if (curl_easy_getinfo(c, CURLINFO_CERTINFO, &ci) == CURLE_OK && ci != NULL &&
+            ci->num_of_certs > 0)
+            for (struct curl_slist *e = ci->certinfo[0]; e != NULL; e = e->next)
+                if (strncmp(e->data, "Subject:", 8) == 0)
+                    snprintf(r->cert_subject, sizeof(r->cert_subject), "%s", e->data + 8);
+    }
     curl_slist_free_all(list);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(c, CURLOPT_RESOLVE, NULL);
+    curl_slist_free_all(resolve);
     r->curl_code = (int)rc;
     if (rc != CURLE_OK)
         snprintf(r->error, sizeof(r->error), "%s", curl_easy_strerror(rc));

@@ -87,6 +87,10 @@ struct h_resp {
     long http_version; /* 10, 11, 20, 30 */
     int curl_code;     /* CURLcode; 0 = OK */
     char error[256];   /* curl's message when curl_code != 0 */
+    /* https: the server certificate's subject ("CN = a.test"; "" when the
+     * connection was reused or is plain) and new connections made (0: reused) */
+    char cert_subject[256];
+    long new_conns;
 };
 
 /* Called with each piece of the body instead of storing it; returns 0 to go on,
@@ -99,6 +103,12 @@ struct h_opts {
     void *arg;
     bool http10;     /* speak HTTP/1.0 */
     bool path_as_is; /* send "/../" etc. unnormalised */
+    /* https:// URLs */
+    const char *cainfo;     /* verify the server against this CA file; NULL: no verification */
+    bool no_verify_host;    /* with cainfo: the name need not match (IP URLs, no SNI) */
+    const char *resolve;    /* "name:port:127.0.0.1" (CURLOPT_RESOLVE): names without DNS */
+    const char *cert, *key; /* client certificate and key (PEM files) */
+    bool tls12;             /* TLS 1.2 only */
 };
 
 /* One client = one curl easy handle = one connection reused (keep-alive)
