@@ -115,7 +115,10 @@ proxy_bev_flush(struct bufferevent *bev)
     if (fd < 0 || bufferevent_openssl_get_ssl(bev) != NULL) {
         /* a pair (internal request), or TLS: only the bufferevent's own
          * write path may move it (SSL_write makes the records; tls.c) */
-        if (evbuffer_get_length(out) > 0)
+        size_t len = evbuffer_get_length(out);
+        if (len > 0 && fd >= 0 && len <= PROXY_TLS_COALESCE)
+            evbuffer_pullup(out, -1); /* one SSL_write: one record, one send */
+        if (len > 0)
             bufferevent_enable(bev, EV_WRITE);
         return 0;
     }

@@ -37,6 +37,10 @@ struct proxy_dns_query;
 struct proxy_engine;
 struct proxy_worker;
 
+/* A TLS response up to this size is made one chunk before it is written:
+ * the OpenSSL bufferevent makes one record (and one send) per chunk. */
+#define PROXY_TLS_COALESCE 16000
+
 /* BUG_ON: always on; logs where and aborts. For impossible states only. */
 #define BUG_ON(cond)                                                                               \
     do {                                                                                           \
