@@ -162,7 +162,7 @@ proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int
 
     (void)salen;
     pthread_once(&settings_once, settings_init);
-    if (w->draining || w->nconns >= lim->max_connections) {
+    if (w->draining || w->nconns - w->ninternal >= lim->max_connections) {
         static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
                                    "Content-Length: 28\r\nConnection: close\r\n\r\n"
                                    "503 too many connections\r\n\r\n";
@@ -226,8 +226,12 @@ conn_new(struct proxy_worker *w, struct bufferevent *bev, int fd, const char *pe
     bufferevent_enable(c->bev, EV_READ);
     TAILQ_INSERT_TAIL(&w->conns, c, link);
     w->nconns++;
-    STAT_INC(w, conns_accepted);
-    STAT_INC(w, conns_active);
+    if (fd >= 0) {
+        STAT_INC(w, conns_accepted);
+        STAT_INC(w, conns_active);
+    } else {
+        w->ninternal++; /* a pair (h2 stream, refresh): not a client connection */
+    }
     c->state = CONN_IDLE;
     /* the first request gets the header timeout from the accept on */
     timer_arm(c->timer, lim->client_header_timeout_ms);
@@ -363,7 +367,10 @@ proxy_conn_free(struct proxy_conn *c)
         if (c->link.tqe_prev != NULL) {
             TAILQ_REMOVE(&w->conns, c, link);
             w->nconns--;
-            STAT_DEC(w, conns_active);
+            if (c->fd >= 0)
+                STAT_DEC(w, conns_active);
+            else
+                w->ninternal--;
             proxy_worker_conn_gone(w);
         }
     }
@@ -1249,7 +1256,8 @@ conn_feed(struct proxy_conn *c)
                 used = (size_t)(pos - (const char *)v.iov_base);
         }
         evbuffer_drain(in, used);
-        STAT_ADD(c->w, bytes_in, used);
+        if (c->fd >= 0) /* an internal connection's bytes were counted where they came in */
+            STAT_ADD(c->w, bytes_in, used);
         if (err == HPE_PAUSED) {
             c->parser_paused = true;
         } else if (err == HPE_PAUSED_UPGRADE) {

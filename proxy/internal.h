@@ -378,7 +378,8 @@ struct proxy_worker {
     struct kv_client *kv_old; /* replaced by a reload, freed when its last handle is */
     struct kv_stats kv_stats; /* what this worker's KV clients counted */
     TAILQ_HEAD(, proxy_conn) conns;
-    uint64_t nconns;
+    uint64_t nconns;    /* conns, internal ones included */
+    uint64_t ninternal; /* conns on a bufferevent pair (refreshes, h2 streams): not clients */
     TAILQ_HEAD(, proxy_srv) srvs;
     struct proxy_origin_rr *rr; /* conf->norigins entries, rebuilt on conf swap */
     struct conf *rr_conf;
