@@ -79,8 +79,14 @@ drain_wake(int fd)
 static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
-    (void)l;
-    proxy_conn_accept(arg, fd, sa, salen);
+    struct proxy_worker *w = arg;
+    const struct conf_listen *ls = NULL;
+
+    /* the listen line this socket was opened from (tls, h2) */
+    for (size_t i = 0; i < w->nlisteners && i < w->listen_conf->nlistens; i++)
+        if (w->listeners[i] == l)
+            ls = &w->listen_conf->listens[i];
+    proxy_conn_accept(w, ls, fd, sa, salen);
 }
 
 static void
@@ -146,6 +152,7 @@ worker_notify_cb(evutil_socket_t fd, short what, void *arg)
             tmp = TAILQ_NEXT(c, link);
             proxy_conn_drain(c);
         }
+        proxy_h2_worker_drain(w); /* h2: GOAWAY, in-flight streams finish */
         proxy_worker_conn_gone(w);
     }
 }
@@ -183,6 +190,7 @@ worker_init(struct proxy_engine *e, struct proxy_worker *w, unsigned id)
     if (w->base == NULL)
         return -1;
     w->conf = conf_ref(e->conf);
+    w->listen_conf = conf_ref(e->conf);
     w->dns = proxy_dns_new(w->base, &w->conf->resolver, err, sizeof(err));
     if (w->dns == NULL) {
         log_err("worker %u: resolver: %s", id, err);
@@ -219,6 +227,7 @@ worker_free_conns(struct proxy_worker *w)
 
     if (w->base == NULL)
         return;
+    proxy_h2_worker_free(w); /* h2 sessions first: they free their streams' conns */
     while ((c = TAILQ_FIRST(&w->conns)) != NULL)
         proxy_conn_free(c);
 }
@@ -242,6 +251,8 @@ worker_fini(struct proxy_worker *w)
         close(w->notify_fd);
     if (w->conf != NULL)
         conf_unref(w->conf);
+    if (w->listen_conf != NULL)
+        conf_unref(w->listen_conf);
     if (w->base != NULL)
         event_base_free(w->base);
 }

@@ -153,10 +153,12 @@ static struct proxy_conn *conn_new(struct proxy_worker *w, struct bufferevent *b
                                    const char *peer);
 
 void
-proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int salen)
+proxy_conn_accept(struct proxy_worker *w, const struct conf_listen *ls, int fd,
+                  const struct sockaddr *sa, int salen)
 {
     const struct conf_limits *lim = &w->conf->limits;
     struct bufferevent *bev;
+    struct proxy_conn *c;
     char peer[64];
     int one = 1;
 
@@ -184,7 +186,10 @@ proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int
         close(fd);
         return;
     }
-    conn_new(w, bev, fd, peer);
+    c = conn_new(w, bev, fd, peer);
+    /* h2: prior-knowledge h2c on a plain listener marked h2 (TLS ones use ALPN) */
+    if (c != NULL && ls != NULL && ls->h2 && !ls->tls)
+        c->h2_sniff = true;
 }
 
 /* A connection on bev (a socket, or one end of a pair for internal
@@ -236,6 +241,45 @@ conn_new(struct proxy_worker *w, struct bufferevent *bev, int fd, const char *pe
     /* the first request gets the header timeout from the accept on */
     timer_arm(c->timer, lim->client_header_timeout_ms);
     return c;
+}
+
+struct proxy_conn *
+proxy_conn_new_internal(struct proxy_worker *w, struct bufferevent *bev, const char *peer,
+                        void (*gone)(void *), void *arg)
+{
+    struct proxy_conn *c = conn_new(w, bev, -1, peer);
+
+    if (c != NULL) {
+        c->gone = gone;
+        c->gone_arg = arg;
+    }
+    return c;
+}
+
+void
+proxy_conn_abort(struct proxy_conn *c)
+{
+    CHECK_MAGIC(c, PROXY_CONN_MAGIC);
+    c->gone = NULL;
+    c->want_free = true;
+    conn_defer(c);
+}
+
+void
+proxy_conn_to_h2(struct proxy_conn *c)
+{
+    struct bufferevent *bev = c->bev;
+
+    CHECK_MAGIC(c, PROXY_CONN_MAGIC);
+    BUG_ON(c->req != NULL || bev == NULL);
+    /* the socket (and what was read of it) moves to the session; this
+     * connection object goes away from the loop */
+    c->bev = NULL;
+    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    event_del(c->timer);
+    c->want_free = true;
+    conn_defer(c);
+    proxy_h2_start(c->w, bev, c->peer);
 }
 
 /* ---- internal requests (background refresh) ------------------------------------------- */
@@ -356,6 +400,11 @@ proxy_conn_free(struct proxy_conn *c)
         bufferevent_free(c->tunnel);
     if (c->bev != NULL)
         bufferevent_free(c->bev);
+    if (c->gone != NULL) {
+        void (*gone)(void *) = c->gone;
+        c->gone = NULL;
+        gone(c->gone_arg); /* h2: the stream stops using this connection */
+    }
     if (c->timer != NULL)
         event_free(c->timer);
     if (c->defer != NULL)
@@ -1460,6 +1509,17 @@ conn_readcb(struct bufferevent *bev, void *arg)
     if (c->state == CONN_CLOSING) {
         evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
         return;
+    }
+    if (c->h2_sniff) {
+        /* h2: a listener marked h2 serves HTTP/1.1 too; the preface decides */
+        int h2 = proxy_h2_sniff(bufferevent_get_input(c->bev));
+        if (h2 == 0)
+            return; /* a prefix of the preface so far */
+        c->h2_sniff = false;
+        if (h2 > 0) {
+            proxy_conn_to_h2(c);
+            return;
+        }
     }
     conn_feed(c);
 }
