@@ -212,6 +212,11 @@ struct conf_limits {
     uint64_t send_timeout_ms;          /* client not reading; default 60s     */
     uint64_t max_connections;          /* per worker; default 10000           */
     uint64_t shutdown_timeout_ms;      /* drain deadline on SIGTERM; default 30s */
+    /* HTTP/2 to clients (proxy/h2.c) */
+    uint64_t http2_max_concurrent_streams; /* per connection; default 100 */
+    uint64_t http2_max_resets;             /* RST_STREAMs per window; default 200 */
+    uint64_t http2_reset_window_ms;        /* ... of this length; default 10s -> GOAWAY */
+    uint64_t http2_hpack_table_size;       /* HPACK dynamic table, each way; default 4k */
 };
 
 enum conf_log_kind { CONF_LOG_OFF, CONF_LOG_STDOUT, CONF_LOG_FILE };

@@ -449,6 +449,60 @@ LIMIT_TIME(set_keepalive_timeout, keepalive_timeout_ms)
 LIMIT_TIME(set_send_timeout, send_timeout_ms)
 LIMIT_UINT(set_max_connections, max_connections, 1, 10000000)
 LIMIT_TIME(set_shutdown_timeout, shutdown_timeout_ms)
+LIMIT_UINT(set_http2_max_concurrent_streams, http2_max_concurrent_streams, 1, 65535)
+
+static int
+set_http2_hpack_table_size(struct conf_build *b, const struct conf_node *n, void *parent,
+                           struct conf_err *err)
+{
+    uint64_t v;
+
+    (void)b;
+    if (conf_parse_size(&n->args[0], n->name, &v, err) < 0)
+        return -1;
+    if (v > 65536)
+        return conf_errf(err, &n->args[0].pos, "'%s' must be at most 64k, not '%s'", n->name,
+                         n->args[0].s);
+    ((struct conf *)parent)->limits.http2_hpack_table_size = v;
+    return 0;
+}
+
+/* "COUNT/WINDOW": at most COUNT stream resets within WINDOW per connection. */
+static int
+set_http2_max_resets(struct conf_build *b, const struct conf_node *n, void *parent,
+                     struct conf_err *err)
+{
+    struct conf_limits *lim = &((struct conf *)parent)->limits;
+    const struct conf_arg *a = &n->args[0];
+    const char *slash = memchr(a->s, '/', a->len);
+    char num[32];
+    struct conf_arg part = *a;
+    size_t nlen;
+
+    (void)b;
+    if (slash == NULL || slash == a->s || (size_t)(slash - a->s) >= sizeof(num))
+        return conf_errf(err, &a->pos,
+                         "'%s' expects COUNT/WINDOW like 200/10s (resets per connection "
+                         "within the window), not '%s'",
+                         n->name, a->s);
+    nlen = (size_t)(slash - a->s);
+    memcpy(num, a->s, nlen);
+    num[nlen] = '\0';
+    part.s = num;
+    part.len = nlen;
+    if (conf_parse_uint(&part, n->name, 1, 1000000, &lim->http2_max_resets, err) < 0)
+        return -1;
+    part.s = slash + 1;
+    part.len = a->len - nlen - 1;
+    if (!a->quoted)
+        part.pos.col += (uint32_t)nlen + 1; /* point at the window itself */
+    if (conf_parse_duration(&part, n->name, &lim->http2_reset_window_ms, err) < 0)
+        return -1;
+    if (lim->http2_reset_window_ms == 0)
+        return conf_errf(err, &a->pos, "'%s': the window must be longer than 0 in '%s'", n->name,
+                         a->s);
+    return 0;
+}
 
 static size_t
 count_children(const struct conf_node *n, const char *name)
@@ -842,6 +896,10 @@ core_create(struct conf_build *b, enum conf_ctx ctx, void *obj)
             .send_timeout_ms = 60000,
             .max_connections = 10000,
             .shutdown_timeout_ms = 30000,
+            .http2_max_concurrent_streams = 100,
+            .http2_max_resets = 200,
+            .http2_reset_window_ms = 10000,
+            .http2_hpack_table_size = 4096,
         };
         /* arrays sized from the tree up front: objects never move once created,
          * so modules may keep pointers to them */
@@ -998,6 +1056,9 @@ static const struct conf_directive core_directives[] = {
     {"send_timeout", M, U, 1, 1, "a duration", set_send_timeout},
     {"max_connections", M, U, 1, 1, "a number", set_max_connections},
     {"shutdown_timeout", M, U, 1, 1, "a duration", set_shutdown_timeout},
+    {"http2_max_concurrent_streams", M, U, 1, 1, "a number", set_http2_max_concurrent_streams},
+    {"http2_max_resets", M, U, 1, 1, "COUNT/WINDOW like 200/10s", set_http2_max_resets},
+    {"http2_hpack_table_size", M, U, 1, 1, "a size", set_http2_hpack_table_size},
     {"origin", M, B, 1, 1, "a name and a { } block", set_origin_block},
     {"site", M, B, 1, ANY, "host names and a { } block", set_site},
     {"server", O, 0, 1, 3, "HOST:PORT [weight=N] [backup]", set_server},

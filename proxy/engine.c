@@ -151,6 +151,7 @@ worker_notify_cb(evutil_socket_t fd, short what, void *arg)
             tmp = TAILQ_NEXT(c, link);
             proxy_conn_drain(c);
         }
+        proxy_h2_worker_drain(w); /* h2: GOAWAY, in-flight streams finish */
         proxy_worker_conn_gone(w);
     }
 }
@@ -188,6 +189,7 @@ worker_init(struct proxy_engine *e, struct proxy_worker *w, unsigned id)
     if (w->base == NULL)
         return -1;
     w->conf = conf_ref(e->conf);
+    w->listen_conf = conf_ref(e->conf);
     w->dns = proxy_dns_new(w->base, &w->conf->resolver, err, sizeof(err));
     if (w->dns == NULL) {
         log_err("worker %u: resolver: %s", id, err);
@@ -229,6 +231,7 @@ worker_free_conns(struct proxy_worker *w)
 
     if (w->base == NULL)
         return;
+    proxy_h2_worker_free(w); /* h2 sessions first: they free their streams' conns */
     while ((c = TAILQ_FIRST(&w->conns)) != NULL)
         proxy_conn_free(c);
 }
@@ -253,6 +256,8 @@ worker_fini(struct proxy_worker *w)
         close(w->notify_fd);
     if (w->conf != NULL)
         conf_unref(w->conf);
+    if (w->listen_conf != NULL)
+        conf_unref(w->listen_conf);
     if (w->base != NULL)
         event_base_free(w->base);
 }

@@ -171,7 +171,7 @@ proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int
 
     (void)salen;
     pthread_once(&settings_once, settings_init);
-    if (w->draining || w->nconns >= lim->max_connections) {
+    if (w->draining || w->nconns - w->ninternal >= lim->max_connections) {
         static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
                                    "Content-Length: 28\r\nConnection: close\r\n\r\n"
                                    "503 too many connections\r\n\r\n";
@@ -209,6 +209,9 @@ proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int
     c->tls = tls;
     c->https = tls != NULL;
     c->listen_flags = listen_flags;
+    /* h2: prior-knowledge h2c on a plain listener marked h2 (TLS ones use ALPN) */
+    if ((listen_flags & PROXY_LISTEN_H2) && !(listen_flags & PROXY_LISTEN_TLS))
+        c->h2_sniff = true;
 }
 
 /* A connection on bev (a socket, or one end of a pair for internal
@@ -250,12 +253,55 @@ conn_new(struct proxy_worker *w, struct bufferevent *bev, int fd, const char *pe
     bufferevent_enable(c->bev, EV_READ);
     TAILQ_INSERT_TAIL(&w->conns, c, link);
     w->nconns++;
-    STAT_INC(w, conns_accepted);
-    STAT_INC(w, conns_active);
+    if (fd >= 0) {
+        STAT_INC(w, conns_accepted);
+        STAT_INC(w, conns_active);
+    } else {
+        w->ninternal++; /* a pair (h2 stream, refresh): not a client connection */
+    }
     c->state = CONN_IDLE;
     /* the first request gets the header timeout from the accept on */
     timer_arm(c->timer, lim->client_header_timeout_ms);
     return c;
+}
+
+struct proxy_conn *
+proxy_conn_new_internal(struct proxy_worker *w, struct bufferevent *bev, const char *peer,
+                        void (*gone)(void *), void *arg)
+{
+    struct proxy_conn *c = conn_new(w, bev, -1, peer);
+
+    if (c != NULL) {
+        c->gone = gone;
+        c->gone_arg = arg;
+    }
+    return c;
+}
+
+void
+proxy_conn_abort(struct proxy_conn *c)
+{
+    CHECK_MAGIC(c, PROXY_CONN_MAGIC);
+    c->gone = NULL;
+    c->want_free = true;
+    conn_defer(c);
+}
+
+void
+proxy_conn_to_h2(struct proxy_conn *c)
+{
+    struct bufferevent *bev = c->bev;
+
+    CHECK_MAGIC(c, PROXY_CONN_MAGIC);
+    BUG_ON(c->req != NULL || bev == NULL);
+    /* the socket (and what was read of it) moves to the session; this
+     * connection object goes away from the loop */
+    c->bev = NULL;
+    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    event_del(c->timer);
+    c->want_free = true;
+    conn_defer(c);
+    proxy_h2_start(c->w, bev, c->peer, c->https);
 }
 
 /* ---- internal requests (background refresh) ------------------------------------------- */
@@ -379,6 +425,11 @@ proxy_conn_free(struct proxy_conn *c)
     proxy_tls_conn_free(c);
     if (c->bev != NULL)
         bufferevent_free(c->bev);
+    if (c->gone != NULL) {
+        void (*gone)(void *) = c->gone;
+        c->gone = NULL;
+        gone(c->gone_arg); /* h2: the stream stops using this connection */
+    }
     if (c->timer != NULL)
         event_free(c->timer);
     if (c->defer != NULL)
@@ -390,7 +441,10 @@ proxy_conn_free(struct proxy_conn *c)
         if (c->link.tqe_prev != NULL) {
             TAILQ_REMOVE(&w->conns, c, link);
             w->nconns--;
-            STAT_DEC(w, conns_active);
+            if (c->fd >= 0)
+                STAT_DEC(w, conns_active);
+            else
+                w->ninternal--;
             proxy_worker_conn_gone(w);
         }
     }
@@ -1282,7 +1336,8 @@ conn_feed(struct proxy_conn *c)
                 used = (size_t)(pos - (const char *)v.iov_base);
         }
         evbuffer_drain(in, used);
-        STAT_ADD(c->w, bytes_in, used);
+        if (c->fd >= 0) /* an internal connection's bytes were counted where they came in */
+            STAT_ADD(c->w, bytes_in, used);
         if (err == HPE_PAUSED) {
             c->parser_paused = true;
         } else if (err == HPE_PAUSED_UPGRADE) {
@@ -1485,6 +1540,17 @@ conn_readcb(struct bufferevent *bev, void *arg)
     if (c->state == CONN_CLOSING) {
         evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
         return;
+    }
+    if (c->h2_sniff) {
+        /* h2: a listener marked h2 serves HTTP/1.1 too; the preface decides */
+        int h2 = proxy_h2_sniff(bufferevent_get_input(c->bev));
+        if (h2 == 0)
+            return; /* a prefix of the preface so far */
+        c->h2_sniff = false;
+        if (h2 > 0) {
+            proxy_conn_to_h2(c);
+            return;
+        }
     }
     conn_feed(c);
 }

@@ -36,6 +36,7 @@ struct proxy_dns;
 struct proxy_dns_query;
 struct proxy_engine;
 struct proxy_worker;
+struct proxy_h2; /* h2.c: one HTTP/2 client connection */
 
 /* A TLS response up to this size is made one chunk before it is written:
  * the OpenSSL bufferevent makes one record (and one send) per chunk. */
@@ -86,6 +87,9 @@ struct proxy_stats {
     _Atomic uint64_t tunnels;
     _Atomic uint64_t cache_hits, cache_misses, cache_stores, cache_store_errors,
         cache_revalidated, cache_collapsed, cache_bg_refreshes;
+    /* h2.c: HTTP/2 client sessions, streams, RST_STREAMs received, GOAWAYs
+     * sent, sessions closed for flooding (ENHANCE_YOUR_CALM) */
+    _Atomic uint64_t h2_sessions, h2_streams, h2_resets, h2_goaways, h2_floods;
     _Atomic uint64_t hist[PROXY_HIST_BUCKETS + 1]; /* last = +Inf */
     _Atomic uint64_t hist_sum_us;
     /* tls.c: handshakes by version and cipher (indexes in its tables) */
@@ -309,6 +313,11 @@ struct proxy_conn {
     bool https;            /* scheme of the requests: a TLS connection, or an internal
                               request made for one (cache keys, X-Forwarded-Proto) */
     unsigned listen_flags; /* PROXY_LISTEN_* of the listener that accepted it */
+    /* h2 (h2.c): a plain listener marked h2 looks for the h2c preface first */
+    bool h2_sniff;
+    /* An internal connection's owner (an h2 stream) hears once when it is freed. */
+    void (*gone)(void *arg);
+    void *gone_arg;
 };
 
 /* ---- upstream ------------------------------------------------------------------------ */
@@ -400,7 +409,10 @@ struct proxy_worker {
     struct kv_client *kv_old; /* replaced by a reload, freed when its last handle is */
     struct kv_stats kv_stats; /* what this worker's KV clients counted */
     TAILQ_HEAD(, proxy_conn) conns;
-    uint64_t nconns;
+    uint64_t nconns;    /* conns, internal ones included, and h2 sessions */
+    uint64_t ninternal; /* conns on a bufferevent pair (refreshes, h2 streams): not clients */
+    LIST_HEAD(, proxy_h2) h2s; /* h2.c: HTTP/2 client sessions */
+    struct conf *listen_conf;  /* the conf the listening sockets came from (listen flags) */
     TAILQ_HEAD(, proxy_srv) srvs;
     struct proxy_origin_rr *rr; /* conf->norigins entries, rebuilt on conf swap */
     struct conf *rr_conf;
@@ -445,6 +457,16 @@ void proxy_conn_free(struct proxy_conn *c);
 int proxy_bev_flush(struct bufferevent *bev);
 void proxy_conn_want_flush(struct proxy_conn *c);
 void proxy_worker_conn_gone(struct proxy_worker *w); /* engine.c: drain bookkeeping */
+/* h2: a connection on one end of a bufferevent pair (takes bev) that runs one
+ * request through the pipeline for a client at 'peer'; gone(arg) is called
+ * once when it is freed (unless proxy_conn_abort came first). NULL on OOM. */
+struct proxy_conn *proxy_conn_new_internal(struct proxy_worker *w, struct bufferevent *bev,
+                                           const char *peer, void (*gone)(void *), void *arg);
+/* Frees c from the event loop, without calling its gone hook. */
+void proxy_conn_abort(struct proxy_conn *c);
+/* Hands c's socket to a new HTTP/2 session (c is freed): after the h2c
+ * preface, or when ALPN chose "h2". c must have no request yet. */
+void proxy_conn_to_h2(struct proxy_conn *c);
 /* Called by the upstream side. */
 int proxy_resp_head(struct proxy_req *r, struct proxy_upconn *u);
 int proxy_resp_body(struct proxy_req *r, const char *at, size_t len);
@@ -454,6 +476,19 @@ void proxy_resp_error(struct proxy_req *r, int status, const char *fmt, ...)
 void proxy_req_body_wanted(struct proxy_req *r); /* upstream can take more body */
 void proxy_req_tunnel(struct proxy_req *r, struct proxy_upconn *u); /* after a 101 */
 bool proxy_client_congested(const struct proxy_req *r);
+
+/* h2.c — HTTP/2 to clients (nghttp2 server sessions). Each stream is an
+ * HTTP/1.1 request over a bufferevent pair into this same pipeline.
+ * proxy_h2_start: serves HTTP/2 on bev (a socket, or a TLS bufferevent
+ * whose ALPN chose "h2"), which it takes over, for a client at 'peer'. Bytes
+ * already in bev's input (the preface) are read first. The session counts
+ * as a client connection (nconns, connections_active) but not as an
+ * accepted one: the caller's accept did that. 0, or -1 (bev freed). */
+int proxy_h2_start(struct proxy_worker *w, struct bufferevent *bev, const char *peer, bool https);
+/* The h2c preface on a plain listener: 1 yes, 0 need more bytes, -1 no. */
+int proxy_h2_sniff(struct evbuffer *in);
+void proxy_h2_worker_drain(struct proxy_worker *w); /* GOAWAY; close once streams end */
+void proxy_h2_worker_free(struct proxy_worker *w);  /* at exit, before the conns */
 
 /* upstream.c */
 void proxy_upstream_start(struct proxy_req *r);

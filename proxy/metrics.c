@@ -133,6 +133,16 @@ proxy_metrics_render(struct proxy_engine *e, struct evbuffer *out)
             dt.stale_served);
     counter(out, "edge_tunnels_total", "Upgraded (WebSocket) connections tunnelled.",
             SUM(e, tunnels));
+    counter(out, "edge_h2_sessions_total", "HTTP/2 client connections.", SUM(e, h2_sessions));
+    counter(out, "edge_h2_streams_total", "HTTP/2 streams (requests) opened by clients.",
+            SUM(e, h2_streams));
+    counter(out, "edge_h2_resets_total", "RST_STREAM frames received from HTTP/2 clients.",
+            SUM(e, h2_resets));
+    counter(out, "edge_h2_goaways_total", "GOAWAY frames sent to HTTP/2 clients.",
+            SUM(e, h2_goaways));
+    counter(out, "edge_h2_floods_total",
+            "HTTP/2 connections closed with ENHANCE_YOUR_CALM (rapid reset or another flood).",
+            SUM(e, h2_floods));
     counter(out, "edge_cache_hits_total", "Requests answered from the cache (fresh or stale).",
             SUM(e, cache_hits));
     counter(out, "edge_cache_misses_total", "Cacheable requests that went to the origin.",

@@ -18,9 +18,10 @@
  * request head (the connection's timer is armed at accept). A handshake
  * that started (bytes came) and did not finish is counted as a failure.
  *
- * HTTP/2 seam: ALPN offers h2 only when PROXY_H2_READY and the listener
- * says 'h2'; the handshake callback is where an h2 session would take the
- * connection over.
+ * HTTP/2: ALPN offers h2 when the listener says 'h2'; when the client picks
+ * it, the handshake callback hands the connection to an h2 session
+ * (proxy_conn_to_h2). Client certificates are not passed on for h2 streams
+ * (their internal connections carry no TLS state).
  */
 #include "proxy/internal.h"
 #include "tls/tls.h"
@@ -36,7 +37,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#define PROXY_H2_READY 0 /* no h2 session yet: ALPN picks http/1.1 */
+#define PROXY_H2_READY 1 /* listeners marked h2 offer it by ALPN (proxy/h2.c) */
 #define SUBJECT_MAX 1024
 
 struct proxy_tls {
@@ -156,12 +157,16 @@ handshake_done(struct proxy_conn *c)
         STAT_INC(w, tls_resumed);
     if (t->info.peer_verified && tls_peer_subject(t->ssl, subject, sizeof(subject)) > 0)
         t->subject = strdup(subject); /* NULL on OOM: the origin just does not get it */
+    log_debug("conn %s: %s %s%s%s%s", c->peer, t->info.version, t->info.cipher,
+              t->info.resumed ? " resumed" : "", t->subject ? " client-cert" : "",
+              t->info.alpn == TLS_PROTO_H2 ? " h2" : "");
     if (t->info.alpn == TLS_PROTO_H2) {
-        /* seam: an h2 session (proxy/h2.c) takes the connection from here;
-         * unreachable while PROXY_H2_READY is 0 (h2 is never offered) */
+        /* an h2 session (proxy/h2.c) takes the connection (and its SSL,
+         * owned by the bufferevent) from here; this connection object goes */
+        c->tls = NULL;
+        proxy_tls_discard(t);
+        proxy_conn_to_h2(c);
     }
-    log_debug("conn %s: %s %s%s%s", c->peer, t->info.version, t->info.cipher,
-              t->info.resumed ? " resumed" : "", t->subject ? " client-cert" : "");
 }
 
 bool

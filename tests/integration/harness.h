@@ -102,6 +102,7 @@ struct h_opts {
     h_body_fn on_body; /* stream the body instead of storing it */
     void *arg;
     bool http10;     /* speak HTTP/1.0 */
+    bool h2c;        /* speak HTTP/2 with prior knowledge, in clear text */
     bool path_as_is; /* send "/../" etc. unnormalised */
     /* https:// URLs */
     const char *cainfo;     /* verify the server against this CA file; NULL: no verification */

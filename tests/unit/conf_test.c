@@ -463,6 +463,31 @@ static const struct {
     {"max_headers 0;", "edge.conf:1:13: 'max_headers' expects a number from 1 to 65535, not 0"},
     {"max_connections lots;", "edge.conf:1:17: 'max_connections' expects a whole number, not "
                               "'lots'"},
+    {"http2_max_concurrent_streams 0;", "edge.conf:1:30: 'http2_max_concurrent_streams' expects "
+                                        "a number from 1 to 65535, not 0"},
+    {"http2_max_resets 200;", "edge.conf:1:18: 'http2_max_resets' expects COUNT/WINDOW like "
+                              "200/10s (resets per connection within the window), not '200'"},
+    {"http2_max_resets /10s;", "edge.conf:1:18: 'http2_max_resets' expects COUNT/WINDOW like "
+                               "200/10s (resets per connection within the window), not '/10s'"},
+    {"http2_max_resets 0/10s;",
+     "edge.conf:1:18: 'http2_max_resets' expects a number from 1 to 1000000, not 0"},
+    {"http2_max_resets x/10s;", "edge.conf:1:18: 'http2_max_resets' expects a whole number, not "
+                                "'x'"},
+    {"http2_max_resets 200/10q;", "edge.conf:1:22: 'http2_max_resets' expects a duration like "
+                                  "500ms, 30s, 5m, 1h or 7d, not '10q'"},
+    {"http2_max_resets 200/;", "edge.conf:1:22: 'http2_max_resets' expects a duration like "
+                               "500ms, 30s, 5m, 1h or 7d, not ''"},
+    {"http2_max_resets 200/0s;",
+     "edge.conf:1:18: 'http2_max_resets': the window must be longer than 0 in '200/0s'"},
+    {"http2_max_resets 1/1s;\nhttp2_max_resets 2/1s;",
+     "edge.conf:2:1: 'http2_max_resets' is duplicate (first set at edge.conf:1)"},
+    {"http2_hpack_table_size 65537;",
+     "edge.conf:1:24: 'http2_hpack_table_size' must be at most 64k, not '65537'"},
+    {"http2_hpack_table_size 4q;", "edge.conf:1:24: 'http2_hpack_table_size' expects a size like "
+                                   "512, 64k, 10m or 2g, not '4q'"},
+    {"site * { route / { http2_max_concurrent_streams 5; return 200; } }",
+     "edge.conf:1:20: 'http2_max_concurrent_streams' is not allowed here (it belongs at the top "
+     "level)"},
     /* origins */
     {"origin \"a b\" { server x:1; }",
      "edge.conf:1:8: 'origin' name 'a b' may only use letters, digits, '_', '-' and '.'"},
@@ -802,6 +827,10 @@ test_defaults(void **state)
     assert_int_equal(c->limits.send_timeout_ms, 60000);
     assert_int_equal(c->limits.max_connections, 10000);
     assert_int_equal(c->limits.shutdown_timeout_ms, 30000);
+    assert_int_equal(c->limits.http2_max_concurrent_streams, 100);
+    assert_int_equal(c->limits.http2_max_resets, 200);
+    assert_int_equal(c->limits.http2_reset_window_ms, 10000);
+    assert_int_equal(c->limits.http2_hpack_table_size, 4096);
     assert_int_equal(c->access_log, CONF_LOG_OFF);
     assert_null(c->access_log_path);
     assert_null(c->pid_file);
@@ -860,7 +889,9 @@ test_main_directives(void **state)
              "pid \"var/run/edge.pid\";\n"
              "max_header_size 32k; max_headers 50; max_uri_length 4k; max_body_size 1g;\n"
              "client_header_timeout 5s; client_body_timeout 1m; keepalive_timeout 75s;\n"
-             "send_timeout 1m30s; max_connections 20000; shutdown_timeout 500ms;\n");
+             "send_timeout 1m30s; max_connections 20000; shutdown_timeout 500ms;\n"
+             "http2_max_concurrent_streams 250; http2_max_resets 50/1m30s;\n"
+             "http2_hpack_table_size 64k;\n");
     assert_int_equal(c->workers, 3);
     assert_int_equal(c->nlistens, 6);
     assert_string_equal(c->listens[0].addr.text, "*:8080");
@@ -922,6 +953,10 @@ test_main_directives(void **state)
     assert_int_equal(c->limits.send_timeout_ms, 90000);
     assert_int_equal(c->limits.max_connections, 20000);
     assert_int_equal(c->limits.shutdown_timeout_ms, 500);
+    assert_int_equal(c->limits.http2_max_concurrent_streams, 250);
+    assert_int_equal(c->limits.http2_max_resets, 50);
+    assert_int_equal(c->limits.http2_reset_window_ms, 90000);
+    assert_int_equal(c->limits.http2_hpack_table_size, 65536);
     conf_unref(c);
 
     c = load("workers auto; access_log stdout;");
