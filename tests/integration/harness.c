@@ -588,6 +588,7 @@ h_client_http_opts(struct h_client *cl, struct h_resp *r, const struct h_opts *o
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &x);
     curl_easy_setopt(c, CURLOPT_HTTP_VERSION,
                      o != NULL && o->h2c      ? CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+                     : o != NULL && o->h2     ? CURL_HTTP_VERSION_2TLS
                      : o != NULL && o->http10 ? CURL_HTTP_VERSION_1_0
                                               : CURL_HTTP_VERSION_1_1);
     if (o != NULL && o->path_as_is)

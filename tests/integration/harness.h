@@ -103,6 +103,7 @@ struct h_opts {
     void *arg;
     bool http10;     /* speak HTTP/1.0 */
     bool h2c;        /* speak HTTP/2 with prior knowledge, in clear text */
+    bool h2;         /* https:// URLs: offer h2 by ALPN (HTTP/1.1 when refused) */
     bool path_as_is; /* send "/../" etc. unnormalised */
     /* https:// URLs */
     const char *cainfo;     /* verify the server against this CA file; NULL: no verification */

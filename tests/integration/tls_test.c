@@ -21,7 +21,7 @@
 
 static struct h_osim osim;
 static struct h_edge edge;
-static int tls_port;
+static int tls_port, tls_h2_port; /* listen tls, listen tls h2 */
 static char dir[512];
 static char ca[600];
 static char edge_bin[4096]; /* absolute: commands run in the temp dir */
@@ -102,6 +102,7 @@ conf_text(char *buf, size_t n, int port, int admin)
              "workers 2;\n"
              "listen 127.0.0.1:%d;\n"
              "listen 127.0.0.1:%d tls;\n"
+             "listen 127.0.0.1:%d tls h2;\n"
              "admin 127.0.0.1:%d;\n"
              "access_log %s/access.log;\n"
              "client_header_timeout 1s;\n"
@@ -125,7 +126,7 @@ conf_text(char *buf, size_t n, int port, int admin)
              "  route = /hello { return 200 \"hello\\n\"; }\n"
              "  route / { origin app; cache on; }\n"
              "}\n",
-             port, tls_port, admin, dir, dir, dir, dir, dir, dir, osim.port, dir, dir, dir, dir,
+             port, tls_port, tls_h2_port, admin, dir, dir, dir, dir, dir, dir, osim.port, dir, dir, dir, dir,
              dir, dir);
 }
 
@@ -149,6 +150,7 @@ setup(void **state)
     if (h_osim_start(&osim, NULL) < 0)
         return -1;
     tls_port = h_free_port();
+    tls_h2_port = h_free_port();
     conf_text(conf, sizeof(conf), port, admin);
     if (h_edge_start(&edge, port, admin, conf) < 0)
         return -1;
@@ -372,6 +374,51 @@ test_sni_picks_the_certificate(void **state)
     assert_non_null(strstr(out, "No ALPN negotiated"));
     assert_int_equal(s_client(out, sizeof(out), NULL, "-servername b.test -alpn h2,http/1.1"), 0);
     assert_non_null(strstr(out, "ALPN protocol: http/1.1"));
+}
+
+/* ---- HTTP/2 by ALPN ------------------------------------------------------------------- */
+
+/* A TLS listener marked h2: ALPN picks h2, the streams go through the same
+ * path (cache, X-Forwarded-Proto https); a client without h2 gets HTTP/1.1. */
+static void
+test_alpn_h2(void **state)
+{
+    struct h_opts o = {.timeout_ms = 5000, .cainfo = ca, .h2 = true};
+    struct h_client *cl = h_client_new();
+    struct h_resp r;
+    char url[256], res[128], b[256], out[8192];
+    const char *path = "/resp?cc=max-age%3D60&size=5000&k=alpn";
+    (void)state;
+    snprintf(res, sizeof(res), "a.test:%d:127.0.0.1", tls_h2_port);
+    o.resolve = res;
+    for (int i = 0; i < 2; i++) {
+        snprintf(url, sizeof(url), "https://a.test:%d%s", tls_h2_port, path);
+        assert_int_equal(h_client_http_opts(cl, &r, &o, "GET", url, NULL, 0, NULL), 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.http_version, 20);
+        assert_int_equal(r.len, 5000);
+        assert_non_null(strstr(h_header(&r, "cache-status", b, sizeof(b)),
+                               i == 0 ? "fwd=uri-miss" : "hit"));
+        h_resp_free(&r);
+    }
+    snprintf(url, sizeof(url), "https://a.test:%d/headers", tls_h2_port);
+    assert_int_equal(h_client_http_opts(cl, &r, &o, "GET", url, NULL, 0, NULL), 0);
+    assert_int_equal(r.http_version, 20);
+    assert_non_null(strstr(r.body, "\"x-forwarded-proto\":\"https\""));
+    h_resp_free(&r);
+    o.h2 = false; /* offers only http/1.1 */
+    snprintf(url, sizeof(url), "https://a.test:%d%s", tls_h2_port, path);
+    assert_int_equal(h_client_http_opts(cl, &r, &o, "GET", url, NULL, 0, NULL), 0);
+    assert_int_equal(r.http_version, 11);
+    assert_non_null(strstr(h_header(&r, "cache-status", b, sizeof(b)), "hit"));
+    h_resp_free(&r);
+    assert_int_equal(sh(out, sizeof(out),
+                        "timeout 5 openssl s_client -connect 127.0.0.1:%d -servername a.test "
+                        "-alpn h2,http/1.1 </dev/null",
+                        tls_h2_port),
+                     0);
+    assert_non_null(strstr(out, "ALPN protocol: h2"));
+    h_client_free(cl);
 }
 
 /* ---- protocol versions, handshake failures ------------------------------------------- */
@@ -621,6 +668,7 @@ main(void)
         cmocka_unit_test(test_request_body_and_keepalive),
         cmocka_unit_test(test_large_download_and_tunnel),
         cmocka_unit_test(test_sni_picks_the_certificate),
+        cmocka_unit_test(test_alpn_h2),
         cmocka_unit_test(test_old_protocols_refused),
         cmocka_unit_test(test_garbage_is_closed_and_counted),
         cmocka_unit_test(test_session_resumption),
