@@ -261,6 +261,7 @@ struct proxy_req {
     char authority[280];
     char request_id[72];
     char upstream_addr[64];
+    char up_last_why[256];  /* upstream.c: the failure a retry follows (proxy_upstream_start) */
     char cache_status[256]; /* Cache-Status value, "" when the route does not cache */
     char cache_cond[512];   /* our If-None-Match / If-Modified-Since (cache_cond_len) */
     struct cache_req_info cache_rq; /* set by cache_req_parse when cache_lookup */

@@ -30,6 +30,8 @@ static void up_writecb(struct bufferevent *bev, void *arg);
 static void up_eventcb(struct bufferevent *bev, short what, void *arg);
 static void up_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void up_fail(struct proxy_req *r, enum proxy_err_kind kind, const char *detail);
+static void up_give_up(struct proxy_req *r, enum proxy_err_kind kind, const char *detail);
+static bool up_no_retry(struct proxy_req *r);
 
 static int u_on_message_begin(llhttp_t *p);
 static int u_on_status(llhttp_t *p, const char *at, size_t len);
@@ -655,6 +657,8 @@ up_with_addrs(struct proxy_req *r, const struct proxy_dns_addrs *a)
 
     if (addr_pick(r, r->srv, a, &ss, &len) < 0) {
         char why[400];
+        if (up_no_retry(r))
+            return;
         snprintf(why, sizeof(why), "no address left to try for %s", r->srv->key);
         up_fail(r, PROXY_FAIL_CONNECT, why);
         return;
@@ -689,7 +693,8 @@ up_try(struct proxy_req *r)
     struct proxy_dns_addrs a;
 
     if (srv == NULL) {
-        up_fail(r, PROXY_FAIL_UNAVAILABLE, "no server available");
+        if (!up_no_retry(r))
+            up_fail(r, PROXY_FAIL_UNAVAILABLE, "no server available");
         return;
     }
     r->srv = srv;
@@ -744,6 +749,8 @@ void
 proxy_upstream_start(struct proxy_req *r)
 {
     r->tries = 0;
+    r->fail = PROXY_FAIL_NONE;
+    r->up_last_why[0] = '\0';
     /* stale-if-error: no waiting on timeouts for an origin known to be down */
     if (r->cache_obj != NULL && r->cache_d.stale_if_error && origin_down(r) &&
         proxy_cache_upstream_failed(r)) {
@@ -822,7 +829,6 @@ up_fail(struct proxy_req *r, enum proxy_err_kind kind, const char *detail)
     bool got_bytes = u != NULL && u->got_bytes;
     bool connect_phase = u != NULL && u->state == UP_CONNECTING;
     bool has_body = r->content_length > 0 || r->chunked;
-    int status;
 
     r->fail = kind;
     if (kind == PROXY_FAIL_CONNECT || kind == PROXY_FAIL_DNS ||
@@ -856,9 +862,32 @@ up_fail(struct proxy_req *r, enum proxy_err_kind kind, const char *detail)
         STAT_INC(w, upstream_retries);
         log_debug("retrying %s %s on origin '%s' after %s: %s", r->method_name, r->request_id,
                   r->origin->name, fail_name(kind), detail);
+        /* answered if no server or address is left to try (up_no_retry) */
+        snprintf(r->up_last_why, sizeof(r->up_last_why), "%s", detail);
         up_try(r);
         return;
     }
+    up_give_up(r, kind, detail);
+}
+
+/* The retry found nothing left to try: the failure it followed is the answer
+ * (not "no server available", which would hide why). False when this
+ * request has not failed before. */
+static bool
+up_no_retry(struct proxy_req *r)
+{
+    if (r->fail == PROXY_FAIL_NONE || r->up_last_why[0] == '\0')
+        return false;
+    up_give_up(r, r->fail, r->up_last_why);
+    return true;
+}
+
+/* No (more) retry: a stale copy, a cut connection or an error answer. */
+static void
+up_give_up(struct proxy_req *r, enum proxy_err_kind kind, const char *detail)
+{
+    int status;
+
     free(r->_tried);
     r->_tried = NULL;
     r->ntried = 0;
