@@ -128,13 +128,19 @@ struct conf_listen {
     int backlog; /* default 511 */
 };
 
+/* How a 'server' was written: HOST:PORT, http://HOST[:PORT] or
+ * https://HOST[:PORT] (the servers of one origin all speak TLS or none
+ * does; 'tls on;' in the origin makes HOST:PORT servers speak TLS too). */
+enum conf_scheme { CONF_SCHEME_NONE, CONF_SCHEME_HTTP, CONF_SCHEME_HTTPS };
+
 struct conf_server {
     struct conf_pos pos;
     const char *host; /* name or IP literal as written, without brackets */
-    uint16_t port;
+    uint16_t port;    /* required without a scheme; default 80 (http://), 443 (https://) */
     bool is_ip; /* an IP literal: no DNS needed */
     unsigned weight; /* default 1 */
     bool backup;
+    enum conf_scheme scheme;
 };
 
 struct conf_origin {

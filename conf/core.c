@@ -622,25 +622,66 @@ origin_of(void *parent)
     return parent;
 }
 
+/* "https://" or "http://" (any case) at the start of a server address:
+ * the length of the prefix and the scheme; 0 and CONF_SCHEME_NONE when
+ * there is no "://"; -1 for another scheme. */
+static long
+server_scheme(const char *s, size_t len, enum conf_scheme *out)
+{
+    const char *sep = memmem(s, len, "://", 3);
+    size_t n;
+
+    *out = CONF_SCHEME_NONE;
+    if (sep == NULL)
+        return 0;
+    n = (size_t)(sep - s);
+    if (n == 5 && strncasecmp(s, "https", 5) == 0)
+        *out = CONF_SCHEME_HTTPS;
+    else if (n == 4 && strncasecmp(s, "http", 4) == 0)
+        *out = CONF_SCHEME_HTTP;
+    else
+        return -1;
+    return (long)n + 3;
+}
+
 static int
 set_server(struct conf_build *b, const struct conf_node *n, void *parent, struct conf_err *err)
 {
     struct conf_origin *o = origin_of(parent);
     struct conf_server *sv = &o->servers[o->nservers];
     const struct conf_arg *a = &n->args[0];
-    const char *host = a->s, *colon;
+    const char *s = a->s, *end = a->s + a->len, *host, *colon;
     size_t hlen, i;
     uint16_t port;
     unsigned char ipbuf[sizeof(struct in6_addr)];
     char tmp[256];
+    enum conf_scheme scheme;
+    long skip = server_scheme(a->s, a->len, &scheme);
 
-    if (a->len > 0 && a->s[0] == '[') {
-        const char *rb = memchr(a->s, ']', a->len);
-        if (rb == NULL || rb[1] != ':')
+    if (skip < 0)
+        return conf_errf(err, &a->pos,
+                         "'server': unknown scheme in '%s' (expected http:// or https://)", a->s);
+    if (scheme != CONF_SCHEME_NONE) {
+        const char *slash;
+        s += skip;
+        slash = memchr(s, '/', (size_t)(end - s));
+        if (slash != NULL) {
+            if (slash + 1 != end)
+                return conf_errf(err, &a->pos,
+                                 "'server': '%s' has a path (expected %s://HOST[:PORT]: requests "
+                                 "keep their own path)",
+                                 a->s, scheme == CONF_SCHEME_HTTPS ? "https" : "http");
+            end = slash; /* a lone trailing '/' */
+        }
+    }
+    if (end > s && s[0] == '[') {
+        const char *rb = memchr(s, ']', (size_t)(end - s));
+        if (rb == NULL || (rb + 1 < end && rb[1] != ':') ||
+            (rb + 1 == end && scheme == CONF_SCHEME_NONE))
             return conf_errf(err, &a->pos, "'server' expects HOST:PORT, not '%s'", a->s);
-        host = a->s + 1;
-        hlen = (size_t)(rb - a->s) - 1;
-        colon = rb + 1;
+        host = s + 1;
+        hlen = (size_t)(rb - s) - 1;
+        colon = rb + 1 < end ? rb + 1 : NULL;
         if (hlen == 0 || hlen >= sizeof(tmp))
             return conf_errf(err, &a->pos, "'server': '%s' is not a valid IPv6 address", a->s);
         memcpy(tmp, host, hlen);
@@ -649,32 +690,48 @@ set_server(struct conf_build *b, const struct conf_node *n, void *parent, struct
             return conf_errf(err, &a->pos, "'server': '%s' is not a valid IPv6 address", tmp);
         sv->is_ip = true;
     } else {
-        colon = memrchr(a->s, ':', a->len);
-        if (colon == NULL)
+        host = s;
+        colon = memrchr(s, ':', (size_t)(end - s));
+        if (colon == NULL && scheme == CONF_SCHEME_NONE)
             return conf_errf(err, &a->pos,
                              "'server' expects HOST:PORT (the port is required), not '%s'", a->s);
-        hlen = (size_t)(colon - a->s);
-        if (memchr(a->s, ':', hlen) != NULL)
+        hlen = colon != NULL ? (size_t)(colon - s) : (size_t)(end - s);
+        if (memchr(s, ':', hlen) != NULL)
             return conf_errf(err, &a->pos,
                              "'server': write IPv6 addresses in brackets, as [::1]:9000, not "
                              "'%s'",
                              a->s);
         /* a fully qualified name may end with a dot */
         if (hlen >= sizeof(tmp) ||
-            !conf_hostname_valid(a->s, hlen > 1 && a->s[hlen - 1] == '.' ? hlen - 1 : hlen)) {
+            !conf_hostname_valid(s, hlen > 1 && s[hlen - 1] == '.' ? hlen - 1 : hlen)) {
             if (hlen >= sizeof(tmp))
                 hlen = sizeof(tmp) - 1;
-            memcpy(tmp, a->s, hlen);
+            memcpy(tmp, s, hlen);
             tmp[hlen] = '\0';
             return conf_errf(err, &a->pos, "'server': '%s' is not a valid host name", tmp);
         }
-        memcpy(tmp, a->s, hlen);
+        memcpy(tmp, s, hlen);
         tmp[hlen] = '\0';
         sv->is_ip = inet_pton(AF_INET, tmp, ipbuf) == 1;
     }
-    if (!conf_port_from_str(colon + 1, a->len - (size_t)(colon + 1 - a->s), &port))
+    if (colon == NULL)
+        port = scheme == CONF_SCHEME_HTTPS ? 443 : 80;
+    else if (!conf_port_from_str(colon + 1, (size_t)(end - colon - 1), &port))
         return conf_errf(err, &a->pos, "'server' port must be from 1 to 65535 in '%s'", a->s);
+    if (o->nservers > 0 &&
+        (o->servers[0].scheme == CONF_SCHEME_HTTPS) != (scheme == CONF_SCHEME_HTTPS)) {
+        const struct conf_server *first = &o->servers[0];
+        bool first_tls = first->scheme == CONF_SCHEME_HTTPS;
+        return conf_errf(err, &a->pos,
+                         "origin '%s' mixes https:// and plain servers (the server at %s:%u:%u "
+                         "is %s, this one is %s): an origin speaks TLS to all its servers or to "
+                         "none",
+                         o->name, first->pos.file, (unsigned)first->pos.line,
+                         (unsigned)first->pos.col, first_tls ? "https://" : "plain",
+                         first_tls ? "plain" : "https://");
+    }
     sv->pos = n->pos;
+    sv->scheme = scheme;
     sv->host = conf_strndup(b, host, hlen);
     if (sv->host == NULL)
         return conf_errf(err, &n->pos, "out of memory");
@@ -1061,7 +1118,8 @@ static const struct conf_directive core_directives[] = {
     {"http2_hpack_table_size", M, U, 1, 1, "a size", set_http2_hpack_table_size},
     {"origin", M, B, 1, 1, "a name and a { } block", set_origin_block},
     {"site", M, B, 1, ANY, "host names and a { } block", set_site},
-    {"server", O, 0, 1, 3, "HOST:PORT [weight=N] [backup]", set_server},
+    {"server", O, 0, 1, 3, "HOST:PORT or https://HOST[:PORT], then [weight=N] [backup]",
+     set_server},
     {"keepalive", O, U, 1, 1, "a number of idle connections", set_keepalive},
     {"connect_timeout", O, U, 1, 1, "a duration", set_connect_timeout},
     {"response_timeout", O, U, 1, 1, "a duration", set_response_timeout},

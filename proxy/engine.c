@@ -293,6 +293,7 @@ proxy_engine_reload(struct proxy_engine *e, char *err, size_t errlen)
     }
     if (!listens_equal(e->conf, next))
         log_warn("reload: changes to 'listen', 'admin' or 'workers' take effect at restart");
+    proxy_upstream_conf_warn(next);
     {
         const struct cache_main *a = cache_conf_main(e->conf), *b = cache_conf_main(next);
         const char *da = a ? a->dir : NULL, *db = b ? b->dir : NULL;

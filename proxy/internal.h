@@ -35,6 +35,8 @@ struct evconnlistener;
 struct proxy_dns;
 struct proxy_dns_query;
 struct proxy_engine;
+struct ssl_st;
+struct tls_sessions;
 struct proxy_worker;
 struct proxy_h2; /* h2.c: one HTTP/2 client connection */
 
@@ -96,6 +98,8 @@ struct proxy_stats {
     _Atomic uint64_t tls_handshakes[PROXY_TLS_VERSIONS];
     _Atomic uint64_t tls_ciphers[PROXY_TLS_CIPHERS];
     _Atomic uint64_t tls_handshake_failures, tls_resumed;
+    /* upstream.c: TLS to origins */
+    _Atomic uint64_t upstream_tls_handshakes, upstream_tls_resumed, upstream_tls_failures;
 };
 
 #define STAT_ADD(w, field, n) atomic_fetch_add_explicit(&(w)->stats.field, (n), memory_order_relaxed)
@@ -190,7 +194,8 @@ bool proxy_hdr_hop_by_hop(const struct proxy_hdr *h, const struct proxy_head *al
 /* ---- requests ---------------------------------------------------------------------- */
 
 enum proxy_err_kind { PROXY_FAIL_NONE, PROXY_FAIL_DNS, PROXY_FAIL_CONNECT, PROXY_FAIL_RESET,
-                      PROXY_FAIL_TIMEOUT, PROXY_FAIL_PROTOCOL, PROXY_FAIL_UNAVAILABLE };
+                      PROXY_FAIL_TIMEOUT, PROXY_FAIL_PROTOCOL, PROXY_FAIL_UNAVAILABLE,
+                      PROXY_FAIL_TLS /* origin TLS handshake or verification: connect phase */ };
 
 struct proxy_upconn;
 struct proxy_srv;
@@ -269,6 +274,7 @@ struct proxy_req {
     char authority[280];
     char request_id[72];
     char upstream_addr[64];
+    char up_last_why[256];  /* upstream.c: the failure a retry follows (proxy_upstream_start) */
     char cache_status[256]; /* Cache-Status value, "" when the route does not cache */
     char cache_cond[512];   /* our If-None-Match / If-Modified-Since (cache_cond_len) */
     struct cache_req_info cache_rq; /* set by cache_req_parse when cache_lookup */
@@ -341,6 +347,11 @@ struct proxy_srv {
         uint64_t down_until_ms;
     } addrs[PROXY_SRV_ADDRS];
     size_t naddrs; /* health records in use */
+    /* TLS: servers are told apart by their TLS settings too (tls_origin_id),
+     * so pooled connections and sessions only serve what they were made for */
+    bool tls;
+    uint64_t tls_id;
+    struct tls_sessions *tls_sess; /* the last session, offered to new connections */
     TAILQ_HEAD(proxy_srv_idle_head, proxy_upconn) idle;
     size_t nidle;
     TAILQ_ENTRY(proxy_srv) link;
@@ -376,6 +387,9 @@ struct proxy_upconn {
     bool reusable;
     bool interim; /* a 1xx is being skipped */
     bool fx_wait; /* the parser is paused while the RESPONSE phase waits on KV */
+    struct ssl_st *ssl; /* TLS origin: owned by bev (freed with it); NULL when plain */
+    bool tls_up;        /* the handshake finished */
+    bool tls_quiet;     /* the peer closed or the connection failed: no close_notify */
     uint64_t idle_timeout_ms;
     TAILQ_ENTRY(proxy_upconn) link;
 };
@@ -498,6 +512,8 @@ void proxy_upstream_resume(struct proxy_req *r);    /* client drained: read more
 void proxy_worker_srvs_free(struct proxy_worker *w);
 void proxy_worker_rr_rebuild(struct proxy_worker *w);
 struct bufferevent *proxy_upconn_detach_bev(struct proxy_upconn *u); /* for tunnels */
+/* Logs what a conf does that weakens security (tls_verify off), at start and reload. */
+void proxy_upstream_conf_warn(const struct conf *c);
 
 /* collapse.c */
 enum proxy_collapse_outcome { COLLAPSE_STORED, COLLAPSE_PASS, COLLAPSE_FAILED };

@@ -284,6 +284,7 @@ main(int argc, char **argv)
             fprintf(stderr, "edge: configuration check failed: %s\n", path);
         return 1;
     }
+    proxy_upstream_conf_warn(conf);
     if (test_only) {
         printf("edge: configuration %s is ok (%zu listen, %zu origins, %zu sites)\n", path,
                conf->nlistens, conf->norigins, conf->nsites);

@@ -115,7 +115,7 @@ proxy_metrics_render(struct proxy_engine *e, struct evbuffer *out)
     counter(out, "edge_upstream_connects_total", "New connections opened to origins.",
             SUM(e, upstream_connects));
     counter(out, "edge_upstream_connect_failures_total",
-            "Origin connections that failed (refused, timed out, name not resolved).",
+            "Origin connections that failed (refused, timed out, name not resolved, TLS).",
             SUM(e, upstream_connect_failures));
     counter(out, "edge_upstream_reused_total", "Requests sent on a pooled keep-alive connection.",
             SUM(e, upstream_reused));
@@ -125,6 +125,14 @@ proxy_metrics_render(struct proxy_engine *e, struct evbuffer *out)
             SUM(e, upstream_timeouts));
     counter(out, "edge_upstream_resets_total", "Origin connections closed before the answer ended.",
             SUM(e, upstream_resets));
+    counter(out, "edge_upstream_tls_handshakes_total", "TLS handshakes completed with origins.",
+            SUM(e, upstream_tls_handshakes));
+    counter(out, "edge_upstream_tls_resumed_total",
+            "TLS handshakes with origins that resumed a session.", SUM(e, upstream_tls_resumed));
+    counter(out, "edge_upstream_tls_failures_total",
+            "TLS handshakes with origins that failed (certificate not verified, protocol, "
+            "closed).",
+            SUM(e, upstream_tls_failures));
     counter(out, "edge_dns_lookups_total", "Origin name lookups.", dt.lookups);
     counter(out, "edge_dns_cache_hits_total", "Lookups answered from the DNS cache.",
             dt.cache_hits);

@@ -3,9 +3,22 @@
  * backups, passive health), resolving it (proxy/dns), pooled keep-alive
  * connections per worker, sending the request, parsing the response with
  * llhttp and streaming it to the client side with backpressure, retries.
+ *
+ * TLS origins (tls/tls.h): the connection is an OpenSSL bufferevent in
+ * CONNECTING state on no fd, then bufferevent_socket_connect; libevent runs
+ * the handshake once the socket is writable and reports CONNECTED after it,
+ * so connect_timeout covers TCP and TLS alike and everything after that is
+ * the same code as plain HTTP (the buffers hold plaintext; proxy_bev_flush
+ * leaves the writing to the bufferevent). A handshake or verification
+ * failure is a connect-phase failure (PROXY_FAIL_TLS: retried on another
+ * server, 502 naming TLS). Servers are told apart by their TLS settings,
+ * so a pooled connection or a session only serves requests it was made
+ * for; each keeps the newest session its server sent, offered to the next
+ * new connection.
  */
 #include "proxy/internal.h"
 #include "proxy/dns.h"
+#include "tls/tls.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -17,6 +30,7 @@
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/tcp.h>
 
@@ -30,6 +44,8 @@ static void up_writecb(struct bufferevent *bev, void *arg);
 static void up_eventcb(struct bufferevent *bev, short what, void *arg);
 static void up_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void up_fail(struct proxy_req *r, enum proxy_err_kind kind, const char *detail);
+static void up_give_up(struct proxy_req *r, enum proxy_err_kind kind, const char *detail);
+static bool up_no_retry(struct proxy_req *r);
 
 static int u_on_message_begin(llhttp_t *p);
 static int u_on_status(llhttp_t *p, const char *at, size_t len);
@@ -95,23 +111,32 @@ addr_text(const struct sockaddr *sa, char *out, size_t n)
 
 /* ---- servers and their health --------------------------------------------------------- */
 
+/* The record of server s as the origin's TLS settings (tls, NULL: plain)
+ * reach it: the same host:port under other TLS settings is another record. */
 static struct proxy_srv *
-srv_get(struct proxy_worker *w, const struct conf_server *s)
+srv_get(struct proxy_worker *w, const struct conf_server *s, const struct tls_origin *tls)
 {
     char key[300];
     struct proxy_srv *srv;
+    uint64_t id = tls != NULL ? tls_origin_id(tls) : 0;
 
     snprintf(key, sizeof(key), "%s:%u", s->host, s->port);
     TAILQ_FOREACH(srv, &w->srvs, link)
-        if (strcmp(srv->key, key) == 0)
+        if (srv->tls == (tls != NULL) && srv->tls_id == id && strcmp(srv->key, key) == 0)
             return srv;
     srv = calloc(1, sizeof(*srv));
     if (srv == NULL)
         return NULL;
+    if (tls != NULL && (srv->tls_sess = tls_sessions_new()) == NULL) {
+        free(srv);
+        return NULL;
+    }
     snprintf(srv->key, sizeof(srv->key), "%s", key);
     snprintf(srv->host, sizeof(srv->host), "%s", s->host);
     srv->port = s->port;
     srv->is_ip = s->is_ip;
+    srv->tls = tls != NULL;
+    srv->tls_id = id;
     TAILQ_INIT(&srv->idle);
     TAILQ_INSERT_TAIL(&w->srvs, srv, link);
     return srv;
@@ -128,7 +153,20 @@ proxy_worker_srvs_free(struct proxy_worker *w)
         while ((u = TAILQ_FIRST(&srv->idle)) != NULL)
             upconn_free(u);
         TAILQ_REMOVE(&w->srvs, srv, link);
+        tls_sessions_unref(srv->tls_sess);
         free(srv);
+    }
+}
+
+void
+proxy_upstream_conf_warn(const struct conf *c)
+{
+    for (size_t i = 0; i < c->norigins; i++) {
+        const struct tls_origin *t = tls_conf_origin(c, &c->origins[i]);
+        if (t != NULL && !tls_origin_verifies(t))
+            log_warn("origin '%s': tls_verify off: the certificates of its servers are not "
+                     "checked (anyone on the path can answer in their name)",
+                     c->origins[i].name);
     }
 }
 
@@ -199,6 +237,7 @@ srv_pick(struct proxy_req *r)
 {
     struct proxy_worker *w = r->c->w;
     const struct conf_origin *o = r->origin;
+    const struct tls_origin *tls = tls_conf_origin(r->conf, o);
     uint64_t now = proxy_now_ms();
     struct proxy_srv *best = NULL, *oldest = NULL, *any_untried = NULL;
 
@@ -209,7 +248,7 @@ srv_pick(struct proxy_req *r)
             struct proxy_srv *srv;
             if (s->backup != (pass == 1))
                 continue;
-            srv = srv_get(w, s);
+            srv = srv_get(w, s, tls);
             if (srv == NULL)
                 continue;
             if (srv_tried(r, srv) && !(srv->naddrs > 1 || !srv->is_ip))
@@ -342,6 +381,8 @@ upconn_free(struct proxy_upconn *u)
         TAILQ_REMOVE(&u->srv->idle, u, link);
         u->srv->nidle--;
     }
+    if (u->bev != NULL && u->ssl != NULL && u->tls_up)
+        tls_client_close(u->ssl, u->tls_quiet); /* keeps the session resumable */
     if (u->bev != NULL)
         bufferevent_free(u->bev);
     if (u->timer != NULL)
@@ -398,9 +439,11 @@ pooled_readcb(struct bufferevent *bev, void *arg)
 static void
 pooled_eventcb(struct bufferevent *bev, short what, void *arg)
 {
+    struct proxy_upconn *u = arg;
     (void)bev;
     (void)what;
-    upconn_free(arg);
+    u->tls_quiet = true; /* the origin closed it (or it broke) */
+    upconn_free(u);
 }
 
 static void
@@ -616,6 +659,7 @@ up_connect(struct proxy_req *r, const struct sockaddr_storage *ss, socklen_t len
 {
     struct proxy_worker *w = r->c->w;
     struct proxy_upconn *u = upconn_new(w, r->srv);
+    const struct tls_origin *tls = r->srv->tls ? tls_conf_origin(r->conf, r->origin) : NULL;
 
     if (u == NULL) {
         up_fail(r, PROXY_FAIL_UNAVAILABLE, "out of memory");
@@ -630,7 +674,27 @@ up_connect(struct proxy_req *r, const struct sockaddr_storage *ss, socklen_t len
     r->up = u;
     u->state = UP_CONNECTING;
     STAT_INC(w, upstream_connects);
-    u->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (tls != NULL) {
+        struct ssl_st *ssl = tls_client_new(tls, r->srv->host, r->srv->is_ip, r->srv->tls_sess);
+        if (ssl == NULL) {
+            up_fail(r, PROXY_FAIL_UNAVAILABLE, "out of memory (TLS)");
+            return;
+        }
+        u->bev = bufferevent_openssl_socket_new(w->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                                BEV_OPT_CLOSE_ON_FREE);
+        if (u->bev == NULL) {
+            /* only out of memory; whether libevent freed the SSL on its
+             * failure path is not said: leaking it beats a double free */
+            up_fail(r, PROXY_FAIL_UNAVAILABLE, "out of memory");
+            return;
+        }
+        /* an origin closing without close_notify is an EOF, as on plain TCP
+         * (a close-delimited body); framed bodies still catch a truncation */
+        bufferevent_openssl_set_allow_dirty_shutdown(u->bev, 1);
+        u->ssl = ssl;
+    } else {
+        u->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
     if (u->bev == NULL) {
         up_fail(r, PROXY_FAIL_UNAVAILABLE, "out of memory");
         return;
@@ -644,6 +708,12 @@ up_connect(struct proxy_req *r, const struct sockaddr_storage *ss, socklen_t len
         snprintf(why, sizeof(why), "connect to %s failed: %s", u->addr_text,
                  strerror(EVUTIL_SOCKET_ERROR()));
         up_fail(r, PROXY_FAIL_CONNECT, why);
+        return;
+    }
+    if (tls != NULL) {
+        /* the handshake's flights are small writes: no Nagle delay on them */
+        int one = 1;
+        setsockopt(bufferevent_getfd(u->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
 }
 
@@ -655,6 +725,8 @@ up_with_addrs(struct proxy_req *r, const struct proxy_dns_addrs *a)
 
     if (addr_pick(r, r->srv, a, &ss, &len) < 0) {
         char why[400];
+        if (up_no_retry(r))
+            return;
         snprintf(why, sizeof(why), "no address left to try for %s", r->srv->key);
         up_fail(r, PROXY_FAIL_CONNECT, why);
         return;
@@ -689,7 +761,8 @@ up_try(struct proxy_req *r)
     struct proxy_dns_addrs a;
 
     if (srv == NULL) {
-        up_fail(r, PROXY_FAIL_UNAVAILABLE, "no server available");
+        if (!up_no_retry(r))
+            up_fail(r, PROXY_FAIL_UNAVAILABLE, "no server available");
         return;
     }
     r->srv = srv;
@@ -732,8 +805,9 @@ static bool
 origin_down(struct proxy_req *r)
 {
     uint64_t now = proxy_now_ms();
+    const struct tls_origin *tls = tls_conf_origin(r->conf, r->origin);
     for (size_t i = 0; i < r->origin->nservers; i++) {
-        struct proxy_srv *srv = srv_get(r->c->w, &r->origin->servers[i]);
+        struct proxy_srv *srv = srv_get(r->c->w, &r->origin->servers[i], tls);
         if (srv == NULL || srv->down_until_ms <= now)
             return false;
     }
@@ -744,6 +818,8 @@ void
 proxy_upstream_start(struct proxy_req *r)
 {
     r->tries = 0;
+    r->fail = PROXY_FAIL_NONE;
+    r->up_last_why[0] = '\0';
     /* stale-if-error: no waiting on timeouts for an origin known to be down */
     if (r->cache_obj != NULL && r->cache_d.stale_if_error && origin_down(r) &&
         proxy_cache_upstream_failed(r)) {
@@ -809,6 +885,7 @@ fail_name(enum proxy_err_kind k)
     case PROXY_FAIL_TIMEOUT: return "timeout";
     case PROXY_FAIL_PROTOCOL: return "protocol";
     case PROXY_FAIL_UNAVAILABLE: return "unavailable";
+    case PROXY_FAIL_TLS: return "tls";
     default: return "none";
     }
 }
@@ -822,12 +899,13 @@ up_fail(struct proxy_req *r, enum proxy_err_kind kind, const char *detail)
     bool got_bytes = u != NULL && u->got_bytes;
     bool connect_phase = u != NULL && u->state == UP_CONNECTING;
     bool has_body = r->content_length > 0 || r->chunked;
-    int status;
 
     r->fail = kind;
-    if (kind == PROXY_FAIL_CONNECT || kind == PROXY_FAIL_DNS ||
+    if (kind == PROXY_FAIL_CONNECT || kind == PROXY_FAIL_DNS || kind == PROXY_FAIL_TLS ||
         (kind == PROXY_FAIL_TIMEOUT && connect_phase))
         STAT_INC(w, upstream_connect_failures);
+    if (kind == PROXY_FAIL_TLS)
+        STAT_INC(w, upstream_tls_failures);
     if (kind == PROXY_FAIL_TIMEOUT)
         STAT_INC(w, upstream_timeouts);
     if (kind == PROXY_FAIL_RESET)
@@ -837,6 +915,7 @@ up_fail(struct proxy_req *r, enum proxy_err_kind kind, const char *detail)
             health_fail(r, u->srv, &u->addr, u->addrlen); /* a stale pooled conn is no signal */
         r->up = NULL;
         u->req = NULL;
+        u->tls_quiet = true; /* no close_notify on a failed connection */
         upconn_free(u);
     } else if (kind == PROXY_FAIL_DNS && r->srv != NULL) {
         health_fail(r, r->srv, NULL, 0);
@@ -844,11 +923,11 @@ up_fail(struct proxy_req *r, enum proxy_err_kind kind, const char *detail)
     /* Retry only what cannot have reached the origin's application: a
      * connect that failed, or a reused connection that died before any
      * response byte (for idempotent requests without a body). */
-    bool safe = !r->resp_started &&
-                (kind == PROXY_FAIL_CONNECT || kind == PROXY_FAIL_DNS ||
-                 (kind == PROXY_FAIL_TIMEOUT && connect_phase) ||
-                 (kind == PROXY_FAIL_RESET && !got_bytes && method_idempotent(r->method) &&
-                  !has_body));
+    bool safe =
+        !r->resp_started &&
+        (kind == PROXY_FAIL_CONNECT || kind == PROXY_FAIL_DNS || kind == PROXY_FAIL_TLS ||
+         (kind == PROXY_FAIL_TIMEOUT && connect_phase) ||
+         (kind == PROXY_FAIL_RESET && !got_bytes && method_idempotent(r->method) && !has_body));
     bool free_retry = kind == PROXY_FAIL_RESET && reused && !got_bytes && safe;
     if (safe && (free_retry || r->tries < r->origin->retries)) {
         if (!free_retry)
@@ -856,9 +935,32 @@ up_fail(struct proxy_req *r, enum proxy_err_kind kind, const char *detail)
         STAT_INC(w, upstream_retries);
         log_debug("retrying %s %s on origin '%s' after %s: %s", r->method_name, r->request_id,
                   r->origin->name, fail_name(kind), detail);
+        /* answered if no server or address is left to try (up_no_retry) */
+        snprintf(r->up_last_why, sizeof(r->up_last_why), "%s", detail);
         up_try(r);
         return;
     }
+    up_give_up(r, kind, detail);
+}
+
+/* The retry found nothing left to try: the failure it followed is the answer
+ * (not "no server available", which would hide why). False when this
+ * request has not failed before. */
+static bool
+up_no_retry(struct proxy_req *r)
+{
+    if (r->fail == PROXY_FAIL_NONE || r->up_last_why[0] == '\0')
+        return false;
+    up_give_up(r, r->fail, r->up_last_why);
+    return true;
+}
+
+/* No (more) retry: a stale copy, a cut connection or an error answer. */
+static void
+up_give_up(struct proxy_req *r, enum proxy_err_kind kind, const char *detail)
+{
+    int status;
+
     free(r->_tried);
     r->_tried = NULL;
     r->ntried = 0;
@@ -1095,16 +1197,39 @@ up_eventcb(struct bufferevent *bev, short what, void *arg)
         int one = 1;
         event_del(u->timer);
         setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (u->ssl != NULL) {
+            struct tls_client_info ti;
+            tls_client_info_get(u->ssl, &ti);
+            u->tls_up = true;
+            STAT_INC(u->w, upstream_tls_handshakes);
+            if (ti.resumed)
+                STAT_INC(u->w, upstream_tls_resumed);
+            log_debug("origin '%s': %s %s%s", r->origin->name, u->addr_text, ti.version,
+                      ti.resumed ? " resumed" : "");
+        }
         up_start_exchange(r, u);
         return;
     }
     if (u->state == UP_CONNECTING) {
         int err = EVUTIL_SOCKET_ERROR();
+        if (u->ssl != NULL && tls_client_started(u->ssl)) {
+            /* TCP was up: the handshake or the verification failed */
+            unsigned long errs[8];
+            size_t n = 0, len;
+            while (n < 8 && (errs[n] = bufferevent_get_openssl_error(bev)) != 0)
+                n++;
+            len = tls_client_why(u->ssl, errs, n, why, sizeof(why));
+            snprintf(why + len, sizeof(why) - len, " from %s", u->addr_text);
+            up_fail(r, PROXY_FAIL_TLS, why);
+            return;
+        }
         snprintf(why, sizeof(why), "connect to %s failed: %s", u->addr_text,
                  err ? evutil_socket_error_to_string(err) : "connection refused");
         up_fail(r, PROXY_FAIL_CONNECT, why);
         return;
     }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        u->tls_quiet = true;
     if (what & BEV_EVENT_TIMEOUT) {
         snprintf(why, sizeof(why), "%s idle for longer than %llu ms", u->addr_text,
                  (unsigned long long)r->origin->idle_timeout_ms);
@@ -1148,7 +1273,10 @@ up_timer_cb(evutil_socket_t fd, short what, void *arg)
         upconn_free(u);
         return;
     }
-    if (u->state == UP_CONNECTING)
+    if (u->state == UP_CONNECTING && u->ssl != NULL && tls_client_started(u->ssl))
+        snprintf(why, sizeof(why), "TLS handshake with %s timed out after %llu ms", u->addr_text,
+                 (unsigned long long)r->origin->connect_timeout_ms);
+    else if (u->state == UP_CONNECTING)
         snprintf(why, sizeof(why), "connect to %s timed out after %llu ms", u->addr_text,
                  (unsigned long long)r->origin->connect_timeout_ms);
     else

@@ -1,11 +1,14 @@
 /*
- * The tls conf module: the directives listed in tls.h ("1. Conf").
+ * The tls conf module: the directives listed in tls.h ("1. Conf" and
+ * "5. Origins").
  *
  * Handlers only record nodes; the MAIN finish hook, which runs once every
  * directive of the whole conf is set, works out each context's effective
  * client verification, checks the combinations and builds the snapshot's
  * SSL_CTX set (ctx.c), which lives outside the arena: the release hook
- * drops the conf's reference, connections hold their own.
+ * drops the conf's reference, connections hold their own. Each ORIGIN
+ * finish hook (after MAIN's) checks that origin's TLS settings against
+ * how its servers are written and builds its client SSL_CTX (origin.c).
  */
 #include "tls/tls-int.h"
 
@@ -13,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <arpa/inet.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -36,6 +41,12 @@ static struct tls_ctx_conf *
 site_of(const struct conf_site *s)
 {
     return s->mod[tls_module.index];
+}
+
+static struct tls_origin *
+origin_of(const struct conf_origin *o)
+{
+    return o->mod[tls_module.index];
 }
 
 /* ---- handlers ------------------------------------------------------------------------------- */
@@ -246,6 +257,76 @@ set_verify_site(struct conf_build *b, const struct conf_node *n, void *parent, s
     return set_verify(n, ctx_of(parent, CONF_CTX_SITE), err);
 }
 
+/* ---- origins ------------------------------------------------------------------------------- */
+
+static int
+set_origin_tls(struct conf_build *b, const struct conf_node *n, void *parent, struct conf_err *err)
+{
+    struct tls_origin *t = origin_of(parent);
+
+    (void)b;
+    if (t == NULL)
+        return conf_errf(err, &n->pos, "out of memory");
+    if (conf_parse_flag(&n->args[0], "tls", &t->tls_on, err) < 0)
+        return -1;
+    t->tls = n;
+    return 0;
+}
+
+static int
+set_origin_ca(struct conf_build *b, const struct conf_node *n, void *parent, struct conf_err *err)
+{
+    struct tls_origin *t = origin_of(parent);
+
+    (void)b;
+    return t != NULL ? set_file(n, &t->ca, err) : conf_errf(err, &n->pos, "out of memory");
+}
+
+static int
+set_origin_verify(struct conf_build *b, const struct conf_node *n, void *parent,
+                  struct conf_err *err)
+{
+    struct tls_origin *t = origin_of(parent);
+
+    (void)b;
+    if (t == NULL)
+        return conf_errf(err, &n->pos, "out of memory");
+    if (conf_parse_flag(&n->args[0], "tls_verify", &t->verify_on, err) < 0)
+        return -1;
+    t->verify = n;
+    return 0;
+}
+
+/* A host name (what SNI carries and the certificate is checked for) or an
+ * IP literal (no SNI; checked against the certificate's IP addresses). */
+static int
+set_origin_server_name(struct conf_build *b, const struct conf_node *n, void *parent,
+                       struct conf_err *err)
+{
+    struct tls_origin *t = origin_of(parent);
+    const struct conf_arg *a = &n->args[0];
+    unsigned char ip[sizeof(struct in6_addr)];
+    char norm[TLS_NAME_MAX + 1];
+    size_t len;
+
+    if (t == NULL)
+        return conf_errf(err, &n->pos, "out of memory");
+    if (inet_pton(AF_INET, a->s, ip) == 1 || inet_pton(AF_INET6, a->s, ip) == 1) {
+        t->name = conf_strndup(b, a->s, a->len);
+        t->name_is_ip = true;
+    } else if ((len = tls_host_norm(a->s, a->len, norm, sizeof(norm))) > 0) {
+        t->name = conf_strndup(b, norm, len);
+        t->name_is_ip = false;
+    } else {
+        return conf_errf(err, &a->pos,
+                         "'tls_server_name': '%s' is not a host name or an IP address", a->s);
+    }
+    if (t->name == NULL)
+        return conf_errf(err, &n->pos, "out of memory");
+    t->server_name = n;
+    return 0;
+}
+
 /* ---- hooks ---------------------------------------------------------------------------------- */
 
 static void *
@@ -270,7 +351,12 @@ tls_create(struct conf_build *b, enum conf_ctx ctx, void *obj)
         if (cc != NULL)
             cc->certs_tail = &cc->certs;
         return cc;
-    case CONF_CTX_ORIGIN:
+    case CONF_CTX_ORIGIN: {
+        struct tls_origin *t = conf_alloc(b, sizeof(*t));
+        if (t != NULL)
+            t->verify_on = true;
+        return t;
+    }
     case CONF_CTX_ROUTE: break;
     }
     return NULL;
@@ -388,9 +474,15 @@ tls_finish(struct conf_build *b, enum conf_ctx ctx, void *obj, void *outer, stru
 {
     struct tls_main_conf *m;
 
-    (void)outer;
+    if (ctx == CONF_CTX_ORIGIN) {
+        struct tls_origin *t = origin_of(obj);
+        m = outer;
+        if (t == NULL || m == NULL)
+            return conf_errf(err, &((const struct conf_origin *)obj)->pos, "out of memory");
+        return tls_origin_finish(t, obj, &m->system_store, err);
+    }
     if (ctx != CONF_CTX_MAIN)
-        return 0; /* every context is handled from the top (finish_main) */
+        return 0; /* sites are handled from the top (finish_main) */
     m = main_of(obj);
     if (m == NULL)
         return conf_errf(err, NULL, "%s: out of memory", conf_build_conf(b)->path);
@@ -402,15 +494,22 @@ tls_release(struct conf *c)
 {
     struct tls_main_conf *m = main_of(c);
 
+    for (size_t i = 0; i < c->norigins; i++)
+        tls_origin_release(origin_of(&c->origins[i]));
     if (m != NULL && m->set != NULL) {
         tls_set_unref(m->set);
         m->set = NULL;
+    }
+    if (m != NULL && m->system_store != NULL) {
+        tls_origin_store_free(m->system_store);
+        m->system_store = NULL;
     }
 }
 
 /* ---- the table ------------------------------------------------------------------------------ */
 
 #define M CONF_CTX_MAIN
+#define O CONF_CTX_ORIGIN
 #define S CONF_CTX_SITE
 #define U CONF_F_UNIQUE
 #define ANY CONF_ARGS_ANY
@@ -430,6 +529,10 @@ static const struct conf_directive tls_directives[] = {
     {"tls_client_ca", S, U, 1, 1, "a PEM file of CA certificates", set_ca_site},
     {"tls_verify_client", M, U, 1, 1, "on, optional or off", set_verify_main},
     {"tls_verify_client", S, U, 1, 1, "on, optional or off", set_verify_site},
+    {"tls", O, U, 1, 1, "on or off", set_origin_tls},
+    {"tls_ca", O, U, 1, 1, "a PEM file of CA certificates", set_origin_ca},
+    {"tls_verify", O, U, 1, 1, "on or off", set_origin_verify},
+    {"tls_server_name", O, U, 1, 1, "a host name", set_origin_server_name},
 };
 
 static struct conf_module tls_module = {
@@ -480,4 +583,16 @@ tls_conf_site_verify(const struct conf *c, const struct conf_site *s)
         cc = site_of(s);
     }
     return cc != NULL && cc->eff.mode != TLS_VERIFY_OFF ? &cc->eff : NULL;
+}
+
+const struct tls_origin *
+tls_conf_origin(const struct conf *c, const struct conf_origin *o)
+{
+    const struct tls_origin *t;
+
+    (void)c;
+    if (!registered || o == NULL)
+        return NULL;
+    t = origin_of(o);
+    return t != NULL && t->enabled && t->ctx != NULL ? t : NULL;
 }

@@ -107,7 +107,29 @@ struct tls_main_conf {
     const struct conf_node *ciphers, *ciphersuites;
     uint64_t rotate_ms;
     struct tls_set *set; /* built in the MAIN finish hook; the conf's reference */
+    void *system_store;  /* X509_STORE * of the system CAs, shared by the origins' SSL_CTX */
 };
+
+/* Per origin (ORIGIN context; origin.c): what its directives said, then
+ * (finish) the effective settings and the client SSL_CTX. */
+struct tls_origin {
+    const struct conf_node *tls, *ca, *verify, *server_name; /* as written, or NULL */
+    bool tls_on, verify_on;                                  /* values of 'tls', 'tls_verify' */
+    /* effective, after finish: */
+    bool enabled;     /* the origin speaks TLS */
+    bool verifies;    /* certificates are checked */
+    const char *name; /* tls_server_name (normalised), or NULL: each server's host */
+    bool name_is_ip;
+    uint64_t id;
+    void *ctx; /* SSL_CTX *, outside the arena: freed by the release hook */
+};
+
+/* The checks of an origin's TLS settings and its SSL_CTX; store is the
+ * conf's shared system CA store (made on first use). 0 / -1. */
+int tls_origin_finish(struct tls_origin *t, const struct conf_origin *o, void **store,
+                      struct conf_err *err);
+void tls_origin_release(struct tls_origin *t);
+void tls_origin_store_free(void *store);
 
 /* Builds the set of a conf from the settings of the top level and of its
  * sites (sites[i] may be NULL: no TLS directive there). NULL + err, or

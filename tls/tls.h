@@ -47,6 +47,26 @@
  *    decrypts (the ticket is then renewed). Sessions live that long. Each
  *    set also has a server-side session cache (TLS 1.2 session ids).
  *
+ * 5. Origins (origin.c): TLS to origin servers. In an 'origin' block:
+ *
+ *      server https://HOST[:PORT];            (conf/core.c) the origin speaks TLS
+ *      tls on|off;                            ORIGIN; 'on': HOST:PORT servers speak TLS
+ *      tls_ca FILE;                           ORIGIN; PEM CAs; default the system store
+ *      tls_verify on|off;                     ORIGIN; default on ('off' is logged at start)
+ *      tls_server_name NAME;                  ORIGIN; SNI and the name verified;
+ *                                             default each server's host
+ *
+ *    The finish hook builds one client SSL_CTX per TLS origin (TLS 1.2+,
+ *    ALPN http/1.1, verification against tls_ca or the system store, which
+ *    the origins of a conf share), so a missing or bad tls_ca fails
+ *    `edge -t` at its file:line:col. tls_client_new() makes the SSL of one
+ *    connection: SNI (not for IP literals), the name verified (an IP
+ *    literal is checked against the certificate's IP addresses), and the
+ *    last session of that server offered for resumption. Sessions arrive
+ *    through the client session-cache callback (TLS 1.3 tickets come after
+ *    the handshake) into a struct tls_sessions the caller owns, one per
+ *    server and thread.
+ *
  * Return convention: int functions 0 / -1; pointers NULL on failure.
  * Thread-safety: a set is immutable once built and refcounted atomically;
  * the ticket keys take a mutex once per ticket operation.
@@ -116,5 +136,54 @@ size_t tls_peer_subject(struct ssl_st *ssl, char *out, size_t cap);
 
 /* The server name the client sent (normalised), or NULL. */
 const char *tls_sni(struct ssl_st *ssl);
+
+/* ---- origins (TLS client) ---- */
+
+struct conf_origin;
+
+/* The TLS settings of an origin; NULL when it speaks plain HTTP. Valid
+ * while the conf is (an SSL made from it keeps its SSL_CTX alive). */
+struct tls_origin;
+const struct tls_origin *tls_conf_origin(const struct conf *c, const struct conf_origin *o);
+/* Equal ids, equal settings (verification, CA file bytes, server name),
+ * across reloads too: connections and sessions made under one id may be
+ * reused under the other. */
+uint64_t tls_origin_id(const struct tls_origin *t);
+bool tls_origin_verifies(const struct tls_origin *t); /* false: 'tls_verify off' */
+
+/* The last resumable session of one server, on one thread. Refcounted: the
+ * owner's reference (tls_sessions_new) and one per SSL using it. */
+struct tls_sessions;
+struct tls_sessions *tls_sessions_new(void);
+void tls_sessions_unref(struct tls_sessions *s);
+
+/* A client SSL for a connection to host (a name or an IP literal, as in
+ * the conf; is_ip for a literal). sess (may be NULL) gets the sessions the
+ * server sends and its last one is offered. NULL when out of memory. */
+struct ssl_st *tls_client_new(const struct tls_origin *t, const char *host, bool is_ip,
+                              struct tls_sessions *sess);
+
+/* True once the handshake wrote to the socket (so the TCP connection was
+ * made): a failure from then on is TLS's, before it the connect's. */
+bool tls_client_started(struct ssl_st *ssl);
+
+/* Why a client handshake failed, for a 502 body: "certificate verify failed
+ * (self-signed certificate)", "wrong version number", ... errs are the
+ * OpenSSL error codes the connection reported (libevent's
+ * bufferevent_get_openssl_error), n of them. Returns the length written. */
+size_t tls_client_why(struct ssl_st *ssl, const unsigned long *errs, size_t n, char *out,
+                      size_t cap);
+
+/* What a finished client handshake was. */
+struct tls_client_info {
+    const char *version; /* static */
+    bool resumed;
+};
+void tls_client_info_get(struct ssl_st *ssl, struct tls_client_info *out);
+
+/* Before an SSL of a healthy connection is freed: one non-blocking
+ * close_notify (a session OpenSSL sees freed without it is no longer
+ * resumable). 'peer_closed': the peer went first, nothing is written. */
+void tls_client_close(struct ssl_st *ssl, bool peer_closed);
 
 #endif /* EDGE_TLS_H */
