@@ -5,6 +5,7 @@
 #include "cache/cache.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -492,12 +493,57 @@ out:
 
 /* ---- ids ------------------------------------------------------------------------------------- */
 
+/* SHA-256 is fetched from the default provider once: EVP_Digest(..., EVP_sha256())
+ * fetches it again on every call (OpenSSL 3), which cost more instructions than
+ * hashing a key. Each thread keeps one digest context (freed at thread exit). */
+static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha_md;
+static pthread_key_t sha_key;
+static bool sha_key_ok;
+
+static void
+sha_ctx_free(void *p)
+{
+    EVP_MD_CTX_free(p);
+}
+
+static void
+sha_init(void)
+{
+    sha_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    sha_key_ok = pthread_key_create(&sha_key, sha_ctx_free) == 0;
+}
+
+static EVP_MD_CTX *
+sha_ctx(void)
+{
+    EVP_MD_CTX *ctx;
+
+    pthread_once(&sha_once, sha_init);
+    if (sha_md == NULL || !sha_key_ok)
+        return NULL;
+    ctx = pthread_getspecific(sha_key);
+    if (ctx == NULL && (ctx = EVP_MD_CTX_new()) != NULL && pthread_setspecific(sha_key, ctx) != 0) {
+        EVP_MD_CTX_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
+}
+
 void
 cache_key_id(const char *key, size_t len, uint8_t id[CACHE_ID_LEN])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = sha_ctx();
 
+    if (ctx != NULL && EVP_DigestInit_ex2(ctx, sha_md, NULL) == 1 &&
+        EVP_DigestUpdate(ctx, key, len) == 1 && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 &&
+        mdlen >= CACHE_ID_LEN) {
+        memcpy(id, md, CACHE_ID_LEN);
+        return;
+    }
+    /* no context (out of memory): the slow one-shot */
     if (EVP_Digest(key, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen < CACHE_ID_LEN) {
         /* cannot happen with a working libcrypto; never return an uninitialised id */
         memset(id, 0, CACHE_ID_LEN);
