@@ -806,9 +806,12 @@ cache_refresh(struct cache *c, const struct cache_obj *o, const struct cache_hdr
     w = NULL;
     if (rc == 0) {
         atomic_fetch_add(&c->n.refreshes, 1);
-        rc = cache_open(c, o->key, o->key_len, NULL, 0, out);
-        if (rc == CACHE_VARY_MISS) {
-            /* variants: reopen by path (the request headers are not at hand) */
+        if (o->_variant == 0) {
+            rc = cache_open(c, o->key, o->key_len, NULL, 0, out);
+        } else {
+            /* a variant: reopen that one by path (the request headers are not
+             * at hand, and without them cache_open() would pick the variant
+             * of a request that has none of the Vary fields) */
             struct cache_disk_meta m;
             char *buf = NULL;
             int fd = -1;
