@@ -63,17 +63,19 @@ unreserved(unsigned char c)
            c == '.' || c == '_' || c == '~';
 }
 
-/* RFC 3986 6.2.2: %XX of an unreserved char decoded, other escapes upper-cased. */
+/* RFC 3986 6.2.2: %XX of an unreserved char decoded, other escapes upper-cased.
+ * Text between escapes is copied in runs (this runs on every lookup). */
 static void
 kb_pct_norm(struct kbuf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
-    size_t i;
+    const char *pct, *end = s + n;
 
-    for (i = 0; i < n; i++) {
+    while ((pct = memchr(s, '%', (size_t)(end - s))) != NULL) {
         int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
-            (lo = hexval(s[i + 2])) >= 0) {
+        size_t left = (size_t)(end - pct);
+        kb_put(b, s, (size_t)(pct - s));
+        if (left > 2 && (hi = hexval(pct[1])) >= 0 && (lo = hexval(pct[2])) >= 0) {
             unsigned char c = (unsigned char)(hi * 16 + lo);
             if (unreserved(c)) {
                 kb_ch(b, (char)c);
@@ -81,11 +83,29 @@ kb_pct_norm(struct kbuf *b, const char *s, size_t n)
                 char e[3] = {'%', hex[hi], hex[lo]};
                 kb_put(b, e, 3);
             }
-            i += 2;
+            s = pct + 3;
         } else {
-            kb_ch(b, s[i]);
+            kb_ch(b, '%');
+            s = pct + 1;
         }
     }
+    kb_put(b, s, (size_t)(end - s));
+}
+
+/* s lower-cased (ASCII). */
+static void
+kb_lower(struct kbuf *b, const char *s, size_t n)
+{
+    size_t i;
+
+    if (b->over || b->cap - b->len < n + 1) {
+        b->over = true;
+        return;
+    }
+    for (i = 0; i < n; i++)
+        b->p[b->len + i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] + 32 : s[i]);
+    b->len += n;
+    b->p[b->len] = '\0';
 }
 
 /* ---- default key pieces ---------------------------------------------------------------------- */
@@ -128,8 +148,7 @@ kb_host(struct kbuf *b, const struct cache_key_parts *parts)
         hl--;
     if (hl == 0)
         return CACHE_EINVAL;
-    for (size_t k = 0; k < hl; k++)
-        kb_ch(b, (char)((h[k] >= 'A' && h[k] <= 'Z') ? h[k] + 32 : h[k]));
+    kb_lower(b, h, hl);
     if (i < n)
         kb_put(b, h + i, n - i);
     return 0;
