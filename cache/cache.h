@@ -54,7 +54,7 @@
  *     to max_size, rebuild from the files in a background thread, counters,
  *     purge. Thread-safe: every worker thread calls it directly.
  *
- *  4b. Memory tier (mem.c), when cache_main.mem > 0: objects whose body is at
+ *  4b. Memory tier (mem.c), when cache_dir has mem=: objects whose body is at
  *     most mem_object bytes are kept in memory, with their parsed head, after
  *     the first hit that reads them from disk (their body CRC is checked
  *     then). cache_open() looks there first: a hit costs no system call, no
@@ -74,12 +74,17 @@
  *     (SITE, ROUTE); the proxy reads them with cache_conf_main() and
  *     cache_route_conf(). The language:
  *
- *       cache_dir PATH max_size=SIZE [max_object=SIZE] [fsync=on|off];
+ *       cache_dir PATH max_size=SIZE [max_object=SIZE] [fsync=on|off]
+ *                      [mem=SIZE] [mem_object=SIZE];
  *           top level, at most once. max_size= is required (> 0); max_object=
  *           defaults to min(64m, max_size / 8) and may not exceed max_size=;
  *           fsync= (fdatasync each object before publishing it) defaults to
- *           off. PATH is used as written (relative = to the working
- *           directory); it is created at start-up.
+ *           off. mem= turns on the memory tier (section 4b) with that many
+ *           bytes (0, the default: off; at most max_size=); mem_object= is
+ *           the largest body it keeps (> 0, at most mem= and max_object=;
+ *           default min(64k, mem=); refused without mem=). PATH is used as
+ *           written (relative = to the working directory); it is created
+ *           at start-up.
  *       cache on|off [ttl=D] [max_ttl=D] [stale_while_revalidate=D]
  *                    [stale_if_error=D] [key=TEMPLATE] [ignore_query=a,b]
  *                    [sort_query];
@@ -484,7 +489,8 @@ int cache_vary_names(const struct cache_hdr *h, size_t n, char *out, size_t cap,
 
 #define CACHE_HEADERS_MAX (64 * 1024) /* stored header block */
 
-/* 'cache_dir PATH max_size=SIZE [max_object=SIZE] [fsync=on|off];' — cache_conf_main(). */
+/* 'cache_dir PATH max_size=SIZE [max_object=SIZE] [fsync=on|off] [mem=SIZE]
+ * [mem_object=SIZE];' — cache_conf_main(). */
 struct cache_main {
     const char *dir;     /* NULL: no cache_dir (every route's cache is a no-op) */
     uint64_t max_size;   /* bytes of objects kept (files' sizes); LRU beyond */

@@ -5,7 +5,9 @@
  *   lookup   GET/HEAD on a route with 'cache on': build the key, open the
  *            object, decide (fresh / stale allowed / revalidate / miss).
  *            Fresh (or stale within stale-while-revalidate): answered here,
- *            body by sendfile. Revalidate: the origin gets our validators.
+ *            the head in one piece, the body from the memory tier (copied
+ *            or by reference) or by sendfile. Revalidate: the origin gets
+ *            our validators.
  *   store    the origin's answer to a miss is teed into a cache writer while
  *            it streams to the client; published when complete, dropped when
  *            the origin fails mid-body.
@@ -418,18 +420,45 @@ part_head_len(size_t blen, size_t clen, const struct byte_range *rg, uint64_t to
            digits(rg->start + rg->len - 1) + 1 + digits(total) + sizeof("\r\n\r\n") - 1;
 }
 
+/* A body in memory up to this size is copied behind the head (one buffer,
+ * one iovec); a larger one is sent by reference. */
+#define BODY_COPY_MAX 2048
+
+static void
+body_unref(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    cache_body_unref(arg);
+}
+
 /* Appends a byte range of o's body to the response (the head builder b is
- * flushed first when the bytes do not go through it). false: the response
- * cannot be completed (the head is out: the connection must be cut). */
+ * flushed first when the bytes do not go through it): from the memory tier
+ * by copy or by reference (held until libevent has sent it), else from the
+ * file by sendfile. false: the response cannot be completed (the head is
+ * out: the connection must be cut). */
 static bool
 body_range(struct proxy_hb *b, struct cache_obj *o, const struct byte_range *rg)
 {
     int fd;
 
+    if (o->body != NULL && rg->len <= BODY_COPY_MAX) {
+        proxy_hb_add(b, o->body + rg->start, (size_t)rg->len);
+        return true;
+    }
     proxy_hb_flush(b);
+    if (o->body != NULL) {
+        struct cache_body *ref = cache_obj_body_ref(o);
+        if (evbuffer_add_reference(b->out, o->body + rg->start, (size_t)rg->len, body_unref, ref) <
+            0) {
+            cache_body_unref(ref);
+            return false;
+        }
+        return true;
+    }
     fd = dup(o->fd);
-    if (fd < 0 || evbuffer_add_file(b->out, fd, (ev_off_t)(o->body_off + rg->start),
-                                    (ev_off_t)rg->len) < 0) {
+    if (fd < 0 ||
+        evbuffer_add_file(b->out, fd, (ev_off_t)(o->body_off + rg->start), (ev_off_t)rg->len) < 0) {
         if (fd >= 0)
             close(fd);
         return false;
