@@ -190,19 +190,26 @@ cache_evict(struct cache *c)
 
     for (done = 0; done < EVICT_SLICE && atomic_load(&c->n.bytes) > c->conf.max_size; done++) {
         unsigned start = atomic_fetch_add(&c->evict_cursor, EVICT_CANDIDATES), k, best = 0;
+        unsigned seen = 0;
         uint64_t best_use = UINT64_MAX;
         bool found = false;
         struct cache_stripe *s;
         struct cache_ent *e;
 
-        /* the oldest among a few stripes' LRU tails; a full sweep if those are empty */
-        for (k = 0; k < CACHE_STRIPES && (k < EVICT_CANDIDATES || !found); k++) {
+        /* the oldest among the LRU tails of EVICT_CANDIDATES non-empty stripes
+         * (stopping at the first non-empty stripe once the first few were empty
+         * made the victim any object when the cache holds few: even the one
+         * just stored) */
+        for (k = 0; k < CACHE_STRIPES && seen < EVICT_CANDIDATES; k++) {
             s = &c->stripes[(start + k) % CACHE_STRIPES];
             pthread_mutex_lock(&s->mu);
-            if (s->lru != NULL && s->lru->last_use < best_use) {
-                best_use = s->lru->last_use;
-                best = (start + k) % CACHE_STRIPES;
-                found = true;
+            if (s->lru != NULL) {
+                seen++;
+                if (s->lru->last_use < best_use) {
+                    best_use = s->lru->last_use;
+                    best = (start + k) % CACHE_STRIPES;
+                    found = true;
+                }
             }
             pthread_mutex_unlock(&s->mu);
         }

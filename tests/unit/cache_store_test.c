@@ -446,6 +446,10 @@ test_eviction(void **state)
     for (i = 0; i < 40; i++) {
         snprintf(key, sizeof(key), "http://h/e%d", i);
         assert_int_equal(store(c, key, NULL, 0, basic, NBASIC, body), 0);
+        /* never the object just stored (the least recently used goes) */
+        if (cache_open(c, key, strlen(key), NULL, 0, &o) != CACHE_OK)
+            fail_msg("%s was evicted by its own store", key);
+        cache_obj_free(o);
         /* keep e0 hot */
         if (cache_open(c, "http://h/e0", 11, NULL, 0, &o) == CACHE_OK)
             cache_obj_free(o);
