@@ -17,9 +17,13 @@
 # ratios edge/nginx and edge/varnish, the targets of issue 4, and the latency
 # of a warm hit through edge vs the origin directly (LAT_CONNS connections).
 #
+# Edge keeps objects up to 64 KiB in its memory tier (cache_dir mem=EDGE_MEM,
+# 256m like Varnish's storage; EDGE_MEM=0 turns it off), larger ones are
+# sent from disk with sendfile.
+#
 # Usage: bench/cache.sh [BUILD_DIR]
 #   env: CONNS=64 DURATION=10s ROUNDS=3 THREADS=2 SIZES="1024 16384 262144 4194304"
-#        LAT_CONNS=4 LATENCY=50ms
+#        LAT_CONNS=4 LATENCY=50ms EDGE_MEM=256m
 # A quick run: DURATION=3s ROUNDS=1 bench/cache.sh   (about a minute)
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +35,7 @@ THREADS=${THREADS:-2}
 SIZES=${SIZES:-1024 16384 262144 4194304}
 LAT_CONNS=${LAT_CONNS:-4}
 LATENCY=${LATENCY:-50ms}
+EDGE_MEM=${EDGE_MEM:-256m}
 CACHES="edge nginx varnish"
 command -v wrk >/dev/null && command -v nginx >/dev/null && command -v varnishd >/dev/null && command -v curl >/dev/null ||
     sh "$ROOT/scripts/deps.sh" wrk nginx-light varnish curl
@@ -94,7 +99,7 @@ cat > "$T/edge.conf" <<CONF
 workers auto;
 listen 127.0.0.1:$EDGE;
 access_log off;
-cache_dir $T/edge-cache max_size=1g;
+cache_dir $T/edge-cache max_size=1g mem=$EDGE_MEM;
 origin app { server 127.0.0.1:$ORIGIN; keepalive 64; }
 site * { route / { origin app; cache on; } }
 CONF
@@ -175,7 +180,7 @@ hit_header() { # what the cache said, for the report
         varnish) grep -iE '^(x-cache|x-varnish):' "$2" ;;
     esac | tr -d '\r' | tr '\n' ' '
 }
-echo "bench/cache.sh: ${CONNS} connections, $THREADS threads, $DURATION x $ROUNDS rounds, origin latency $LATENCY, $(nproc) cores"
+echo "bench/cache.sh: ${CONNS} connections, $THREADS threads, $DURATION x $ROUNDS rounds, origin latency $LATENCY, $(nproc) cores, edge mem=$EDGE_MEM"
 echo "warm-up (second request must be a hit):"
 for s in $SIZES; do
     line=$(printf "  %-7s" "$(human "$s")")

@@ -7,6 +7,18 @@
 
 #include "cache/cache.h"
 
+#include <stdio.h>
+#include <stdlib.h>
+
+/* For impossible states: says where, then aborts (always on). */
+#define CACHE_BUG_ON(cond)                                                                         \
+    do {                                                                                           \
+        if (__builtin_expect(!!(cond), 0)) {                                                       \
+            fprintf(stderr, "cache: BUG at %s:%d: %s\n", __FILE__, __LINE__, #cond);               \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
 /* ---- policy.c helpers ------------------------------------------------------------------------ */
 
 bool cache_hdr_name_is(const struct cache_hdr *h, const char *lower_name);
@@ -75,6 +87,9 @@ struct cache_stripe {
     struct cache_ent *mru, *lru; /* LRU list of this stripe */
 };
 
+#define CACHE_MEM_SHARDS_MAX 64
+struct cache_mem; /* the memory tier (mem.c) */
+
 struct cache {
     char *dir;
     int dirfd;
@@ -94,6 +109,7 @@ struct cache {
      * a writer records its slot's value and does not publish when it moved
      * (checked before and again after the rename, see cache_writer_commit). */
     atomic_uint_fast32_t inval_gen[CACHE_INVAL_SLOTS];
+    struct cache_mem *mem; /* NULL: mem=0 */
     struct {
         atomic_uint_fast64_t hits, misses, stores, store_refused, evictions, write_errors, corrupt,
             purges, refreshes, invalidations, bytes, objects;
@@ -105,6 +121,32 @@ cache_inval_slot(const uint8_t id[CACHE_ID_LEN])
 {
     return ((size_t)id[1] << 8 | id[2]) % CACHE_INVAL_SLOTS;
 }
+
+/* ---- the memory tier (mem.c; see the comment at its top) ------------------------------------ */
+
+struct cache_mem *cache_mem_new(uint64_t cap, uint64_t max_object);
+void cache_mem_free(struct cache_mem *m);
+/* What a memory miss hands to the disk path: the key's hash and its shard's
+ * generation, sampled before the file is opened. */
+struct cache_mem_probe {
+    uint64_t hash, gen;
+};
+/* CACHE_OK + *out (backed by memory), CACHE_MISS (*p filled: go to disk),
+ * or CACHE_ENOMEM. Counts nothing in c->n. */
+int cache_mem_open(struct cache *c, const char *key, size_t klen, const struct cache_hdr *req,
+                   size_t nreq, struct cache_mem_probe *p, struct cache_obj **out);
+/* After a disk open with probe p: reads o's body (if <= mem_object), checks
+ * its CRC and makes o memory-backed (its fd closed), inserting it, with its
+ * Vary stub (stub_vary: the stub's name list, for a variant), into the table
+ * unless a forget ran since p was taken. 0: o is memory-backed; 1: not (o
+ * unchanged); CACHE_ECORRUPT: the body does not match its CRC (o unchanged). */
+int cache_mem_load(struct cache *c, const struct cache_mem_probe *p, struct cache_obj *o,
+                   const char *stub_vary, size_t stub_vlen);
+/* Every entry of key (object, stub, variants) leaves memory. Call after any
+ * change of the key's files is on disk. No-op without a memory tier. */
+void cache_mem_forget(struct cache *c, const char *key, size_t klen);
+void cache_mem_unref_obj(struct cache_obj *o);
+void cache_mem_counters(struct cache *c, struct cache_counters *out);
 
 /* file name "ab/cd/<hex>[-<16 hex>]" of an id (+ variant) into buf (>= 64) */
 void cache_path(const uint8_t id[CACHE_ID_LEN], uint64_t variant, char *buf, size_t cap);
@@ -121,9 +163,11 @@ void cache_index_remove(struct cache *c, const uint8_t id[CACHE_ID_LEN], uint64_
 void cache_evict(struct cache *c);
 /* Purges every file of a primary id (object, or stub + variants); hard:
  * unlinked and the directory fsynced; soft: marked in place. Count of objects. */
-int cache_file_purge_id(struct cache *c, const uint8_t id[CACHE_ID_LEN], bool soft);
+int cache_file_purge_id(struct cache *c, const uint8_t id[CACHE_ID_LEN], const char *key,
+                        size_t klen, bool soft);
 /* The same as a hard purge without the directory fsync (cache_invalidate_key). */
-int cache_file_invalidate_id(struct cache *c, const uint8_t id[CACHE_ID_LEN]);
+int cache_file_invalidate_id(struct cache *c, const uint8_t id[CACHE_ID_LEN], const char *key,
+                             size_t klen);
 /* unlink the file of (id, variant) relative to dirfd, ignoring ENOENT */
 void cache_unlink(struct cache *c, const uint8_t id[CACHE_ID_LEN], uint64_t variant);
 

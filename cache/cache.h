@@ -54,16 +54,37 @@
  *     to max_size, rebuild from the files in a background thread, counters,
  *     purge. Thread-safe: every worker thread calls it directly.
  *
+ *  4b. Memory tier (mem.c), when cache_dir has mem=: objects whose body is at
+ *     most mem_object bytes are kept in memory, with their parsed head, after
+ *     the first hit that reads them from disk (their body CRC is checked
+ *     then). cache_open() looks there first: a hit costs no system call, no
+ *     checksum and no SHA-256 (entries are found by a keyed SipHash of the
+ *     key), and the object's body is a pointer (cache_obj.body) that the
+ *     proxy sends with evbuffer_add_reference (cache_obj_body_ref()) or
+ *     copies. Shared by every thread: sharded locks, an LRU per shard, a
+ *     byte cap (mem=), reference-counted entries. It never serves what the
+ *     disk tier would not: every change of a key's files (a store or 304
+ *     refresh published, a purge of any kind, an invalidation, an eviction,
+ *     a file found corrupt) drops the key from memory once it is on disk,
+ *     and a shard generation keeps a load that read the file before the
+ *     change from inserting it after (see the top of mem.c). A restart
+ *     starts empty.
+ *
  *  5. Conf (conf.c) — cache_conf_register(): 'cache_dir' (MAIN) and 'cache'
  *     (SITE, ROUTE); the proxy reads them with cache_conf_main() and
  *     cache_route_conf(). The language:
  *
- *       cache_dir PATH max_size=SIZE [max_object=SIZE] [fsync=on|off];
+ *       cache_dir PATH max_size=SIZE [max_object=SIZE] [fsync=on|off]
+ *                      [mem=SIZE] [mem_object=SIZE];
  *           top level, at most once. max_size= is required (> 0); max_object=
  *           defaults to min(64m, max_size / 8) and may not exceed max_size=;
  *           fsync= (fdatasync each object before publishing it) defaults to
- *           off. PATH is used as written (relative = to the working
- *           directory); it is created at start-up.
+ *           off. mem= turns on the memory tier (section 4b) with that many
+ *           bytes (0, the default: off; at most max_size=); mem_object= is
+ *           the largest body it keeps (> 0, at most mem= and max_object=;
+ *           default min(64k, mem=); refused without mem=). PATH is used as
+ *           written (relative = to the working directory); it is created
+ *           at start-up.
  *       cache on|off [ttl=D] [max_ttl=D] [stale_while_revalidate=D]
  *                    [stale_if_error=D] [key=TEMPLATE] [ignore_query=a,b]
  *                    [sort_query];
@@ -96,7 +117,9 @@
  *         CACHE_OK: cache_decide(&obj->meta, &rq, route, now, &d):
  *           CACHE_USE_FRESH     serve obj: status obj->meta.status, headers from
  *                               obj->headers (+ "Age: d.age", Cache-Status hit;ttl=d.ttl),
- *                               body by sendfile(obj->fd, obj->body_off, obj->body_len)
+ *                               body from memory when obj->body != NULL (a copy, or
+ *                               evbuffer_add_reference with cache_obj_body_ref()), else
+ *                               by sendfile(obj->fd, obj->body_off, obj->body_len)
  *                               (evbuffer_add_file with a dup()ed fd).
  *           CACHE_USE_STALE     serve obj the same way (fwd=stale for a SWR serve) and
  *                               start ONE background revalidation (d.revalidate).
@@ -466,12 +489,15 @@ int cache_vary_names(const struct cache_hdr *h, size_t n, char *out, size_t cap,
 
 #define CACHE_HEADERS_MAX (64 * 1024) /* stored header block */
 
-/* 'cache_dir PATH max_size=SIZE [max_object=SIZE] [fsync=on|off];' — cache_conf_main(). */
+/* 'cache_dir PATH max_size=SIZE [max_object=SIZE] [fsync=on|off] [mem=SIZE]
+ * [mem_object=SIZE];' — cache_conf_main(). */
 struct cache_main {
     const char *dir;     /* NULL: no cache_dir (every route's cache is a no-op) */
     uint64_t max_size;   /* bytes of objects kept (files' sizes); LRU beyond */
     uint64_t max_object; /* default: min(64 MiB, max_size / 8) */
     bool fsync;          /* fdatasync each object before publishing it (default off) */
+    uint64_t mem;        /* memory tier: bytes of hot objects kept in memory; 0 = off */
+    uint64_t mem_object; /* memory tier: largest body kept there (default min(64 KiB, mem)) */
 };
 
 struct cache;        /* a cache_dir: index + files; thread-safe */
@@ -488,7 +514,9 @@ void cache_wait_ready(struct cache *c);
 struct cache_counters {
     uint64_t hits, misses, stores, store_refused, evictions, write_errors, corrupt, purges,
         refreshes, invalidations;
-    uint64_t bytes, objects; /* current */
+    uint64_t bytes, objects;         /* current */
+    uint64_t mem_hits;               /* hits answered by the memory tier (part of hits) */
+    uint64_t mem_bytes, mem_objects; /* current, in the memory tier (Vary stubs count) */
 };
 void cache_counters_get(struct cache *c, struct cache_counters *out);
 
@@ -518,8 +546,11 @@ int cache_writer_commit(struct cache_writer *w);
 /* Drops the object (unlinks the tmp file); frees w. NULL is fine. */
 void cache_writer_abort(struct cache_writer *w);
 
-/* An opened object (a hit). The fd stays valid after the file is replaced
- * or purged. Single-threaded use; free with cache_obj_free(). */
+/* An opened object (a hit). Its body is either in memory (body != NULL: the
+ * memory tier) or in a file (fd, at body_off). Both stay valid after the
+ * object is replaced, purged or evicted. Single-threaded use; free with
+ * cache_obj_free(). */
+struct cache_mem_ent;
 struct cache_obj {
     int status;
     struct cache_policy policy; /* feed to cache_decide() */
@@ -527,7 +558,8 @@ struct cache_obj {
     size_t key_len;
     const char *headers; /* "Name: value\r\n" lines, no status line */
     size_t headers_len;
-    int fd;                      /* O_RDONLY; owned by the object */
+    const char *body;            /* body_len bytes in memory, or NULL: in fd */
+    int fd;                      /* O_RDONLY, owned by the object; -1 when body != NULL */
     uint64_t body_off, body_len; /* for sendfile / evbuffer_add_file */
     /* private */
     uint8_t _id[CACHE_ID_LEN];
@@ -536,13 +568,22 @@ struct cache_obj {
     uint64_t _purge_seq; /* c->purge_seq and c->inval_gen[slot] before the open: */
     uint32_t _inval_gen; /* a refresh of o must not outlive a purge / invalidation */
     char *_buf;
+    struct cache_mem_ent *_mem; /* memory tier entry (a reference), or NULL */
 };
-/* Looks a key up (req: the request's headers, for Vary). CACHE_OK + *out,
- * CACHE_MISS, CACHE_VARY_MISS, or <0 (a corrupt file is removed and reported
- * as CACHE_MISS; CACHE_EIO for other errors). */
+/* Looks a key up (req: the request's headers, for Vary), in memory first
+ * (4b). CACHE_OK + *out, CACHE_MISS, CACHE_VARY_MISS, or <0 (a corrupt file
+ * — a bad head, or, when it is loaded into memory, a body that fails its
+ * CRC — is removed and reported as CACHE_MISS; CACHE_EIO for other errors). */
 int cache_open(struct cache *c, const char *key, size_t klen, const struct cache_hdr *req,
                size_t nreq, struct cache_obj **out);
 void cache_obj_free(struct cache_obj *o);
+/* A reference on the memory that holds o->body, for sending it without a
+ * copy after o is freed (evbuffer_add_reference, whose cleanup calls
+ * cache_body_unref()); NULL when the body is not in memory. Any thread may
+ * drop it. */
+struct cache_body;
+struct cache_body *cache_obj_body_ref(const struct cache_obj *o);
+void cache_body_unref(struct cache_body *b);
 /* Iterates the stored header fields: *pos starts at 0; false at the end. */
 bool cache_obj_header_next(const struct cache_obj *o, size_t *pos, struct cache_hdr *out);
 /* Reads the whole body and checks its CRC (0, or CACHE_ECORRUPT and the file

@@ -20,6 +20,7 @@
 
 #define PATH_MAX_LEN 3000                        /* the store builds paths below it */
 #define DEFAULT_MAX_OBJECT (64ull * 1024 * 1024) /* as cache_new() */
+#define DEFAULT_MEM_OBJECT (64ull * 1024)        /* as cache_new() */
 #define SECONDS_MAX (365LL * 24 * 3600)          /* ttl= and friends: at most 365d */
 
 struct cache_ctx {
@@ -192,11 +193,11 @@ main_of(const struct conf *c)
 
 /* ---- MAIN: cache_dir ------------------------------------------------------------------------ */
 
-enum { DIR_MAX_SIZE, DIR_MAX_OBJECT, DIR_FSYNC, DIR_NOPTS };
+enum { DIR_MAX_SIZE, DIR_MAX_OBJECT, DIR_FSYNC, DIR_MEM, DIR_MEM_OBJECT, DIR_NOPTS };
 static const struct opt dir_opts[DIR_NOPTS] = {
-    [DIR_MAX_SIZE] = {"max_size", true},
-    [DIR_MAX_OBJECT] = {"max_object", true},
-    [DIR_FSYNC] = {"fsync", true},
+    [DIR_MAX_SIZE] = {"max_size", true},     [DIR_MAX_OBJECT] = {"max_object", true},
+    [DIR_FSYNC] = {"fsync", true},           [DIR_MEM] = {"mem", true},
+    [DIR_MEM_OBJECT] = {"mem_object", true},
 };
 
 static int
@@ -204,6 +205,7 @@ set_cache_dir(struct conf_build *b, const struct conf_node *n, void *parent, str
 {
     struct cache_main_ctx *mc = main_of(parent);
     const struct conf_arg *path = &n->args[0], *size_arg = NULL, *obj_arg = NULL;
+    const struct conf_arg *mem_arg = NULL, *mobj_arg = NULL;
     const struct conf_arg *seen[DIR_NOPTS] = {NULL};
     const char *key, *val;
     size_t klen, i;
@@ -250,6 +252,18 @@ set_cache_dir(struct conf_build *b, const struct conf_node *n, void *parent, str
             if (conf_parse_flag(&v, "cache_dir fsync=", &mc->pub.fsync, err) < 0)
                 return -1;
             break;
+        case DIR_MEM:
+            if (conf_parse_size(&v, "cache_dir mem=", &mc->pub.mem, err) < 0)
+                return -1;
+            mem_arg = a;
+            break;
+        case DIR_MEM_OBJECT:
+            if (conf_parse_size(&v, "cache_dir mem_object=", &mc->pub.mem_object, err) < 0)
+                return -1;
+            if (mc->pub.mem_object == 0)
+                return conf_errf(err, &a->pos, "'cache_dir' mem_object= must be more than 0");
+            mobj_arg = a;
+            break;
         }
     }
     if (size_arg == NULL)
@@ -263,6 +277,29 @@ set_cache_dir(struct conf_build *b, const struct conf_node *n, void *parent, str
             mc->pub.max_size / 8 < DEFAULT_MAX_OBJECT ? mc->pub.max_size / 8 : DEFAULT_MAX_OBJECT;
     if (mc->pub.max_object == 0)
         mc->pub.max_object = 1;
+    /* the memory tier: a subset of what is on disk, off with mem=0 (the default) */
+    if (mem_arg != NULL && mc->pub.mem > mc->pub.max_size)
+        return conf_errf(err, &mem_arg->pos, "'cache_dir': %s is more than %s", mem_arg->s,
+                         size_arg->s);
+    if (mobj_arg != NULL && mc->pub.mem == 0)
+        return conf_errf(err, &mobj_arg->pos,
+                         "'cache_dir': %s needs mem=SIZE (the memory tier is off without it)",
+                         mobj_arg->s);
+    if (mobj_arg != NULL && mc->pub.mem_object > mc->pub.mem)
+        return conf_errf(err, &mobj_arg->pos, "'cache_dir': %s is more than %s", mobj_arg->s,
+                         mem_arg->s);
+    if (mobj_arg != NULL && mc->pub.mem_object > mc->pub.max_object)
+        return conf_errf(err, &mobj_arg->pos,
+                         "'cache_dir': %s is more than max_object= (%llu bytes): larger objects "
+                         "are not stored at all",
+                         mobj_arg->s, (unsigned long long)mc->pub.max_object);
+    if (mobj_arg == NULL && mc->pub.mem > 0) {
+        mc->pub.mem_object = DEFAULT_MEM_OBJECT;
+        if (mc->pub.mem_object > mc->pub.mem)
+            mc->pub.mem_object = mc->pub.mem;
+        if (mc->pub.mem_object > mc->pub.max_object)
+            mc->pub.mem_object = mc->pub.max_object;
+    }
     mc->pub.dir = path->s; /* the tree lives as long as the conf */
     mc->node = n;
     return 0;
@@ -537,7 +574,9 @@ cache_release(struct conf *c)
  * which set_* reports at the argument ("given twice"). */
 static const struct conf_directive cache_directives[] = {
     {"cache_dir", M, U, 1, ANY,
-     "a directory path, then max_size=SIZE [max_object=SIZE] [fsync=on|off]", set_cache_dir},
+     "a directory path, then max_size=SIZE [max_object=SIZE] [fsync=on|off] [mem=SIZE] "
+     "[mem_object=SIZE]",
+     set_cache_dir},
     {"cache", S, U, 1, ANY, "'on' or 'off', then options", set_cache_site},
     {"cache", R, U, 1, ANY, "'on' or 'off', then options", set_cache_route},
 };

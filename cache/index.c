@@ -5,8 +5,9 @@
  * LRU tails, in bounded slices run by the committing thread); the rebuild
  * from the files in a background thread; counters; purges.
  *
- * Lookups do not consult the index (they open the file by name), so the
- * cache serves while the rebuild runs; the index drives eviction and purges.
+ * Lookups do not consult the index (they open the file by name, or find the
+ * object in the memory tier), so the cache serves while the rebuild runs;
+ * the index drives eviction and purges, and both tell the memory tier.
  */
 #include "cache/cache.h"
 
@@ -24,6 +25,7 @@
 #define EVICT_SLICE 64     /* objects evicted per call at most */
 #define EVICT_CANDIDATES 4 /* stripes' LRU tails compared per victim */
 #define DEFAULT_MAX_OBJECT (64ull * 1024 * 1024)
+#define DEFAULT_MEM_OBJECT (64ull * 1024)
 #define TAGS_MAX 4096
 
 /* ---- index ----------------------------------------------------------------------------------- */
@@ -69,9 +71,17 @@ lru_push(struct cache_stripe *s, struct cache_ent *e)
         s->lru = e;
 }
 
-/* Unlinks e from its chain and LRU (stripe locked) and frees it. */
 static void
-ent_drop(struct cache *c, struct cache_stripe *s, struct cache_ent *e)
+ent_free(struct cache_ent *e)
+{
+    free(e->key);
+    free(e->tags);
+    free(e);
+}
+
+/* Unlinks e from its chain and LRU (stripe locked); the caller frees it. */
+static void
+ent_unlink(struct cache *c, struct cache_stripe *s, struct cache_ent *e)
 {
     struct cache_ent **pp = &s->buckets[bucket_of(e->id, e->variant)];
 
@@ -82,9 +92,14 @@ ent_drop(struct cache *c, struct cache_stripe *s, struct cache_ent *e)
     lru_unlink(s, e);
     atomic_fetch_sub(&c->n.bytes, e->size);
     atomic_fetch_sub(&c->n.objects, 1);
-    free(e->key);
-    free(e->tags);
-    free(e);
+}
+
+/* Unlinks e (stripe locked) and frees it. */
+static void
+ent_drop(struct cache *c, struct cache_stripe *s, struct cache_ent *e)
+{
+    ent_unlink(c, s, e);
+    ent_free(e);
 }
 
 static struct cache_ent *
@@ -175,21 +190,26 @@ cache_evict(struct cache *c)
 
     for (done = 0; done < EVICT_SLICE && atomic_load(&c->n.bytes) > c->conf.max_size; done++) {
         unsigned start = atomic_fetch_add(&c->evict_cursor, EVICT_CANDIDATES), k, best = 0;
+        unsigned seen = 0;
         uint64_t best_use = UINT64_MAX;
         bool found = false;
         struct cache_stripe *s;
         struct cache_ent *e;
-        uint8_t id[CACHE_ID_LEN];
-        uint64_t variant;
 
-        /* the oldest among a few stripes' LRU tails; a full sweep if those are empty */
-        for (k = 0; k < CACHE_STRIPES && (k < EVICT_CANDIDATES || !found); k++) {
+        /* the oldest among the LRU tails of EVICT_CANDIDATES non-empty stripes
+         * (stopping at the first non-empty stripe once the first few were empty
+         * made the victim any object when the cache holds few: even the one
+         * just stored) */
+        for (k = 0; k < CACHE_STRIPES && seen < EVICT_CANDIDATES; k++) {
             s = &c->stripes[(start + k) % CACHE_STRIPES];
             pthread_mutex_lock(&s->mu);
-            if (s->lru != NULL && s->lru->last_use < best_use) {
-                best_use = s->lru->last_use;
-                best = (start + k) % CACHE_STRIPES;
-                found = true;
+            if (s->lru != NULL) {
+                seen++;
+                if (s->lru->last_use < best_use) {
+                    best_use = s->lru->last_use;
+                    best = (start + k) % CACHE_STRIPES;
+                    found = true;
+                }
             }
             pthread_mutex_unlock(&s->mu);
         }
@@ -202,11 +222,11 @@ cache_evict(struct cache *c)
             pthread_mutex_unlock(&s->mu);
             continue;
         }
-        memcpy(id, e->id, CACHE_ID_LEN);
-        variant = e->variant;
-        ent_drop(c, s, e);
+        ent_unlink(c, s, e);
         pthread_mutex_unlock(&s->mu);
-        cache_unlink(c, id, variant);
+        cache_unlink(c, e->id, e->variant);
+        cache_mem_forget(c, e->key, strlen(e->key)); /* after the unlink: see mem.c */
+        ent_free(e);
         atomic_fetch_add(&c->n.evictions, 1);
     }
 }
@@ -297,6 +317,8 @@ rebuild_file(struct cache *c, const char *rel, const char *name)
     if (rc == CACHE_ECORRUPT || (rc == 0 && m.variant != variant)) {
         atomic_fetch_add(&c->n.corrupt, 1);
         (void)unlinkat(c->dirfd, path, 0);
+        if (rc == 0) /* a lookup may have loaded it meanwhile */
+            cache_mem_forget(c, buf, m.key_len);
     } else if (rc == 0) {
         cache_index_put(c, id, variant,
                         sizeof(m) + (uint64_t)m.key_len + m.vary_len + m.headers_len + m.body_len,
@@ -431,6 +453,17 @@ cache_new(const struct cache_main *mc, char *err, size_t errlen)
     pthread_mutex_init(&c->ready_mu, NULL);
     pthread_cond_init(&c->ready_cv, NULL);
     pthread_rwlock_init(&c->purge_mu, NULL);
+    if (c->conf.mem > 0) {
+        if (c->conf.mem_object == 0)
+            c->conf.mem_object =
+                c->conf.mem < DEFAULT_MEM_OBJECT ? c->conf.mem : DEFAULT_MEM_OBJECT;
+        c->mem = cache_mem_new(c->conf.mem, c->conf.mem_object);
+        if (c->mem == NULL) {
+            snprintf(err, errlen, "cache: out of memory for the memory tier");
+            cache_free(c);
+            return NULL;
+        }
+    }
     if (mkdir_p(c->dir) < 0 || (c->dirfd = open(c->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
         (mkdirat(c->dirfd, CACHE_TMP_DIR, 0755) < 0 && errno != EEXIST)) {
         snprintf(err, errlen, "cache_dir %s: %s", c->dir, strerror(errno));
@@ -472,6 +505,7 @@ cache_free(struct cache *c)
     pthread_mutex_destroy(&c->ready_mu);
     pthread_cond_destroy(&c->ready_cv);
     pthread_rwlock_destroy(&c->purge_mu);
+    cache_mem_free(c->mem);
     if (c->dirfd >= 0)
         close(c->dirfd);
     free(c->dir);
@@ -493,6 +527,7 @@ cache_counters_get(struct cache *c, struct cache_counters *o)
     o->invalidations = atomic_load(&c->n.invalidations);
     o->bytes = atomic_load(&c->n.bytes);
     o->objects = atomic_load(&c->n.objects);
+    cache_mem_counters(c, o);
 }
 
 /* ---- purge ----------------------------------------------------------------------------------- */
@@ -506,7 +541,7 @@ cache_purge_key(struct cache *c, const char *key, size_t klen, bool soft)
     cache_key_id(key, klen, id);
     pthread_rwlock_wrlock(&c->purge_mu);
     atomic_fetch_add(&c->purge_seq, 1);
-    n = cache_file_purge_id(c, id, soft);
+    n = cache_file_purge_id(c, id, key, klen, soft);
     pthread_rwlock_unlock(&c->purge_mu);
     if (n > 0)
         atomic_fetch_add(&c->n.purges, (uint64_t)n);
@@ -528,17 +563,23 @@ cache_invalidate_key(struct cache *c, const char *key, size_t klen)
     /* before the unlinks: a commit that passed its first check re-checks
      * after its rename and takes back what it published */
     atomic_fetch_add(&c->inval_gen[cache_inval_slot(id)], 1);
-    n = cache_file_invalidate_id(c, id);
+    n = cache_file_invalidate_id(c, id, key, klen);
     if (n > 0)
         atomic_fetch_add(&c->n.invalidations, (uint64_t)n);
     return n;
 }
 
-/* Collects the distinct primary ids of the entries that match, then purges them. */
+/* Collects the distinct primary ids (and their keys) of the entries that
+ * match, then purges them. */
+struct purge_target {
+    uint8_t id[CACHE_ID_LEN];
+    char *key; /* a copy: the entry may go once the stripe is unlocked */
+};
+
 static int
 purge_matching(struct cache *c, const char *s, size_t len, bool tag, bool soft)
 {
-    uint8_t(*ids)[CACHE_ID_LEN] = NULL;
+    struct purge_target *ids = NULL;
     size_t nids = 0, cap = 0, i, b, k;
     int total = 0, rc = 0;
     char needle[TAGS_MAX + 2];
@@ -564,7 +605,7 @@ purge_matching(struct cache *c, const char *s, size_t len, bool tag, bool soft)
                                : strncmp(e->key, s, len) == 0;
                 if (!hit)
                     continue;
-                for (k = 0; k < nids && memcmp(ids[k], e->id, CACHE_ID_LEN) != 0; k++)
+                for (k = 0; k < nids && memcmp(ids[k].id, e->id, CACHE_ID_LEN) != 0; k++)
                     ;
                 if (k < nids)
                     continue;
@@ -578,19 +619,25 @@ purge_matching(struct cache *c, const char *s, size_t len, bool tag, bool soft)
                     ids = p;
                     cap = ncap;
                 }
-                memcpy(ids[nids++], e->id, CACHE_ID_LEN);
+                if ((ids[nids].key = strdup(e->key)) == NULL) {
+                    rc = CACHE_ENOMEM;
+                    break;
+                }
+                memcpy(ids[nids++].id, e->id, CACHE_ID_LEN);
             }
         }
         pthread_mutex_unlock(&st->mu);
     }
     for (k = 0; k < nids && rc == 0; k++) {
-        int n = cache_file_purge_id(c, ids[k], soft);
+        int n = cache_file_purge_id(c, ids[k].id, ids[k].key, strlen(ids[k].key), soft);
         if (n < 0)
             rc = n;
         else
             total += n;
     }
     pthread_rwlock_unlock(&c->purge_mu);
+    for (k = 0; k < nids; k++)
+        free(ids[k].key);
     free(ids);
     if (total > 0)
         atomic_fetch_add(&c->n.purges, (uint64_t)total);

@@ -5,6 +5,7 @@
 #include "cache/cache.h"
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,17 +63,19 @@ unreserved(unsigned char c)
            c == '.' || c == '_' || c == '~';
 }
 
-/* RFC 3986 6.2.2: %XX of an unreserved char decoded, other escapes upper-cased. */
+/* RFC 3986 6.2.2: %XX of an unreserved char decoded, other escapes upper-cased.
+ * Text between escapes is copied in runs (this runs on every lookup). */
 static void
 kb_pct_norm(struct kbuf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
-    size_t i;
+    const char *pct, *end = s + n;
 
-    for (i = 0; i < n; i++) {
+    while ((pct = memchr(s, '%', (size_t)(end - s))) != NULL) {
         int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
-            (lo = hexval(s[i + 2])) >= 0) {
+        size_t left = (size_t)(end - pct);
+        kb_put(b, s, (size_t)(pct - s));
+        if (left > 2 && (hi = hexval(pct[1])) >= 0 && (lo = hexval(pct[2])) >= 0) {
             unsigned char c = (unsigned char)(hi * 16 + lo);
             if (unreserved(c)) {
                 kb_ch(b, (char)c);
@@ -80,11 +83,29 @@ kb_pct_norm(struct kbuf *b, const char *s, size_t n)
                 char e[3] = {'%', hex[hi], hex[lo]};
                 kb_put(b, e, 3);
             }
-            i += 2;
+            s = pct + 3;
         } else {
-            kb_ch(b, s[i]);
+            kb_ch(b, '%');
+            s = pct + 1;
         }
     }
+    kb_put(b, s, (size_t)(end - s));
+}
+
+/* s lower-cased (ASCII). */
+static void
+kb_lower(struct kbuf *b, const char *s, size_t n)
+{
+    size_t i;
+
+    if (b->over || b->cap - b->len < n + 1) {
+        b->over = true;
+        return;
+    }
+    for (i = 0; i < n; i++)
+        b->p[b->len + i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] + 32 : s[i]);
+    b->len += n;
+    b->p[b->len] = '\0';
 }
 
 /* ---- default key pieces ---------------------------------------------------------------------- */
@@ -127,8 +148,7 @@ kb_host(struct kbuf *b, const struct cache_key_parts *parts)
         hl--;
     if (hl == 0)
         return CACHE_EINVAL;
-    for (size_t k = 0; k < hl; k++)
-        kb_ch(b, (char)((h[k] >= 'A' && h[k] <= 'Z') ? h[k] + 32 : h[k]));
+    kb_lower(b, h, hl);
     if (i < n)
         kb_put(b, h + i, n - i);
     return 0;
@@ -492,12 +512,57 @@ out:
 
 /* ---- ids ------------------------------------------------------------------------------------- */
 
+/* SHA-256 is fetched from the default provider once: EVP_Digest(..., EVP_sha256())
+ * fetches it again on every call (OpenSSL 3), which cost more instructions than
+ * hashing a key. Each thread keeps one digest context (freed at thread exit). */
+static pthread_once_t sha_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha_md;
+static pthread_key_t sha_key;
+static bool sha_key_ok;
+
+static void
+sha_ctx_free(void *p)
+{
+    EVP_MD_CTX_free(p);
+}
+
+static void
+sha_init(void)
+{
+    sha_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    sha_key_ok = pthread_key_create(&sha_key, sha_ctx_free) == 0;
+}
+
+static EVP_MD_CTX *
+sha_ctx(void)
+{
+    EVP_MD_CTX *ctx;
+
+    pthread_once(&sha_once, sha_init);
+    if (sha_md == NULL || !sha_key_ok)
+        return NULL;
+    ctx = pthread_getspecific(sha_key);
+    if (ctx == NULL && (ctx = EVP_MD_CTX_new()) != NULL && pthread_setspecific(sha_key, ctx) != 0) {
+        EVP_MD_CTX_free(ctx);
+        ctx = NULL;
+    }
+    return ctx;
+}
+
 void
 cache_key_id(const char *key, size_t len, uint8_t id[CACHE_ID_LEN])
 {
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = sha_ctx();
 
+    if (ctx != NULL && EVP_DigestInit_ex2(ctx, sha_md, NULL) == 1 &&
+        EVP_DigestUpdate(ctx, key, len) == 1 && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 &&
+        mdlen >= CACHE_ID_LEN) {
+        memcpy(id, md, CACHE_ID_LEN);
+        return;
+    }
+    /* no context (out of memory): the slow one-shot */
     if (EVP_Digest(key, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen < CACHE_ID_LEN) {
         /* cannot happen with a working libcrypto; never return an uninitialised id */
         memset(id, 0, CACHE_ID_LEN);

@@ -995,13 +995,21 @@ sb_str(struct sbuf *b, const char *s)
     sb_put(b, s, strlen(s));
 }
 
+/* Decimal, without snprintf (every response with Cache-Status formats one). */
 static void
 sb_int(struct sbuf *b, int64_t v)
 {
     char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "%lld", (long long)v);
+    size_t i = sizeof(tmp);
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
 
-    sb_put(b, tmp, (size_t)n);
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        tmp[--i] = '-';
+    sb_put(b, tmp + i, sizeof(tmp) - i);
 }
 
 static const char *

@@ -176,11 +176,22 @@ cache_file_read_head(int fd, struct cache_disk_meta *m, char **bufp)
     return 0;
 }
 
-/* Opens and checks one file. 0 + fd/meta/buf, CACHE_MISS, or <0. A corrupt
- * file is removed (CACHE_ECORRUPT). */
+/* A corrupt file of key: removed from disk, the index and memory. */
+static void
+drop_corrupt(struct cache *c, const uint8_t id[CACHE_ID_LEN], uint64_t variant, const char *key,
+             size_t klen)
+{
+    atomic_fetch_add(&c->n.corrupt, 1);
+    cache_unlink(c, id, variant);
+    cache_index_remove(c, id, variant);
+    cache_mem_forget(c, key, klen);
+}
+
+/* Opens and checks one file of key. 0 + fd/meta/buf, CACHE_MISS, or <0. A
+ * corrupt file is removed (CACHE_ECORRUPT). */
 static int
-open_file(struct cache *c, const uint8_t id[CACHE_ID_LEN], uint64_t variant, int *fdp,
-          struct cache_disk_meta *m, char **buf)
+open_file(struct cache *c, const uint8_t id[CACHE_ID_LEN], uint64_t variant, const char *key,
+          size_t klen, int *fdp, struct cache_disk_meta *m, char **buf)
 {
     char path[80];
     int fd, rc;
@@ -190,11 +201,8 @@ open_file(struct cache *c, const uint8_t id[CACHE_ID_LEN], uint64_t variant, int
     if (fd < 0)
         return errno == ENOENT || errno == ENOTDIR ? CACHE_MISS : CACHE_EIO;
     rc = cache_file_read_head(fd, m, buf);
-    if (rc == CACHE_ECORRUPT) {
-        atomic_fetch_add(&c->n.corrupt, 1);
-        (void)unlinkat(c->dirfd, path, 0);
-        cache_index_remove(c, id, variant);
-    }
+    if (rc == CACHE_ECORRUPT)
+        drop_corrupt(c, id, variant, key, klen);
     if (rc < 0) {
         close(fd);
         return rc;
@@ -240,17 +248,24 @@ cache_open(struct cache *c, const char *key, size_t klen, const struct cache_hdr
 {
     uint8_t id[CACHE_ID_LEN];
     struct cache_disk_meta m;
-    char *buf = NULL, vkey[CACHE_VARY_KEY_MAX];
-    size_t vlen;
+    struct cache_mem_probe probe;
+    char *buf = NULL, *stub = NULL, vkey[CACHE_VARY_KEY_MAX];
+    size_t vlen, stub_vlen = 0;
     uint64_t variant = 0, pseq;
     uint32_t igen;
     int fd = -1, rc;
 
     *out = NULL;
-    cache_key_id(key, klen, id);
     pseq = atomic_load(&c->purge_seq);
+    if (c->mem != NULL && cache_mem_open(c, key, klen, req, nreq, &probe, out) == CACHE_OK) {
+        (*out)->_purge_seq = pseq;
+        (*out)->_inval_gen = (uint32_t)atomic_load(&c->inval_gen[cache_inval_slot((*out)->_id)]);
+        atomic_fetch_add(&c->n.hits, 1);
+        return CACHE_OK;
+    }
+    cache_key_id(key, klen, id);
     igen = (uint32_t)atomic_load(&c->inval_gen[cache_inval_slot(id)]);
-    rc = open_file(c, id, 0, &fd, &m, &buf);
+    rc = open_file(c, id, 0, key, klen, &fd, &m, &buf);
     if (rc != 0)
         goto miss;
     if (m.key_len != klen || memcmp(buf, key, klen) != 0) {
@@ -261,12 +276,13 @@ cache_open(struct cache *c, const char *key, size_t klen, const struct cache_hdr
         rc = cache_vary_key(buf + m.key_len, m.vary_len, req, nreq, vkey, sizeof(vkey), &vlen);
         close(fd);
         fd = -1;
-        free(buf);
+        stub = buf; /* its name list goes to the memory tier with the variant */
+        stub_vlen = m.vary_len;
         buf = NULL;
         if (rc < 0)
             goto vary_miss;
         variant = cache_variant_id(vkey, vlen);
-        rc = open_file(c, id, variant, &fd, &m, &buf);
+        rc = open_file(c, id, variant, key, klen, &fd, &m, &buf);
         if (rc != 0)
             goto vary_miss;
         if (m.kind != CACHE_KIND_OBJECT || m.key_len != klen || memcmp(buf, key, klen) != 0 ||
@@ -281,8 +297,22 @@ cache_open(struct cache *c, const char *key, size_t klen, const struct cache_hdr
         rc = CACHE_ENOMEM;
         goto miss;
     }
+    fd = -1;
+    buf = NULL;
     (*out)->_purge_seq = pseq;
     (*out)->_inval_gen = igen;
+    if (c->mem != NULL && cache_mem_load(c, &probe, *out, stub != NULL ? stub + klen : NULL,
+                                         stub_vlen) == CACHE_ECORRUPT) {
+        /* a body that does not match its CRC (sendfile would have sent it) */
+        cache_obj_free(*out);
+        *out = NULL;
+        drop_corrupt(c, id, variant, key, klen);
+        rc = CACHE_ECORRUPT;
+        if (variant != 0)
+            goto vary_miss;
+        goto miss;
+    }
+    free(stub);
     cache_index_touch(c, id, variant);
     atomic_fetch_add(&c->n.hits, 1);
     return CACHE_OK;
@@ -293,6 +323,7 @@ miss:
     if (fd >= 0)
         close(fd);
     free(buf);
+    free(stub);
     if (rc == CACHE_ECORRUPT)
         rc = CACHE_MISS;
     atomic_fetch_add(&c->n.misses, 1);
@@ -306,6 +337,8 @@ cache_obj_free(struct cache_obj *o)
         return;
     if (o->fd >= 0)
         close(o->fd);
+    if (o->_mem != NULL)
+        cache_mem_unref_obj(o);
     free(o->_buf);
     free(o);
 }
@@ -348,6 +381,10 @@ cache_obj_verify_body(struct cache *c, struct cache_obj *o)
     uint32_t crc = 0;
     int rc = 0;
 
+    if (o->body != NULL) { /* in memory: checked when it was loaded, and immutable since */
+        free(chunk);
+        return cache_crc32c(0, o->body, (size_t)o->body_len) == o->_body_crc ? 0 : CACHE_ECORRUPT;
+    }
     if (chunk == NULL)
         return CACHE_ENOMEM;
     while (done < o->body_len) {
@@ -362,11 +399,8 @@ cache_obj_verify_body(struct cache *c, struct cache_obj *o)
     free(chunk);
     if (rc == 0 && crc != o->_body_crc)
         rc = CACHE_ECORRUPT;
-    if (rc == CACHE_ECORRUPT) {
-        atomic_fetch_add(&c->n.corrupt, 1);
-        cache_unlink(c, o->_id, o->_variant);
-        cache_index_remove(c, o->_id, o->_variant);
-    }
+    if (rc == CACHE_ECORRUPT)
+        drop_corrupt(c, o->_id, o->_variant, o->key, o->key_len);
     return rc;
 }
 
@@ -692,6 +726,8 @@ cache_writer_commit(struct cache_writer *w)
     pthread_rwlock_unlock(&c->purge_mu);
     close(w->fd);
     w->fd = -1;
+    /* the new file is in place: what memory holds of the key is older */
+    cache_mem_forget(c, w->key, w->m.key_len);
     /* Invalidations take no lock: one that ran between the check above and
      * the rename may have listed the directory before our file appeared, so
      * look again and take the files back (a newer object another writer
@@ -703,6 +739,7 @@ cache_writer_commit(struct cache_writer *w)
             cache_unlink(c, w->id, 0);
             cache_index_remove(c, w->id, 0);
         }
+        cache_mem_forget(c, w->key, w->m.key_len);
         rc = CACHE_EPURGED;
         goto out;
     }
@@ -789,7 +826,11 @@ cache_refresh(struct cache *c, const struct cache_obj *o, const struct cache_hdr
     rc = writer_start(w, o->key, o->key_len, vary, vlen, hb, hlen);
     if (rc < 0)
         goto out;
-    while (left > 0) {
+    if (o->body != NULL && write_all(w->fd, o->body, (size_t)o->body_len) < 0) {
+        rc = CACHE_EIO;
+        goto out;
+    }
+    while (o->body == NULL && left > 0) {
         ssize_t k = copy_file_range(o->fd, &in_off, w->fd, NULL,
                                     left > COPY_CHUNK ? COPY_CHUNK : (size_t)left, 0);
         if (k < 0 && errno == EINTR)
@@ -806,15 +847,18 @@ cache_refresh(struct cache *c, const struct cache_obj *o, const struct cache_hdr
     w = NULL;
     if (rc == 0) {
         atomic_fetch_add(&c->n.refreshes, 1);
-        rc = cache_open(c, o->key, o->key_len, NULL, 0, out);
-        if (rc == CACHE_VARY_MISS) {
-            /* variants: reopen by path (the request headers are not at hand) */
+        if (o->_variant == 0) {
+            rc = cache_open(c, o->key, o->key_len, NULL, 0, out);
+        } else {
+            /* a variant: reopen that one by path (the request headers are not
+             * at hand, and without them cache_open() would pick the variant
+             * of a request that has none of the Vary fields) */
             struct cache_disk_meta m;
             char *buf = NULL;
             int fd = -1;
             uint64_t pseq = atomic_load(&c->purge_seq);
             uint32_t igen = (uint32_t)atomic_load(&c->inval_gen[cache_inval_slot(o->_id)]);
-            rc = open_file(c, o->_id, o->_variant, &fd, &m, &buf);
+            rc = open_file(c, o->_id, o->_variant, o->key, o->key_len, &fd, &m, &buf);
             if (rc == 0 && (*out = obj_make(o->_id, fd, &m, buf)) == NULL) {
                 close(fd);
                 free(buf);
@@ -868,7 +912,8 @@ out:
 
 /* sync: fsync the directory after unlinking (hard purges: durable). */
 static int
-purge_id(struct cache *c, const uint8_t id[CACHE_ID_LEN], bool soft, bool sync)
+purge_id(struct cache *c, const uint8_t id[CACHE_ID_LEN], const char *key, size_t klen, bool soft,
+         bool sync)
 {
     char hex[CACHE_ID_HEX + 1], dpath[8], fpath[300];
     struct dirent *de;
@@ -878,11 +923,15 @@ purge_id(struct cache *c, const uint8_t id[CACHE_ID_LEN], bool soft, bool sync)
     cache_id_hex(id, hex);
     snprintf(dpath, sizeof(dpath), "%.2s/%.2s", hex, hex + 2);
     dfd = openat(c->dirfd, dpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return errno == ENOENT ? 0 : CACHE_EIO;
+    if (dfd < 0) {
+        int err = errno;
+        cache_mem_forget(c, key, klen);
+        return err == ENOENT ? 0 : CACHE_EIO;
+    }
     d = fdopendir(dfd);
     if (d == NULL) {
         close(dfd);
+        cache_mem_forget(c, key, klen);
         return CACHE_EIO;
     }
     while ((de = readdir(d)) != NULL) {
@@ -912,6 +961,9 @@ purge_id(struct cache *c, const uint8_t id[CACHE_ID_LEN], bool soft, bool sync)
             plain += k > 0;
     }
     closedir(d);
+    /* unlinked or marked stale on disk: memory follows (a soft-purged object
+     * comes back from its file, flag and all) */
+    cache_mem_forget(c, key, klen);
     if (!soft && sync && fsync_dir_of(c, dpath) < 0)
         return CACHE_EIO;
     if (rc < 0)
@@ -921,13 +973,15 @@ purge_id(struct cache *c, const uint8_t id[CACHE_ID_LEN], bool soft, bool sync)
 }
 
 int
-cache_file_purge_id(struct cache *c, const uint8_t id[CACHE_ID_LEN], bool soft)
+cache_file_purge_id(struct cache *c, const uint8_t id[CACHE_ID_LEN], const char *key, size_t klen,
+                    bool soft)
 {
-    return purge_id(c, id, soft, true);
+    return purge_id(c, id, key, klen, soft, true);
 }
 
 int
-cache_file_invalidate_id(struct cache *c, const uint8_t id[CACHE_ID_LEN])
+cache_file_invalidate_id(struct cache *c, const uint8_t id[CACHE_ID_LEN], const char *key,
+                         size_t klen)
 {
-    return purge_id(c, id, false, false);
+    return purge_id(c, id, key, klen, false, false);
 }

@@ -5,7 +5,9 @@
  *   lookup   GET/HEAD on a route with 'cache on': build the key, open the
  *            object, decide (fresh / stale allowed / revalidate / miss).
  *            Fresh (or stale within stale-while-revalidate): answered here,
- *            body by sendfile. Revalidate: the origin gets our validators.
+ *            the head in one piece, the body from the memory tier (copied
+ *            or by reference) or by sendfile. Revalidate: the origin gets
+ *            our validators.
  *   store    the origin's answer to a miss is teed into a cache writer while
  *            it streams to the client; published when complete, dropped when
  *            the origin fails mid-body.
@@ -164,18 +166,64 @@ etag_matches(const char *list, size_t llen, const char *etag, size_t elen)
     return false;
 }
 
+/* What the client's head asks of a stored response, found in one pass
+ * (the first field of each name counts, as proxy_head_find() would). */
+struct req_conds {
+    bool inm, ims, range, if_range;
+    struct proxy_hdr h_inm, h_ims, h_range;
+};
+
+static bool
+name_is(const struct proxy_hdr *h, const char *lower, size_t n)
+{
+    return h->nlen == n && strncasecmp(h->name, lower, n) == 0;
+}
+
+static void
+req_conds_scan(struct proxy_req *r, struct req_conds *q)
+{
+    struct proxy_hdr h;
+
+    memset(q, 0, sizeof(*q));
+    for (size_t i = 0; proxy_head_get(&r->c->head, i, &h); i++) {
+        switch (h.nlen) {
+        case 5:
+            if (!q->range && name_is(&h, "range", 5)) {
+                q->range = true;
+                q->h_range = h;
+            }
+            break;
+        case 8:
+            if (name_is(&h, "if-range", 8))
+                q->if_range = true;
+            break;
+        case 13:
+            if (!q->inm && name_is(&h, "if-none-match", 13)) {
+                q->inm = true;
+                q->h_inm = h;
+            }
+            break;
+        case 17:
+            if (!q->ims && name_is(&h, "if-modified-since", 17)) {
+                q->ims = true;
+                q->h_ims = h;
+            }
+            break;
+        }
+    }
+}
+
 /* RFC 9110 13.1.2 / 13.1.3 against the stored object: true = answer 304. */
 static bool
-client_not_modified(struct proxy_req *r, const struct cache_obj *o)
+client_not_modified(const struct req_conds *q, const struct cache_obj *o)
 {
-    struct proxy_hdr inm, ims, h;
     struct cache_hdr sh;
     size_t pos = 0;
     const char *etag = NULL;
     size_t elen = 0;
     int64_t lm = CACHE_UNSET, since;
 
-    if (o->status != 200)
+    if (o->status != 200 || (!q->inm && !q->ims))
         return false;
     while (cache_obj_header_next(o, &pos, &sh)) {
         if (sh.nlen == 4 && strncasecmp(sh.name, "etag", 4) == 0) {
@@ -186,24 +234,26 @@ client_not_modified(struct proxy_req *r, const struct cache_obj *o)
                 lm = CACHE_UNSET;
         }
     }
-    (void)h;
-    if (proxy_head_find(&r->c->head, "if-none-match", &inm))
-        return etag != NULL && etag_matches(inm.value, inm.vlen, etag, elen);
-    if (proxy_head_find(&r->c->head, "if-modified-since", &ims) && lm != CACHE_UNSET &&
-        cache_http_date_parse(ims.value, ims.vlen, &since))
+    if (q->inm)
+        return etag != NULL && etag_matches(q->h_inm.value, q->h_inm.vlen, etag, elen);
+    if (q->ims && lm != CACHE_UNSET && cache_http_date_parse(q->h_ims.value, q->h_ims.vlen, &since))
         return lm <= since;
     return false;
 }
 
+/* Stored fields the edge writes itself (or drops) when it serves a hit. */
 static bool
 skip_stored(const struct cache_hdr *h)
 {
-    static const char *const skip[] = {"content-length", "transfer-encoding", "connection",
-                                       "keep-alive",     "age",               "x-request-id",
-                                       "via",            NULL};
-    for (size_t i = 0; skip[i] != NULL; i++)
-        if (h->nlen == strlen(skip[i]) && strncasecmp(h->name, skip[i], h->nlen) == 0)
-            return true;
+    switch (h->nlen) {
+    case 3: return strncasecmp(h->name, "age", 3) == 0 || strncasecmp(h->name, "via", 3) == 0;
+    case 10:
+        return strncasecmp(h->name, "connection", 10) == 0 ||
+               strncasecmp(h->name, "keep-alive", 10) == 0;
+    case 12: return strncasecmp(h->name, "x-request-id", 12) == 0;
+    case 14: return strncasecmp(h->name, "content-length", 14) == 0;
+    case 17: return strncasecmp(h->name, "transfer-encoding", 17) == 0;
+    }
     return false;
 }
 
@@ -317,7 +367,11 @@ serve_obj(struct proxy_req *r, struct cache_obj *o, int64_t age)
         return;
     }
     r->fx_age = age;
-    proxy_fx_set_response(r, client_not_modified(r, o) ? 304 : o->status, obj_hdr_next, o);
+    {
+        struct req_conds q;
+        req_conds_scan(r, &q);
+        proxy_fx_set_response(r, client_not_modified(&q, o) ? 304 : o->status, obj_hdr_next, o);
+    }
     rc = proxy_fx_run(r, FX_RESPONSE, serve_after_fx);
     if (rc == FX_PAUSED)
         return;
@@ -327,54 +381,147 @@ serve_obj(struct proxy_req *r, struct cache_obj *o, int64_t age)
         proxy_fx_respond_result(r, rc);
 }
 
+/* The head of one part of a multipart/byteranges body (RFC 9110 14.6). */
+static void
+part_head(struct proxy_hb *b, const char *boundary, size_t blen, const char *ctype, size_t clen,
+          const struct byte_range *rg, uint64_t total)
+{
+    proxy_hb_lit(b, "\r\n--");
+    proxy_hb_add(b, boundary, blen);
+    proxy_hb_lit(b, "\r\nContent-Type: ");
+    proxy_hb_add(b, ctype, clen);
+    proxy_hb_lit(b, "\r\nContent-Range: bytes ");
+    proxy_hb_u64(b, rg->start);
+    proxy_hb_lit(b, "-");
+    proxy_hb_u64(b, rg->start + rg->len - 1);
+    proxy_hb_lit(b, "/");
+    proxy_hb_u64(b, total);
+    proxy_hb_lit(b, "\r\n\r\n");
+}
+
+static size_t
+digits(uint64_t v)
+{
+    size_t n = 1;
+
+    while (v >= 10) {
+        v /= 10;
+        n++;
+    }
+    return n;
+}
+
+/* Bytes of part_head()'s output. */
+static uint64_t
+part_head_len(size_t blen, size_t clen, const struct byte_range *rg, uint64_t total)
+{
+    return sizeof("\r\n--") - 1 + blen + sizeof("\r\nContent-Type: ") - 1 + clen +
+           sizeof("\r\nContent-Range: bytes ") - 1 + digits(rg->start) + 1 +
+           digits(rg->start + rg->len - 1) + 1 + digits(total) + sizeof("\r\n\r\n") - 1;
+}
+
+/* A body in memory up to this size is copied behind the head (one buffer,
+ * one iovec); a larger one is sent by reference. */
+#define BODY_COPY_MAX 2048
+
+static void
+body_unref(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    cache_body_unref(arg);
+}
+
+/* Appends a byte range of o's body to the response (the head builder b is
+ * flushed first when the bytes do not go through it): from the memory tier
+ * by copy or by reference (held until libevent has sent it), else from the
+ * file by sendfile. false: the response cannot be completed (the head is
+ * out: the connection must be cut). */
+static bool
+body_range(struct proxy_hb *b, struct cache_obj *o, const struct byte_range *rg)
+{
+    int fd;
+
+    if (o->body != NULL && rg->len <= BODY_COPY_MAX) {
+        proxy_hb_add(b, o->body + rg->start, (size_t)rg->len);
+        return true;
+    }
+    proxy_hb_flush(b);
+    if (o->body != NULL) {
+        struct cache_body *ref = cache_obj_body_ref(o);
+        if (evbuffer_add_reference(b->out, o->body + rg->start, (size_t)rg->len, body_unref, ref) <
+            0) {
+            cache_body_unref(ref);
+            return false;
+        }
+        return true;
+    }
+    fd = dup(o->fd);
+    if (fd < 0 ||
+        evbuffer_add_file(b->out, fd, (ev_off_t)(o->body_off + rg->start), (ev_off_t)rg->len) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    return true;
+}
+
+/* Writes the answer from o: the head in one piece (struct proxy_hb), then
+ * the body. Headers: the stored ones (less those skip_stored() names and
+ * those a RESPONSE function hid, plus those it added), then Content-Range /
+ * multipart Content-Type, Content-Length, Age, Cache-Status, X-Request-Id,
+ * Via, Connection: close when closing. */
 static void
 serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
 {
     struct proxy_conn *c = r->c;
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct proxy_hb *b = &c->w->hb;
     struct cache_hdr h;
     size_t pos = 0;
-    bool not_modified = client_not_modified(r, o);
-    int status = not_modified ? 304 : o->status;
-    bool body = !not_modified && r->method != HTTP_HEAD && o->body_len > 0;
+    struct req_conds q;
+    bool not_modified;
+    int status;
+    bool body;
     struct byte_range rg[RANGES_MAX];
     int nr = -1;
-    struct proxy_hdr rh, ir;
-    char ctype[256] = "application/octet-stream", boundary[64];
+    const char *ctype = "application/octet-stream";
+    size_t ctype_len = sizeof("application/octet-stream") - 1, blen = 0;
+    char boundary[64];
     uint64_t clen = o->body_len;
 
+    req_conds_scan(r, &q);
+    not_modified = client_not_modified(&q, o);
+    status = not_modified ? 304 : o->status;
+    body = !not_modified && r->method != HTTP_HEAD && o->body_len > 0;
     /* Range on a stored 200 (an If-Range makes us send it all: allowed) */
-    if (!not_modified && o->status == 200 && proxy_head_find(&r->c->head, "range", &rh) &&
-        !proxy_head_find(&r->c->head, "if-range", &ir)) {
-        nr = parse_ranges(rh.value, rh.vlen, o->body_len, rg);
+    if (!not_modified && o->status == 200 && q.range && !q.if_range) {
+        nr = parse_ranges(q.h_range.value, q.h_range.vlen, o->body_len, rg);
         if (nr == 0)
             status = 416;
         else if (nr > 0)
             status = 206;
     }
-    while (cache_obj_header_next(o, &pos, &h)) {
-        if (h.nlen == 12 && strncasecmp(h.name, "content-type", 12) == 0)
-            snprintf(ctype, sizeof(ctype), "%.*s", (int)h.vlen, h.value);
-    }
-    pos = 0;
-    snprintf(boundary, sizeof(boundary), "edge-%.32s", r->request_id);
     if (status == 416) {
         body = false;
         clen = 0;
     } else if (status == 206 && nr == 1) {
         clen = rg[0].len;
     } else if (status == 206) {
-        char part[512];
+        /* the parts carry the stored Content-Type (its first 255 bytes) */
+        while (cache_obj_header_next(o, &pos, &h))
+            if (h.nlen == 12 && strncasecmp(h.name, "content-type", 12) == 0) {
+                ctype = h.value;
+                ctype_len = h.vlen > 255 ? 255 : h.vlen;
+            }
+        pos = 0;
+        memcpy(boundary, "edge-", 5);
+        blen = strnlen(r->request_id, 32);
+        memcpy(boundary + 5, r->request_id, blen);
+        blen += 5;
         clen = 0;
         for (int i = 0; i < nr; i++)
-            clen += (uint64_t)snprintf(part, sizeof(part),
-                                       "\r\n--%s\r\nContent-Type: %s\r\n"
-                                       "Content-Range: bytes %llu-%llu/%llu\r\n\r\n",
-                                       boundary, ctype, (unsigned long long)rg[i].start,
-                                       (unsigned long long)(rg[i].start + rg[i].len - 1),
-                                       (unsigned long long)o->body_len) +
-                    rg[i].len;
-        clen += (uint64_t)snprintf(part, sizeof(part), "\r\n--%s--\r\n", boundary);
+            clen += part_head_len(blen, ctype_len, &rg[i], o->body_len) + rg[i].len;
+        clen += sizeof("\r\n--") - 1 + blen + sizeof("--\r\n") - 1;
     }
 
     if (!r->keepalive || c->w->draining)
@@ -383,7 +530,13 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
         r->resp_close = true;
     r->status = status;
     r->resp_started = true;
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status, proxy_status_reason(status));
+    b->out = bufferevent_get_output(c->bev);
+    b->len = 0;
+    proxy_hb_lit(b, "HTTP/1.1 ");
+    proxy_hb_u64(b, (uint64_t)status);
+    proxy_hb_lit(b, " ");
+    proxy_hb_str(b, proxy_status_reason(status));
+    proxy_hb_lit(b, "\r\n");
     while (cache_obj_header_next(o, &pos, &h)) {
         if (skip_stored(&h))
             continue;
@@ -391,65 +544,67 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
             continue; /* the parts carry it */
         if (r->fx != NULL && proxy_fx_hides(r, 1, h.name, h.nlen))
             continue;
-        evbuffer_add(out, h.name, h.nlen);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, h.value, h.vlen);
-        evbuffer_add(out, "\r\n", 2);
+        proxy_hb_hdr(b, h.name, h.nlen, h.value, h.vlen);
     }
     if (r->fx != NULL) {
         struct proxy_hdr ph;
         size_t apos = 0;
-        while (proxy_fx_next_added(r, 1, &apos, &ph)) {
-            evbuffer_add(out, ph.name, ph.nlen);
-            evbuffer_add(out, ": ", 2);
-            evbuffer_add(out, ph.value, ph.vlen);
-            evbuffer_add(out, "\r\n", 2);
-        }
+        while (proxy_fx_next_added(r, 1, &apos, &ph))
+            proxy_hb_hdr(b, ph.name, ph.nlen, ph.value, ph.vlen);
     }
-    if (status == 206 && nr == 1)
-        evbuffer_add_printf(out, "Content-Range: bytes %llu-%llu/%llu\r\n",
-                            (unsigned long long)rg[0].start,
-                            (unsigned long long)(rg[0].start + rg[0].len - 1),
-                            (unsigned long long)o->body_len);
-    else if (status == 206)
-        evbuffer_add_printf(out, "Content-Type: multipart/byteranges; boundary=%s\r\n", boundary);
-    else if (status == 416)
-        evbuffer_add_printf(out, "Content-Range: bytes */%llu\r\n",
-                            (unsigned long long)o->body_len);
-    if (!not_modified)
-        evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)clen);
-    evbuffer_add_printf(out, "Age: %lld\r\nCache-Status: %s\r\nX-Request-Id: %s\r\nVia: 1.1 edge\r\n",
-                        (long long)(age < 0 ? 0 : age), r->cache_status, r->request_id);
+    if (status == 206 && nr == 1) {
+        proxy_hb_lit(b, "Content-Range: bytes ");
+        proxy_hb_u64(b, rg[0].start);
+        proxy_hb_lit(b, "-");
+        proxy_hb_u64(b, rg[0].start + rg[0].len - 1);
+        proxy_hb_lit(b, "/");
+        proxy_hb_u64(b, o->body_len);
+        proxy_hb_lit(b, "\r\n");
+    } else if (status == 206) {
+        proxy_hb_lit(b, "Content-Type: multipart/byteranges; boundary=");
+        proxy_hb_add(b, boundary, blen);
+        proxy_hb_lit(b, "\r\n");
+    } else if (status == 416) {
+        proxy_hb_lit(b, "Content-Range: bytes */");
+        proxy_hb_u64(b, o->body_len);
+        proxy_hb_lit(b, "\r\n");
+    }
+    if (!not_modified) {
+        proxy_hb_lit(b, "Content-Length: ");
+        proxy_hb_u64(b, clen);
+        proxy_hb_lit(b, "\r\n");
+    }
+    proxy_hb_lit(b, "Age: ");
+    proxy_hb_u64(b, age < 0 ? 0 : (uint64_t)age);
+    proxy_hb_lit(b, "\r\nCache-Status: ");
+    proxy_hb_str(b, r->cache_status);
+    proxy_hb_lit(b, "\r\nX-Request-Id: ");
+    proxy_hb_str(b, r->request_id);
+    proxy_hb_lit(b, "\r\nVia: 1.1 edge\r\n");
     if (r->resp_close)
-        evbuffer_add_printf(out, "Connection: close\r\n");
-    evbuffer_add(out, "\r\n", 2);
+        proxy_hb_lit(b, "Connection: close\r\n");
+    proxy_hb_lit(b, "\r\n");
     if (body) {
         struct byte_range whole = {0, o->body_len};
         struct byte_range *parts = status == 206 ? rg : &whole;
         int np = status == 206 ? nr : 1;
         for (int i = 0; i < np; i++) {
-            int fd;
             if (np > 1)
-                evbuffer_add_printf(out,
-                                    "\r\n--%s\r\nContent-Type: %s\r\n"
-                                    "Content-Range: bytes %llu-%llu/%llu\r\n\r\n",
-                                    boundary, ctype, (unsigned long long)parts[i].start,
-                                    (unsigned long long)(parts[i].start + parts[i].len - 1),
-                                    (unsigned long long)o->body_len);
-            fd = dup(o->fd);
-            if (fd < 0 || evbuffer_add_file(out, fd, (ev_off_t)(o->body_off + parts[i].start),
-                                            (ev_off_t)parts[i].len) < 0) {
-                if (fd >= 0)
-                    close(fd);
+                part_head(b, boundary, blen, ctype, ctype_len, &parts[i], o->body_len);
+            if (!body_range(b, o, &parts[i])) {
                 r->resp_close = true; /* the head is out: cut rather than lie */
                 c->want_free = true;
                 break;
             }
             r->resp_bytes += parts[i].len;
         }
-        if (np > 1)
-            evbuffer_add_printf(out, "\r\n--%s--\r\n", boundary);
+        if (np > 1) {
+            proxy_hb_lit(b, "\r\n--");
+            proxy_hb_add(b, boundary, blen);
+            proxy_hb_lit(b, "--\r\n");
+        }
     }
+    proxy_hb_flush(b);
     STAT_INC(c->w, cache_hits);
     r->resp_done = true;
     proxy_conn_want_flush(c);

@@ -298,7 +298,9 @@ proxy_engine_reload(struct proxy_engine *e, char *err, size_t errlen)
         const struct cache_main *a = cache_conf_main(e->conf), *b = cache_conf_main(next);
         const char *da = a ? a->dir : NULL, *db = b ? b->dir : NULL;
         if ((da == NULL) != (db == NULL) || (da != NULL && strcmp(da, db) != 0) ||
-            (a != NULL && b != NULL && (a->max_size != b->max_size || a->max_object != b->max_object)))
+            (a != NULL && b != NULL &&
+             (a->max_size != b->max_size || a->max_object != b->max_object || a->mem != b->mem ||
+              a->mem_object != b->mem_object)))
             log_warn("reload: changes to 'cache_dir' take effect at restart");
     }
     pthread_mutex_lock(&e->lock);

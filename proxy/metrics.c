@@ -175,6 +175,11 @@ proxy_metrics_render(struct proxy_engine *e, struct evbuffer *out)
         counter(out, "edge_cache_purges_total", "Objects purged.", cc.purges);
         counter(out, "edge_cache_corrupt_total", "Stored files found corrupt and removed.",
                 cc.corrupt);
+        counter(out, "edge_cache_memory_hits_total",
+                "Hits answered from the memory tier (cache_dir mem=).", cc.mem_hits);
+        gauge(out, "edge_cache_memory_objects", "Objects (and Vary stubs) in the memory tier.",
+              cc.mem_objects);
+        gauge(out, "edge_cache_memory_bytes", "Bytes held by the memory tier.", cc.mem_bytes);
     }
     proxy_tls_metrics_render(e, out);
     counter(out, "edge_reloads_total", "Successful configuration reloads.", e->reloads);

@@ -1,7 +1,10 @@
 /*
  * The cache on the request path, end to end: origin-sim's scripted /resp
  * drives Cache-Control, ETag, Vary and tags; its /_stats proves what reached
- * the origin.
+ * the origin. The edge runs with the memory tier on (mem=, bodies up to
+ * 16 KiB), so every test below also checks that it follows purges,
+ * replacements, 304 refreshes, invalidations and evictions at once; the
+ * test_memory_* ones make sure the object was in memory first.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,12 +33,16 @@ write_conf(char *conf, size_t n, int port, int admin)
 {
     return snprintf(conf, n,
                     "workers 2;\nlisten 127.0.0.1:%d;\nadmin 127.0.0.1:%d;\naccess_log off;\n"
-                    "cache_dir %s max_size=64m;\n"
+                    "cache_dir %s max_size=64m mem=8m mem_object=16k;\n"
                     "origin app { server 127.0.0.1:%d; retries 0; connect_timeout 300ms; }\n"
                     "site tpl.test { route / { origin app; cache on ignore_query=utm sort_query; } }\n"
                     "site * {\n"
                     "  route /nocache/ { origin app; }\n"
                     "  route / { origin app; cache on; }\n"
+                    "}\n"
+                    /* one key for any etag= or size=: a new ETag replaces the stored
+                     * object; Vary variants of different sizes share a key */
+                    "site mem.test { route / { origin app; cache on ignore_query=etag,size; } "
                     "}\n",
                     port, admin, cache_dir, osim.port);
 }
@@ -584,6 +591,179 @@ test_uncacheable_releases_waiters_at_once(void **state)
     assert_true(took < 2500);
 }
 
+static long
+mem_hits(void)
+{
+    return h_edge_metric(&edge, "edge_cache_memory_hits_total");
+}
+
+/* GETs path until it is a hit from memory (the first hit loads it). */
+static void
+warm_memory(const char *path, const char *const *hdrs, struct got *g)
+{
+    long before = mem_hits();
+    for (int i = 0; i < 3 && mem_hits() == before; i++)
+        get(path, hdrs, g);
+    assert_true(mem_hits() > before);
+    assert_non_null(strstr(g->cs, "hit"));
+}
+
+static void
+test_memory_hits_bodies_head_and_ranges(void **state)
+{
+    /* 0 bytes, copied behind the head, sent by reference, over mem_object (sendfile) */
+    static const int sizes[] = {0, 1000, 10000, 20000};
+    struct got first, g;
+    struct h_resp r;
+    char path[128], u[256], b[128];
+    (void)state;
+    for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+        snprintf(path, sizeof(path), "/resp?cc=max-age%%3D600&size=%d&etag=m%d&k=memsize", sizes[k],
+                 sizes[k]);
+        get(path, NULL, &first);
+        assert_int_equal(first.len, (size_t)sizes[k]);
+        get(path, NULL, &g); /* a disk hit: loads it when it fits */
+        long before = mem_hits(), origin = origin_requests();
+        for (int i = 0; i < 3; i++) {
+            get(path, NULL, &g);
+            assert_int_equal(g.status, 200);
+            assert_non_null(strstr(g.cs, "edge; hit"));
+            assert_int_equal(g.len, (size_t)sizes[k]);
+            assert_memory_equal(g.body, first.body,
+                                sizes[k] < (int)sizeof(g.body) ? sizes[k] : (int)sizeof(g.body));
+            assert_true(g.age[0] != '\0');
+        }
+        assert_int_equal(mem_hits() - before, sizes[k] <= 16384 ? 3 : 0);
+        snprintf(u, sizeof(u), "%s%s", edge.url, path);
+        /* HEAD from memory */
+        assert_int_equal(h_http(&r, "HEAD", u, NULL, 0, NULL), 0);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.len, 0);
+        snprintf(b, sizeof(b), "%d", sizes[k]);
+        char cl[32];
+        assert_string_equal(h_header(&r, "content-length", cl, sizeof(cl)), b);
+        h_resp_free(&r);
+        /* 304 from memory */
+        snprintf(b, sizeof(b), "If-None-Match: \"m%d\"", sizes[k]);
+        const char *inm[] = {b, NULL};
+        get(path, inm, &g);
+        assert_int_equal(g.status, 304);
+        assert_int_equal(g.len, 0);
+        if (sizes[k] < 100)
+            continue;
+        /* one range, several ranges, and an unsatisfiable one */
+        const char *one[] = {"Range: bytes=50-99", NULL};
+        assert_int_equal(h_http(&r, "GET", u, NULL, 0, one), 0);
+        assert_int_equal(r.status, 206);
+        snprintf(b, sizeof(b), "bytes 50-99/%d", sizes[k]);
+        char cr[128];
+        assert_string_equal(h_header(&r, "content-range", cr, sizeof(cr)), b);
+        assert_int_equal(r.len, 50);
+        assert_memory_equal(r.body, first.body + 50, 50);
+        h_resp_free(&r);
+        const char *two[] = {"Range: bytes=0-1,90-99", NULL};
+        assert_int_equal(h_http(&r, "GET", u, NULL, 0, two), 0);
+        assert_int_equal(r.status, 206);
+        assert_non_null(
+            strstr(h_header(&r, "content-type", cr, sizeof(cr)), "multipart/byteranges"));
+        assert_int_equal(strtoul(h_header(&r, "content-length", cl, sizeof(cl)), NULL, 10), r.len);
+        h_resp_free(&r);
+        const char *bad[] = {"Range: bytes=999999-", NULL};
+        assert_int_equal(h_http(&r, "GET", u, NULL, 0, bad), 0);
+        assert_int_equal(r.status, 416);
+        h_resp_free(&r);
+        assert_int_equal(origin_requests(), origin);
+    }
+}
+
+static void
+test_memory_follows_purge_replace_refresh(void **state)
+{
+    struct got g;
+    char q[512];
+    const char *host[] = {"Host: mem.test", NULL};
+    const char *nocache[] = {"Host: mem.test", "Cache-Control: no-cache", NULL};
+    (void)state;
+    /* a purge by URL: the next request goes to the origin */
+    warm_memory("/resp?cc=max-age%3D600&size=500&k=mpurge", NULL, &g);
+    snprintf(q, sizeof(q),
+             "url=http://127.0.0.1:%d/resp%%3Fcc%%3Dmax-age%%253D600%%26size%%3D500%%26k%%3Dmpurge",
+             edge.port);
+    assert_int_equal(purge(q), 1);
+    long before = origin_requests();
+    get("/resp?cc=max-age%3D600&size=500&k=mpurge", NULL, &g);
+    assert_null(strstr(g.cs, "hit"));
+    assert_int_equal(origin_requests() - before, 1);
+    /* by tag, soft: revalidated at once (a 304 from the origin) */
+    warm_memory("/resp?cc=max-age%3D600&etag=ms&tag=memsoft&k=msoft", NULL, &g);
+    assert_int_equal(purge("tag=memsoft&soft=1"), 1);
+    before = origin_requests();
+    get("/resp?cc=max-age%3D600&etag=ms&tag=memsoft&k=msoft", NULL, &g);
+    assert_non_null(strstr(g.cs, "fwd=stale"));
+    assert_non_null(strstr(g.cs, "fwd-status=304"));
+    assert_int_equal(origin_requests() - before, 1);
+    /* a newer response replaces it: ETag "one", then a no-cache request
+     * brings "two" (etag= is not part of this site's key) */
+    warm_memory("/resp?cc=max-age%3D600&size=300&etag=one&k=mrepl", host, &g);
+    assert_string_equal(g.etag, "\"one\"");
+    get("/resp?cc=max-age%3D600&size=300&etag=two&k=mrepl", nocache, &g);
+    assert_string_equal(g.etag, "\"two\"");
+    before = origin_requests();
+    get("/resp?cc=max-age%3D600&size=300&etag=one&k=mrepl", host, &g);
+    assert_non_null(strstr(g.cs, "hit"));
+    assert_string_equal(g.etag, "\"two\"");
+    assert_int_equal(origin_requests(), before);
+    /* a 304 refresh: the refreshed copy (fresh again) is what memory serves
+     * next; the stale one would go to the origin once more */
+    warm_memory("/resp?cc=max-age%3D1&etag=r1&size=200&k=mrefresh", NULL, &g);
+    h_sleep_ms(2100);
+    before = origin_requests();
+    get("/resp?cc=max-age%3D1&etag=r1&size=200&k=mrefresh", NULL, &g);
+    assert_non_null(strstr(g.cs, "fwd-status=304"));
+    assert_int_equal(g.len, 200);
+    get("/resp?cc=max-age%3D1&etag=r1&size=200&k=mrefresh", NULL, &g);
+    assert_non_null(strstr(g.cs, "edge; hit"));
+    assert_int_equal(g.len, 200);
+    assert_int_equal(origin_requests() - before, 1);
+    /* an unsafe method invalidates it */
+    warm_memory("/resp?cc=max-age%3D600&k=mpost", NULL, &g);
+    struct h_resp r;
+    char u[256];
+    snprintf(u, sizeof(u), "%s/resp?cc=max-age%%3D600&k=mpost", edge.url);
+    assert_int_equal(h_http(&r, "DELETE", u, NULL, 0, NULL), 0);
+    h_resp_free(&r);
+    get("/resp?cc=max-age%3D600&k=mpost", NULL, &g);
+    assert_null(strstr(g.cs, "hit"));
+}
+
+static void
+test_memory_vary(void **state)
+{
+    struct got g;
+    const char *en[] = {"Host: mem.test", "Accept-Language: en", NULL};
+    const char *fr[] = {"Host: mem.test", "Accept-Language: fr", NULL};
+    const char *de[] = {"Host: mem.test", "Accept-Language: de", NULL};
+    (void)state;
+    long before = origin_requests();
+    /* two variants of one key (size= is not in this site's key), told apart by length */
+    get("/resp?cc=max-age%3D60&vary=Accept-Language&size=100&k=mvary", en, &g);
+    get("/resp?cc=max-age%3D60&vary=Accept-Language&size=200&k=mvary", fr, &g);
+    warm_memory("/resp?cc=max-age%3D60&vary=Accept-Language&k=mvary", en, &g);
+    assert_int_equal(g.len, 100);
+    warm_memory("/resp?cc=max-age%3D60&vary=Accept-Language&k=mvary", fr, &g);
+    assert_int_equal(g.len, 200);
+    for (int i = 0; i < 3; i++) {
+        get("/resp?cc=max-age%3D60&vary=Accept-Language&k=mvary", i % 2 ? fr : en, &g);
+        assert_non_null(strstr(g.cs, "hit"));
+        assert_int_equal(g.len, i % 2 ? 200 : 100);
+    }
+    assert_int_equal(origin_requests() - before, 2);
+    /* a third language is not either of them */
+    get("/resp?cc=max-age%3D60&vary=Accept-Language&size=300&k=mvary", de, &g);
+    assert_non_null(strstr(g.cs, "fwd=vary-miss"));
+    assert_int_equal(g.len, 300);
+}
+
 static int
 small_edge(struct h_edge *e, int origin_port, const char *size, const char *dir)
 {
@@ -591,7 +771,7 @@ small_edge(struct h_edge *e, int origin_port, const char *size, const char *dir)
     int port = h_free_port(), admin = h_free_port();
     snprintf(conf, sizeof(conf),
              "workers 1;\nlisten 127.0.0.1:%d;\nadmin 127.0.0.1:%d;\naccess_log off;\n"
-             "cache_dir %s max_size=%s;\n"
+             "cache_dir %s max_size=%s mem=64k mem_object=16k;\n"
              "origin app { server 127.0.0.1:%d; retries 0; }\n"
              "site * { route / { origin app; cache on; } }\n",
              port, admin, dir, size, origin_port);
@@ -607,6 +787,13 @@ test_eviction_keeps_max_size(void **state)
     (void)state;
     snprintf(dir, sizeof(dir), "%s/small-cache", h_tmpdir());
     assert_int_equal(small_edge(&e, osim.port, "256k", dir), 0);
+    /* ev0 in memory first: its eviction from disk must take it from there */
+    snprintf(u, sizeof(u), "%s/resp?cc=max-age%%3D600&size=16384&k=ev0", e.url);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(h_http(&r, "GET", u, NULL, 0, NULL), 0);
+        h_resp_free(&r);
+    }
+    assert_int_equal(h_edge_metric(&e, "edge_cache_memory_hits_total"), 1);
     for (int i = 0; i < 40; i++) {
         snprintf(u, sizeof(u), "%s/resp?cc=max-age%%3D600&size=16384&k=ev%d", e.url, i);
         assert_int_equal(h_http(&r, "GET", u, NULL, 0, NULL), 0);
@@ -678,6 +865,9 @@ main(void)
         cmocka_unit_test(test_origin_dying_mid_body_caches_nothing),
         cmocka_unit_test(test_corrupt_file_is_a_miss),
         cmocka_unit_test(test_stale_if_error_when_origin_is_down),
+        cmocka_unit_test(test_memory_hits_bodies_head_and_ranges),
+        cmocka_unit_test(test_memory_follows_purge_replace_refresh),
+        cmocka_unit_test(test_memory_vary),
     };
     return H_RUN(tests, setup, teardown);
 }

@@ -141,6 +141,32 @@ test_cache_dir(void **state)
     c = load_ok("cache_dir /c max_size=4;\n"); /* tiny: max_object at least 1 byte */
     assert_int_equal(cache_conf_main(c)->max_object, 1);
     conf_unref(c);
+
+    /* the memory tier: off by default and with mem=0; mem_object= defaults to
+     * min(64k, mem=, max_object) */
+    c = load_ok(DIR);
+    assert_int_equal(cache_conf_main(c)->mem, 0);
+    assert_int_equal(cache_conf_main(c)->mem_object, 0);
+    conf_unref(c);
+    c = load_ok("cache_dir /c max_size=1g mem=0;\n");
+    assert_int_equal(cache_conf_main(c)->mem, 0);
+    conf_unref(c);
+    c = load_ok("cache_dir /c max_size=1g mem=64m;\n");
+    m = cache_conf_main(c);
+    assert_int_equal(m->mem, 64ull << 20);
+    assert_int_equal(m->mem_object, 64ull << 10);
+    conf_unref(c);
+    c = load_ok("cache_dir /c mem_object=1m mem=256m max_size=1g;\n");
+    m = cache_conf_main(c);
+    assert_int_equal(m->mem, 256ull << 20);
+    assert_int_equal(m->mem_object, 1ull << 20);
+    conf_unref(c);
+    c = load_ok("cache_dir /c max_size=1g mem=16k;\n");
+    assert_int_equal(cache_conf_main(c)->mem_object, 16ull << 10);
+    conf_unref(c);
+    c = load_ok("cache_dir /c max_size=1g max_object=8k mem=1m;\n");
+    assert_int_equal(cache_conf_main(c)->mem_object, 8ull << 10);
+    conf_unref(c);
 }
 
 static void
@@ -252,7 +278,8 @@ test_errors(void **state)
     } cases[] = {
         /* cache_dir */
         {"cache_dir;\n", "edge.conf:1:1: 'cache_dir' expects a directory path, then "
-                         "max_size=SIZE [max_object=SIZE] [fsync=on|off]"},
+                         "max_size=SIZE [max_object=SIZE] [fsync=on|off] [mem=SIZE] "
+                         "[mem_object=SIZE]"},
         {"cache_dir /c;\n",
          "edge.conf:1:1: 'cache_dir' needs max_size=SIZE (the most the cache keeps)"},
         {"cache_dir max_size=1g;\n",
@@ -261,8 +288,31 @@ test_errors(void **state)
         {"cache_dir /c max_sise=1g;\n",
          "edge.conf:1:14: 'cache_dir': unknown option 'max_sise=1g' (did you mean 'max_size='?)"},
         {"cache_dir /c max_size=1g bogus;\n",
-         "edge.conf:1:26: 'cache_dir': unknown option 'bogus' (expected max_size=, max_object= "
-         "or fsync=)"},
+         "edge.conf:1:26: 'cache_dir': unknown option 'bogus' (expected max_size=, max_object=, "
+         "fsync=, mem= or mem_object=)"},
+        {"cache_dir /c max_size=1g mem_objet=1k;\n",
+         "edge.conf:1:26: 'cache_dir': unknown option 'mem_objet=1k' (did you mean "
+         "'mem_object='?)"},
+        {"cache_dir /c max_size=1g mem;\n", "edge.conf:1:26: 'cache_dir': mem= needs a value"},
+        {"cache_dir /c max_size=1g mem=lots;\n",
+         "edge.conf:1:26: 'cache_dir mem=' expects a size like 512, 64k, 10m or 2g, not 'lots'"},
+        {"cache_dir /c max_size=1m mem=2m;\n",
+         "edge.conf:1:26: 'cache_dir': mem=2m is more than max_size=1m"},
+        {"cache_dir /c max_size=1g mem=64m mem=32m;\n",
+         "edge.conf:1:34: 'cache_dir': mem= given twice"},
+        {"cache_dir /c max_size=1g mem=64m mem_object=0;\n",
+         "edge.conf:1:34: 'cache_dir' mem_object= must be more than 0"},
+        {"cache_dir /c max_size=1g mem_object=64k;\n",
+         "edge.conf:1:26: 'cache_dir': mem_object=64k needs mem=SIZE (the memory tier is off "
+         "without it)"},
+        {"cache_dir /c max_size=1g mem=0 mem_object=64k;\n",
+         "edge.conf:1:32: 'cache_dir': mem_object=64k needs mem=SIZE (the memory tier is off "
+         "without it)"},
+        {"cache_dir /c max_size=1g mem=64k mem_object=1m;\n",
+         "edge.conf:1:34: 'cache_dir': mem_object=1m is more than mem=64k"},
+        {"cache_dir /c max_size=1g max_object=4k mem=1m mem_object=8k;\n",
+         "edge.conf:1:47: 'cache_dir': mem_object=8k is more than max_object= (4096 bytes): "
+         "larger objects are not stored at all"},
         {"cache_dir /c max_size=1g fsync;\n", "edge.conf:1:26: 'cache_dir': fsync= needs a value"},
         {"cache_dir /c max_size=1g fsync=yes;\n",
          "edge.conf:1:26: 'cache_dir fsync=' expects 'on' or 'off', not 'yes'"},

@@ -364,6 +364,35 @@ test_refresh_304(void **state)
     cache_free(c);
 }
 
+/* A 304 for one variant refreshes and returns that variant, also when a
+ * variant for requests without the Vary fields exists (the refresh has no
+ * request headers at hand; it must not pick that one). */
+static void
+test_refresh_304_variant(void **state)
+{
+    static const struct cache_hdr resp[] = {H("Cache-Control", "max-age=60"),
+                                            H("Vary", "Accept-Encoding")};
+    static const struct cache_hdr gz[] = {H("Accept-Encoding", "gzip")};
+    static const struct cache_hdr r304[] = {H("Cache-Control", "max-age=600")};
+    struct cache *c = open_cache(1 << 20, 0);
+    struct cache_obj *o, *o2;
+
+    (void)state;
+    assert_int_equal(store(c, "http://h/rv", gz, 1, resp, 2, "GZ"), 0);
+    assert_int_equal(store(c, "http://h/rv", NULL, 0, resp, 2, "IDENTITY"), 0);
+    assert_int_equal(cache_open(c, "http://h/rv", 11, gz, 1, &o), CACHE_OK);
+    assert_int_equal(cache_refresh(c, o, r304, 1, NULL, T0 + 100, T0 + 101, &o2), 0);
+    body_is(o2, "GZ");
+    assert_int_equal(o2->policy.lifetime, 600);
+    cache_obj_free(o2);
+    cache_obj_free(o);
+    assert_int_equal(cache_open(c, "http://h/rv", 11, NULL, 0, &o), CACHE_OK);
+    body_is(o, "IDENTITY");
+    assert_int_equal(o->policy.lifetime, 60); /* not refreshed */
+    cache_obj_free(o);
+    cache_free(c);
+}
+
 static void
 test_persist_and_tmp_cleanup(void **state)
 {
@@ -417,6 +446,10 @@ test_eviction(void **state)
     for (i = 0; i < 40; i++) {
         snprintf(key, sizeof(key), "http://h/e%d", i);
         assert_int_equal(store(c, key, NULL, 0, basic, NBASIC, body), 0);
+        /* never the object just stored (the least recently used goes) */
+        if (cache_open(c, key, strlen(key), NULL, 0, &o) != CACHE_OK)
+            fail_msg("%s was evicted by its own store", key);
+        cache_obj_free(o);
         /* keep e0 hot */
         if (cache_open(c, "http://h/e0", 11, NULL, 0, &o) == CACHE_OK)
             cache_obj_free(o);
@@ -694,6 +727,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_vary, setup, teardown),
         cmocka_unit_test_setup_teardown(test_corrupt_and_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_304, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refresh_304_variant, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persist_and_tmp_cleanup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eviction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
