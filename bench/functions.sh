@@ -75,7 +75,7 @@ access_log off;
 redis 127.0.0.1:$REDIS;
 function_dir $1;
 function_run_dir $T/run;
-cache_dir $T/cache max_size=64m;
+cache_dir $T/cache max_size=64m mem=16m;
 origin app { server 127.0.0.1:$ORIGIN; keepalive 64; }
 site * {
     route = /fn/hello { function hello; kv_namespace bench; }
