@@ -122,6 +122,12 @@ proxy_bev_flush(struct bufferevent *bev)
             bufferevent_enable(bev, EV_WRITE);
         return 0;
     }
+    /* a large answer (a head then a file by sendfile): corked, the head
+     * leaves in the body's first full segments instead of a packet of its own */
+    bool cork = evbuffer_get_length(out) >= PROXY_CORK_MIN;
+    int on = 1, off = 0;
+    if (cork)
+        setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
     while (evbuffer_get_length(out) > 0) {
         int n;
         /* a socket bufferevent keeps its output's start frozen so that only
@@ -131,14 +137,19 @@ proxy_bev_flush(struct bufferevent *bev)
         n = evbuffer_write(out, fd);
         evbuffer_freeze(out, 1);
         if (n < 0) {
-            if (errno == EINTR)
+            int e = errno;
+            if (e == EINTR)
                 continue;
+            if (cork)
+                setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off));
             bufferevent_enable(bev, EV_WRITE); /* an error is then reported by the bev */
-            return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+            return (e == EAGAIN || e == EWOULDBLOCK) ? 0 : -1;
         }
         if (n == 0)
             break;
     }
+    if (cork)
+        setsockopt(fd, IPPROTO_TCP, TCP_CORK, &off, sizeof(off)); /* what is left goes now */
     if (evbuffer_get_length(out) > 0)
         bufferevent_enable(bev, EV_WRITE);
     return 0;

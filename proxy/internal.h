@@ -43,6 +43,8 @@ struct proxy_h2; /* h2.c: one HTTP/2 client connection */
 /* A TLS response up to this size is made one chunk before it is written:
  * the OpenSSL bufferevent makes one record (and one send) per chunk. */
 #define PROXY_TLS_COALESCE 16000
+/* A plain response of at least this many bytes is written corked (TCP_CORK). */
+#define PROXY_CORK_MIN (256 * 1024)
 
 /* BUG_ON: always on; logs where and aborts. For impossible states only. */
 #define BUG_ON(cond)                                                                               \
