@@ -913,3 +913,34 @@ h_redis_stop(struct h_redis *r)
 {
     return h_stop(&r->proc);
 }
+
+int
+h_sh(char *out, size_t n, const char *fmt, ...)
+{
+    char cmd[4096], inner[3500];
+    va_list ap;
+    FILE *p;
+    size_t got = 0;
+    int st;
+
+    va_start(ap, fmt);
+    vsnprintf(inner, sizeof(inner), fmt, ap);
+    va_end(ap);
+    snprintf(cmd, sizeof(cmd), "cd '%s' && { %s ; } 2>&1", h_tmpdir(), inner);
+    p = popen(cmd, "r");
+    if (p == NULL)
+        return -1;
+    while (out != NULL && got + 1 < n) {
+        size_t r = fread(out + got, 1, n - 1 - got, p);
+        if (r == 0)
+            break;
+        got += r;
+    }
+    if (out != NULL)
+        out[got] = '\0';
+    else
+        while (fgetc(p) != EOF) {
+        }
+    st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}

@@ -156,6 +156,11 @@ struct h_osim {
 int h_osim_start(struct h_osim *o, const char *const extra_args[]);
 int h_osim_stop(struct h_osim *o); /* h_stop's result */
 
+/* Runs a shell command (printf-style) in h_tmpdir(); stdout and stderr
+ * into out (NUL-terminated, may be NULL). Returns its exit status, -1 when
+ * it could not run. */
+int h_sh(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* ---- redis-server ---- */
 
 struct h_redis {

@@ -42,37 +42,6 @@ static const char gen_sh[] =
     "openssl req -x509 $k $leaf -keyout self.key -out self.crt -days 30 -subj '/CN=self.test' \\\n"
     "    -addext subjectAltName=DNS:self.test\n";
 
-/* Runs a shell command in the temp dir; stdout + stderr in out. Returns
- * the exit status. */
-static int
-sh(char *out, size_t n, const char *fmt, ...)
-{
-    char cmd[4096], inner[3500];
-    va_list ap;
-    FILE *p;
-    size_t got = 0;
-    int st;
-
-    va_start(ap, fmt);
-    vsnprintf(inner, sizeof(inner), fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof(cmd), "cd '%s' && { %s ; } 2>&1", dir, inner);
-    p = popen(cmd, "r");
-    assert_non_null(p);
-    while (out != NULL && got + 1 < n) {
-        size_t r = fread(out + got, 1, n - 1 - got, p);
-        if (r == 0)
-            break;
-        got += r;
-    }
-    if (out != NULL)
-        out[got] = '\0';
-    else
-        while (fgetc(p) != EOF) {
-        }
-    st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* A TCP listener that never accepts: connects succeed (the kernel's
  * backlog), handshakes never get an answer. */
@@ -178,7 +147,7 @@ setup(void **state)
         return -1;
     if (h_write_file("gen.sh", "%s", gen_sh) == NULL)
         return -1;
-    if (sh(out, sizeof(out), "sh gen.sh") != 0) {
+    if (h_sh(out, sizeof(out), "sh gen.sh") != 0) {
         fprintf(stderr, "certificate generation failed:\n%s\n", out);
         return -1;
     }
@@ -385,7 +354,7 @@ test_verify_off(void **state)
     assert_int_equal(r.status, 200);
     h_resp_free(&r);
     /* and it was said at start, naming the origin */
-    assert_int_equal(sh(out, sizeof(out), "cat '%s'", front.proc.log), 0);
+    assert_int_equal(h_sh(out, sizeof(out), "cat '%s'", front.proc.log), 0);
     assert_non_null(strstr(out, "warn: origin 'insecure': tls_verify off"));
     assert_null(strstr(out, "origin 'ok': tls_verify off"));
 }
@@ -481,7 +450,7 @@ check_refused(const char *name, const char *body, const char *want1, const char 
         h_write_file(name, "listen 127.0.0.1:1;\n%ssite * { route / { return 200; } }\n", body);
 
     assert_non_null(path);
-    assert_int_equal(sh(out, sizeof(out), "'%s' -t -c '%s'", edge_bin, path), 1);
+    assert_int_equal(h_sh(out, sizeof(out), "'%s' -t -c '%s'", edge_bin, path), 1);
     if (strstr(out, want1) == NULL || strstr(out, want2) == NULL)
         fail_msg("%s: want '%s' and '%s' in:\n%s", name, want1, want2, out);
 }
@@ -510,7 +479,7 @@ test_conf_check(void **state)
                                    "origin app { server https://a.test; tls_verify off; }\n"
                                    "site * { route / { origin app; } }\n");
     assert_non_null(path);
-    assert_int_equal(sh(out, sizeof(out), "'%s' -t -c '%s'", edge_bin, path), 0);
+    assert_int_equal(h_sh(out, sizeof(out), "'%s' -t -c '%s'", edge_bin, path), 0);
     assert_non_null(strstr(out, "origin 'app': tls_verify off"));
 }
 

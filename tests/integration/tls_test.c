@@ -49,37 +49,6 @@ static const char gen_sh[] =
     "openssl ocsp -index index.txt -rsigner ca.crt -rkey ca.key -CA ca.crt -reqin ocsp-req.der \\\n"
     "    -respout b.ocsp -ndays 1 >/dev/null\n";
 
-/* Runs a shell command in the temp dir; output (stdout + stderr) in out.
- * Returns the exit status. */
-static int
-sh(char *out, size_t n, const char *fmt, ...)
-{
-    char cmd[4096], inner[3500];
-    va_list ap;
-    FILE *p;
-    size_t got = 0;
-    int st;
-
-    va_start(ap, fmt);
-    vsnprintf(inner, sizeof(inner), fmt, ap);
-    va_end(ap);
-    snprintf(cmd, sizeof(cmd), "cd '%s' && { %s ; } 2>&1", dir, inner);
-    p = popen(cmd, "r");
-    assert_non_null(p);
-    while (out != NULL && got + 1 < n) {
-        size_t r = fread(out + got, 1, n - 1 - got, p);
-        if (r == 0)
-            break;
-        got += r;
-    }
-    if (out != NULL)
-        out[got] = '\0';
-    else
-        while (fgetc(p) != EOF) {
-        }
-    st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* openssl s_client to the TLS port, sending an HTTP request for host when
  * host is given (then waiting for the answer: tickets arrive meanwhile). */
@@ -87,9 +56,9 @@ static int
 s_client(char *out, size_t n, const char *host, const char *args)
 {
     if (host == NULL)
-        return sh(out, n, "timeout 5 openssl s_client -connect 127.0.0.1:%d %s </dev/null",
+        return h_sh(out, n, "timeout 5 openssl s_client -connect 127.0.0.1:%d %s </dev/null",
                   tls_port, args);
-    return sh(out, n,
+    return h_sh(out, n,
               "printf 'GET /hello HTTP/1.1\\r\\nHost: %s\\r\\nConnection: close\\r\\n\\r\\n' | "
               "timeout 5 openssl s_client -connect 127.0.0.1:%d -servername %s -ign_eof %s",
               host, tls_port, host, args);
@@ -143,7 +112,7 @@ setup(void **state)
     snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
     if (h_write_file("gen.sh", "%s", gen_sh) == NULL)
         return -1;
-    if (sh(out, sizeof(out), "sh gen.sh") != 0) {
+    if (h_sh(out, sizeof(out), "sh gen.sh") != 0) {
         fprintf(stderr, "certificate generation failed:\n%s\n", out);
         return -1;
     }
@@ -295,7 +264,7 @@ test_large_download_and_tunnel(void **state)
 
     /* an upgraded connection (origin-sim's /ws echoes) tunnels through TLS */
     assert_int_equal(
-        sh(out, sizeof(out),
+        h_sh(out, sizeof(out),
            "(printf 'GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\n"
            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
            "Sec-WebSocket-Version: 13\r\n\r\n'; sleep 0.3; printf 'ping-through-tls'; "
@@ -412,7 +381,7 @@ test_alpn_h2(void **state)
     assert_int_equal(r.http_version, 11);
     assert_non_null(strstr(h_header(&r, "cache-status", b, sizeof(b)), "hit"));
     h_resp_free(&r);
-    assert_int_equal(sh(out, sizeof(out),
+    assert_int_equal(h_sh(out, sizeof(out),
                         "timeout 5 openssl s_client -connect 127.0.0.1:%d -servername a.test "
                         "-alpn h2,http/1.1 </dev/null",
                         tls_h2_port),
@@ -585,7 +554,7 @@ test_access_log_and_metrics(void **state)
     (void)state;
 
     h_sleep_ms(50);
-    assert_int_equal(sh(out, sizeof(out), "cat access.log"), 0);
+    assert_int_equal(h_sh(out, sizeof(out), "cat access.log"), 0);
     assert_non_null(strstr(out, "\"tls\":\"TLSv1.3\",\"cipher\":\"TLS_"));
     assert_non_null(strstr(out, "\"tls\":\"TLSv1.2\",\"cipher\":\"ECDHE-ECDSA-"));
     assert_true(metric("edge_tls_ciphers_total{cipher=\"TLS_AES_256_GCM_SHA384\"}") > 0);
@@ -606,7 +575,7 @@ test_reload_swaps_the_certificate(void **state)
     assert_int_equal(r.new_conns, 1);
     h_resp_free(&r);
 
-    assert_int_equal(sh(NULL, 0, "cp a2.crt a.crt && cp a2.key a.key"), 0);
+    assert_int_equal(h_sh(NULL, 0, "cp a2.crt a.crt && cp a2.key a.key"), 0);
     assert_int_equal(h_kill(&edge.proc, SIGHUP), 0);
     for (int i = 0; i < 100 && h_edge_metric(&edge, "edge_reloads_total") == reloads; i++)
         h_sleep_ms(20);
@@ -636,7 +605,7 @@ check_refused(const char *name, const char *body, const char *want1, const char 
         h_write_file(name, "listen 127.0.0.1:1;\n%ssite * { route / { return 200; } }\n", body);
 
     assert_non_null(path);
-    assert_int_equal(sh(out, sizeof(out), "'%s' -t -c '%s'", edge_bin, path), 1);
+    assert_int_equal(h_sh(out, sizeof(out), "'%s' -t -c '%s'", edge_bin, path), 1);
     if (strstr(out, want1) == NULL || strstr(out, want2) == NULL)
         fail_msg("%s: want '%s' and '%s' in:\n%s", name, want1, want2, out);
 }
