@@ -226,6 +226,11 @@ int kv_op_incr_window(struct kv_handle *h, efn_str prefix, efn_str key, int64_t 
  *   function_breaker_cooldown D;   the breaker stays open this long 100ms-1h, default 30s
  *       While an entry's breaker is open its hooks are not called: the route
  *       follows on_error as if the function had failed.
+ * MAIN:
+ *   function_quarantine_crashes N;  engine crashes while one build     1-100, default 3
+ *   function_quarantine_window D;   ... runs, within this window,     1s-1d, default 60s
+ *       quarantine that build until the next reload (its routes follow on_error)
+ * MAIN or ROUTE:
  *   function_cpu_hard_limit D;     one call using more CPU than this 10ms-10s, default 200ms
  *       is stopped by the engine's watchdog: the engine aborts, the
  *       supervisor restarts it and counts a crash against the function.
@@ -285,6 +290,8 @@ struct compute_budgets {
     uint64_t breaker_window_ms;   /* function_breaker_window: ... within this window ...  */
     uint64_t breaker_cooldown_ms; /* function_breaker_cooldown: ... open it this long */
     uint64_t cpu_hard_ms;         /* function_cpu_hard_limit: one call past it kills the engine */
+    uint64_t quarantine_crashes;  /* MAIN only: function_quarantine_crashes ... */
+    uint64_t quarantine_window_ms; /* ... within function_quarantine_window quarantine a build */
 };
 
 /* CPU time per hook/callback, buckets in seconds then +Inf. */

@@ -29,7 +29,7 @@
 #define ROUTE_ID_KEEP 120
 
 enum budget_kind { B_CPU, B_KV, B_PAUSE, B_ARENA, B_BODY, B_BRK_N, B_BRK_WIN, B_BRK_COOL,
-                   B_HARD, B_COUNT };
+                   B_HARD, B_QCRASH, B_QWIN, B_COUNT };
 enum budget_unit { U_MS, U_BYTES, U_NUM };
 
 static const struct budget_spec {
@@ -49,6 +49,9 @@ static const struct budget_spec {
     [B_BRK_COOL] = {"function_breaker_cooldown", U_MS, 100, 3600 * 1000, 30 * 1000,
                     "from 100ms to 1h"},
     [B_HARD] = {"function_cpu_hard_limit", U_MS, 10, 10 * 1000, 200, "from 10ms to 10s"},
+    [B_QCRASH] = {"function_quarantine_crashes", U_NUM, 1, 100, 3, "from 1 to 100"},
+    [B_QWIN] = {"function_quarantine_window", U_MS, 1000, 24 * 3600 * 1000, 60 * 1000,
+                "from 1s to 1d"},
 };
 
 const double compute_cpu_bounds[COMPUTE_CPU_BUCKETS] = {0.00001, 0.00005, 0.0001, 0.00025, 0.0005,
@@ -115,6 +118,8 @@ budget_field(struct compute_budgets *bu, enum budget_kind k)
     case B_BRK_WIN: return &bu->breaker_window_ms;
     case B_BRK_COOL: return &bu->breaker_cooldown_ms;
     case B_HARD: return &bu->cpu_hard_ms;
+    case B_QCRASH: return &bu->quarantine_crashes;
+    case B_QWIN: return &bu->quarantine_window_ms;
     case B_COUNT: break;
     }
     abort();
@@ -755,6 +760,8 @@ static const struct conf_directive compute_directives[] = {
     {"function_breaker_window", M, U, 1, 1, "a duration", set_budget_main},
     {"function_breaker_cooldown", M, U, 1, 1, "a duration", set_budget_main},
     {"function_cpu_hard_limit", M, U, 1, 1, "a duration", set_budget_main},
+    {"function_quarantine_crashes", M, U, 1, 1, "a number", set_budget_main},
+    {"function_quarantine_window", M, U, 1, 1, "a duration", set_budget_main},
     {"function_cpu_budget", R, U, 1, 1, "a duration", set_budget_route},
     {"kv_timeout", R, U, 1, 1, "a duration", set_budget_route},
     {"function_pause_timeout", R, U, 1, 1, "a duration", set_budget_route},

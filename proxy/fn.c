@@ -118,8 +118,6 @@ struct proxy_fn_shared *proxy_fn_shm;
 static __thread int fn_worker_slot = -1;
 
 #define QUARANTINE_MAX 32
-#define CRASH_WINDOW_MS 60000
-#define CRASH_THRESHOLD 3
 
 /* The supervisor's list, inherited by each engine it forks. */
 static struct {
@@ -297,7 +295,7 @@ proxy_fn_quarantined_count(void)
 }
 
 static void
-crash_count(const struct proxy_fn_mark *m, uint64_t now)
+crash_count(const struct proxy_fn_mark *m, uint64_t now, unsigned threshold, uint64_t window_ms)
 {
     size_t i;
 
@@ -314,16 +312,16 @@ crash_count(const struct proxy_fn_mark *m, uint64_t now)
         crashes[i].count = 0;
         crashes[i].first_ms = now;
     }
-    if (now - crashes[i].first_ms > CRASH_WINDOW_MS) {
+    if (now - crashes[i].first_ms > window_ms) {
         crashes[i].count = 0;
         crashes[i].first_ms = now;
     }
     crashes[i].count++;
     log_err("engine crashed while running function '%s' (build %.16s, %s, %s): crash %u of %d "
             "within %d s",
-            m->name, m->sha, m->where, phase_names[m->phase % 3], crashes[i].count,
-            CRASH_THRESHOLD, CRASH_WINDOW_MS / 1000);
-    if (crashes[i].count >= CRASH_THRESHOLD && nquarantine < QUARANTINE_MAX) {
+            m->name, m->sha, m->where, phase_names[m->phase % 3], crashes[i].count, threshold,
+            (int)(window_ms / 1000));
+    if (crashes[i].count >= threshold && nquarantine < QUARANTINE_MAX) {
         mark_copy(quarantine[nquarantine].name, sizeof(quarantine[0].name), m->name);
         mark_copy(quarantine[nquarantine].sha, sizeof(quarantine[0].sha), m->sha);
         nquarantine++;
@@ -337,8 +335,11 @@ crash_count(const struct proxy_fn_mark *m, uint64_t now)
 /* Supervisor, after the engine died: which function was running? The
  * faulting thread's marker when the signal handler ran, else every busy one. */
 void
-proxy_fn_after_crash(void)
+proxy_fn_after_crash(const struct conf *c)
 {
+    const struct compute_main *cm = compute_conf_main(c);
+    unsigned threshold = cm != NULL ? (unsigned)cm->budgets.quarantine_crashes : 3;
+    uint64_t window_ms = cm != NULL ? cm->budgets.quarantine_window_ms : 60000;
     uint64_t now = proxy_now_ms();
     int f;
 
@@ -346,11 +347,11 @@ proxy_fn_after_crash(void)
         return;
     f = atomic_load(&proxy_fn_shm->faulting);
     if (f > 0 && f <= PROXY_FN_SLOTS && atomic_load(&proxy_fn_shm->w[f - 1].busy)) {
-        crash_count(&proxy_fn_shm->w[f - 1], now);
+        crash_count(&proxy_fn_shm->w[f - 1], now, threshold, window_ms);
     } else {
         for (size_t i = 0; i < PROXY_FN_SLOTS; i++)
             if (atomic_load(&proxy_fn_shm->w[i].busy))
-                crash_count(&proxy_fn_shm->w[i], now);
+                crash_count(&proxy_fn_shm->w[i], now, threshold, window_ms);
     }
     memset(proxy_fn_shm, 0, sizeof(*proxy_fn_shm));
 }

@@ -588,7 +588,7 @@ void proxy_req_to_origin(struct proxy_req *r);
 /* Crash containment: one marker per worker in memory shared with the
  * supervisor (mapped before the first fork), naming the function a worker
  * is running. After the engine dies the supervisor counts a crash against
- * it; CRASH_THRESHOLD crashes within the window quarantine it (by name and
+ * it; function_quarantine_crashes within function_quarantine_window quarantine it (by name and
  * build) in the supervisor's list, which every engine it forks inherits.
  * A reload clears the list. */
 #define PROXY_FN_SLOTS 64
@@ -609,7 +609,7 @@ int proxy_fn_shared_init(void);            /* supervisor, before the first fork 
 void proxy_fn_worker_slot(unsigned id);    /* each worker thread, at start */
 void proxy_fn_worker_watchdog(void);       /* each worker thread, at start: CPU watchdog */
 void proxy_fn_install_fault_handler(void); /* engine */
-void proxy_fn_after_crash(void);           /* supervisor, after the engine died */
+void proxy_fn_after_crash(const struct conf *c); /* supervisor, after the engine died */
 void proxy_fn_quarantine_clear(void);      /* on reload (supervisor and engine) */
 size_t proxy_fn_quarantined_count(void);
 /* fn.c: per-worker KV client lifecycle */

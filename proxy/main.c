@@ -187,7 +187,7 @@ supervise(const char *path, struct conf *conf)
                             strsignal(WTERMSIG(status)));
                 else
                     log_err("engine exited with status %d", WEXITSTATUS(status));
-                proxy_fn_after_crash(); /* names a function that was running; may quarantine it */
+                proxy_fn_after_crash(conf); /* names a function that was running; may quarantine it */
                 /* restart at once; back off when it keeps dying young */
                 if (mono_ms() - started_ms < 5000)
                     fast_crashes++;

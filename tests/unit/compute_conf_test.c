@@ -266,6 +266,10 @@ static void
 test_budget_errors(void **state)
 {
     (void)state;
+    expect_err("function_quarantine_crashes 0;",
+               "edge.conf:1:29: 'function_quarantine_crashes' must be from 1 to 100, not '0'");
+    expect_err("function_quarantine_window 100ms;",
+               "edge.conf:1:28: 'function_quarantine_window' must be from 1s to 1d, not '100ms'");
     expect_err("function_cpu_budget 0;",
                "edge.conf:1:21: 'function_cpu_budget' must be from 1ms to 200ms, not '0'");
     expect_err("function_cpu_budget 1s;",
