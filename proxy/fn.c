@@ -679,6 +679,7 @@ name_reserved(efn_str s)
     static const char *const names[] = {"content-length", "transfer-encoding", "connection",
                                         "keep-alive",     "te",                "trailer",
                                         "upgrade",        "proxy-connection",  "host",
+                                        "x-client-cert-subject", /* only a verified handshake */
                                         NULL};
     for (size_t i = 0; names[i] != NULL; i++)
         if (name_eq(s.ptr, s.len, names[i], strlen(names[i])))
@@ -698,14 +699,33 @@ msg_ok(const struct efn_req *fx, efn_msg m, bool write)
     return EFN_OK;
 }
 
+/* The request's headers as a function sees them: the client's, minus any
+ * X-Client-Cert-Subject it sent, plus the verified client certificate's
+ * subject under that name when the TLS handshake checked one for this site
+ * (what the origin gets too). */
 static bool
 base_next(struct efn_req *fx, efn_msg m, size_t *pos, struct proxy_hdr *out)
 {
     if (m == EFN_MSG_REQ) {
-        if (!proxy_head_get(&fx->r->c->head, *pos, out))
-            return false;
-        (*pos)++;
-        return true;
+        size_t n = fx->r->c->head.n;
+        while (*pos < n) {
+            if (!proxy_head_get(&fx->r->c->head, (*pos)++, out))
+                return false;
+            if (!proxy_hdr_is(out, "x-client-cert-subject"))
+                return true;
+        }
+        if (*pos == n) {
+            const char *subj = proxy_tls_client_subject(fx->r);
+            (*pos)++;
+            if (subj != NULL) {
+                out->name = "X-Client-Cert-Subject";
+                out->nlen = 21;
+                out->value = subj;
+                out->vlen = strlen(subj);
+                return true;
+            }
+        }
+        return false;
     }
     return fx->resp_next != NULL && fx->resp_next(fx->resp_ctx, pos, out);
 }

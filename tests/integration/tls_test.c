@@ -21,6 +21,7 @@
 
 static struct h_osim osim;
 static struct h_edge edge;
+static char repo[512]; /* the repository (tests run from its root) */
 static int tls_port, tls_h2_port; /* listen tls, listen tls h2 */
 static char dir[512];
 static char ca[600];
@@ -77,6 +78,7 @@ conf_text(char *buf, size_t n, int port, int admin)
              "client_header_timeout 1s;\n"
              "shutdown_timeout 5s;\n"
              "cache_dir %s/cache max_size=64m;\n"
+             "function_dir %s/functions;\nfunction_run_dir %s/run;\n"
              "tls_certificate %s/a.crt %s/a.key;\n"
              "tls_certificate %s/default.crt %s/default.key default;\n"
              "origin app { server 127.0.0.1:%d; }\n"
@@ -89,13 +91,15 @@ conf_text(char *buf, size_t n, int port, int admin)
              "  tls_certificate %s/secure.crt %s/secure.key;\n"
              "  tls_client_ca %s/cca.crt;\n"
              "  tls_verify_client on;\n"
+             "  route = /whoami { function whoami; }\n"
              "  route / { origin app; }\n"
              "}\n"
              "site * {\n"
              "  route = /hello { return 200 \"hello\\n\"; }\n"
+             "  route = /whoami { function whoami; }\n"
              "  route / { origin app; cache on; }\n"
              "}\n",
-             port, tls_port, tls_h2_port, admin, dir, dir, dir, dir, dir, dir, osim.port, dir, dir, dir, dir,
+             port, tls_port, tls_h2_port, admin, dir, dir, dir, dir, dir, dir, dir, dir, osim.port, dir, dir, dir, dir,
              dir, dir);
 }
 
@@ -107,6 +111,8 @@ setup(void **state)
 
     (void)state;
     snprintf(dir, sizeof(dir), "%s", h_tmpdir());
+    if (getcwd(repo, sizeof(repo)) == NULL)
+        return -1;
     if (realpath(h_build_path("edge"), edge_bin) == NULL)
         return -1;
     snprintf(ca, sizeof(ca), "%s/ca.crt", dir);
@@ -114,6 +120,13 @@ setup(void **state)
         return -1;
     if (h_sh(out, sizeof(out), "sh gen.sh") != 0) {
         fprintf(stderr, "certificate generation failed:\n%s\n", out);
+        return -1;
+    }
+    if (h_sh(out, sizeof(out),
+             "mkdir -p functions && ${CC:-cc} -std=c11 -shared -fPIC -I'%s' -DTF_NAME='\"whoami\"' "
+             "-DTF_MODE=15 '%s/tests/plugins/testfn.c' -o functions/whoami.so",
+             repo, repo) != 0) {
+        fprintf(stderr, "cannot build the whoami test plugin:\n%s\n", out);
         return -1;
     }
     if (h_osim_start(&osim, NULL) < 0)
@@ -531,6 +544,14 @@ test_client_certificates(void **state)
     h_resp_free(&r);
     assert_int_equal(tls_get(NULL, &r, "a.test", "/headers", &with, spoof), 0);
     assert_null(strstr(r.body, "x-client-cert-subject"));
+    h_resp_free(&r);
+    /* edge functions see the verified subject the same way, never a forged one */
+    assert_int_equal(tls_get(NULL, &r, "secure.test", "/whoami", &with, spoof), 0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "CN=alice,O=Acme\\, Inc.");
+    h_resp_free(&r);
+    assert_int_equal(tls_get(NULL, &r, "a.test", "/whoami", NULL, spoof), 0);
+    assert_string_equal(r.body, "none");
     h_resp_free(&r);
 }
 

@@ -10,6 +10,8 @@
  *   9 crash: on_request dereferences NULL (a segfaulting function)
  *  10 kv: on_request GETs KV "k" and PAUSEs; the callback answers 200
  *     "gen=TF_GEN value=<v>" (or 503 on a KV error)
+ *  15 whoami: on_request answers 200 with the request's X-Client-Cert-Subject
+ *     as the function sees it ("none" when absent)
  *  14 resp-kv: on_response GETs KV "k" and PAUSEs; the callback sets
  *     X-KV: <value> on the response (on hits and misses)
  *  13 body: on_request upper-cases the request body (body_get/body_set);
@@ -118,6 +120,14 @@ tf_request(efn_req *r, void *inst)
         volatile unsigned long n = 0;
         for (;;)
             n++;
+    }
+#elif TF_MODE == 15
+    {
+        efn_str v;
+        if (host->hdr_get(r, EFN_MSG_REQ, EFN_STR("X-Client-Cert-Subject"), 0, &v) != EFN_OK)
+            v = EFN_STR("none");
+        host->respond(r, 200, NULL, 0, v);
+        return EFN_DONE;
     }
 #elif TF_MODE == 13
     {
