@@ -118,6 +118,8 @@ struct kv_conf {
     unsigned max_inflight; /* per request handle; default 8 */
 };
 void kv_conf_defaults(struct kv_conf *kc);
+/* Field by field (a struct copy need not copy padding, so not memcmp). */
+bool kv_conf_equal(const struct kv_conf *a, const struct kv_conf *b);
 
 /* One per worker thread, on that worker's event_base: one hiredis async
  * connection, pipelined; connects at once and reconnects with backoff (50 ms
@@ -142,7 +144,6 @@ struct kv_stats {
     _Atomic uint64_t lat_sum_us;
     _Atomic int up; /* connected now */
 };
-void kv_client_stats(const struct kv_client *c, struct kv_stats *out);
 void kv_stats_read(const struct kv_stats *st, struct kv_stats *out);
 /* Counts into st (owned by the caller, outliving the client) instead of the
  * client's own; NULL = back to its own. */

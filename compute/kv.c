@@ -104,11 +104,6 @@ stat_latency(struct kv_client *c, uint64_t us)
     KV_STAT_ADD(c, lat_sum_us, us);
 }
 
-void
-kv_client_stats(const struct kv_client *c, struct kv_stats *out)
-{
-    kv_stats_read(c->st, out);
-}
 
 void
 kv_stats_read(const struct kv_stats *st, struct kv_stats *out)
@@ -140,6 +135,15 @@ const struct kv_conf *
 kv_client_conf(const struct kv_client *c)
 {
     return &c->conf;
+}
+
+bool
+kv_conf_equal(const struct kv_conf *a, const struct kv_conf *b)
+{
+    return a->is_unix == b->is_unix && strcmp(a->host, b->host) == 0 && a->port == b->port &&
+           strcmp(a->path, b->path) == 0 && strcmp(a->password, b->password) == 0 &&
+           a->db == b->db && a->timeout_ms == b->timeout_ms &&
+           a->connect_timeout_ms == b->connect_timeout_ms && a->max_inflight == b->max_inflight;
 }
 
 void

@@ -182,7 +182,7 @@ client(struct proxy_engine *e)
         kv_client_free(admin_kv_old);
         admin_kv_old = NULL;
     }
-    if (admin_kv != NULL && memcmp(kv_client_conf(admin_kv), &cm->redis, sizeof(cm->redis)) != 0 &&
+    if (admin_kv != NULL && !kv_conf_equal(kv_client_conf(admin_kv), &cm->redis) &&
         admin_kv_old == NULL) {
         admin_kv_old = admin_kv; /* the conf moved Redis: a new connection */
         admin_kv = NULL;

@@ -83,7 +83,6 @@ struct efn_req {
     size_t cur;       /* entry whose hook or callback is running (slot, kv prefix) */
     bool in_call;     /* a hook or callback of this request is running */
     bool paused;
-    bool async;       /* the phase paused at least once: its end is not inside the caller */
     bool kv_failed;   /* the current entry saw a KV error or timeout: a failure is a 503 */
     unsigned pause_seq;
     proxy_fx_cont cont;
@@ -286,12 +285,6 @@ proxy_fn_quarantine_clear(void)
         log_info("functions: %zu quarantined function(s) released by the reload", nquarantine);
     nquarantine = 0;
     ncrashes = 0;
-}
-
-size_t
-proxy_fn_quarantined_count(void)
-{
-    return nquarantine;
 }
 
 static void
@@ -1287,7 +1280,6 @@ apply(struct efn_req *fx, efn_action act)
             struct timeval tv = {(time_t)(fx->chain->budgets.pause_timeout_ms / 1000),
                                  (suseconds_t)(fx->chain->budgets.pause_timeout_ms % 1000) * 1000};
             fx->paused = true;
-            fx->async = true;
             LIVE_ADD(e, pauses, 1);
             evtimer_add(fx->timer, &tv);
         }
@@ -1413,15 +1405,8 @@ proxy_fx_run(struct proxy_req *r, enum proxy_fx_phase ph, proxy_fx_cont cont)
     fx->phase = ph;
     fx->idx = 0;
     fx->cont = cont;
-    fx->async = false;
     fx->ans_status = 0;
     return run(fx);
-}
-
-bool
-proxy_fx_async(const struct proxy_req *r)
-{
-    return r->fx != NULL && r->fx->async;
 }
 
 void
@@ -1487,14 +1472,6 @@ conf_has_functions(const struct conf *c)
     return false;
 }
 
-static bool
-kv_conf_same(const struct kv_conf *a, const struct kv_conf *b)
-{
-    return a->is_unix == b->is_unix && strcmp(a->host, b->host) == 0 && a->port == b->port &&
-           strcmp(a->path, b->path) == 0 && strcmp(a->password, b->password) == 0 &&
-           a->db == b->db && a->timeout_ms == b->timeout_ms &&
-           a->connect_timeout_ms == b->connect_timeout_ms && a->max_inflight == b->max_inflight;
-}
 
 /* A client for the conf's `redis` when any route has a function (or a
  * `redis` is given, for the admin API); a reload that changes it opens a
@@ -1510,7 +1487,7 @@ proxy_fn_worker_conf(struct proxy_worker *w)
     }
     if (cm == NULL || (!cm->redis_set && !conf_has_functions(w->conf)))
         return; /* keep an existing client: requests of older confs may still use it */
-    if (w->kv != NULL && kv_conf_same(kv_client_conf(w->kv), &cm->redis))
+    if (w->kv != NULL && kv_conf_equal(kv_client_conf(w->kv), &cm->redis))
         return;
     if (w->kv != NULL) {
         if (w->kv_old != NULL)

@@ -560,7 +560,6 @@ bool proxy_fx_has_phase(const struct proxy_req *r, enum proxy_fx_phase ph);
 /* Runs a phase: FX_CONTINUE / FX_ANSWER / FX_FAIL now, or FX_PAUSED and
  * cont(r, result) later (from a KV callback or the pause timer). */
 int proxy_fx_run(struct proxy_req *r, enum proxy_fx_phase ph, proxy_fx_cont cont);
-bool proxy_fx_async(const struct proxy_req *r); /* the last phase paused */
 /* RESPONSE phase: the status and the headers the function sees and edits. */
 void proxy_fx_set_response(struct proxy_req *r, int status,
                            bool (*next)(void *ctx, size_t *pos, struct proxy_hdr *out), void *ctx);
@@ -611,7 +610,6 @@ void proxy_fn_worker_watchdog(void);       /* each worker thread, at start: CPU 
 void proxy_fn_install_fault_handler(void); /* engine */
 void proxy_fn_after_crash(const struct conf *c); /* supervisor, after the engine died */
 void proxy_fn_quarantine_clear(void);      /* on reload (supervisor and engine) */
-size_t proxy_fn_quarantined_count(void);
 /* fn.c: per-worker KV client lifecycle */
 void proxy_fn_worker_conf(struct proxy_worker *w); /* after a conf swap (and at start) */
 void proxy_fn_worker_fini(struct proxy_worker *w);

@@ -144,6 +144,28 @@ test_register_idempotent(void **state)
     conf_unref(c);
 }
 
+/* A reload keeps a worker's Redis connection when `redis` did not change:
+ * the comparison is by field, whatever a struct copy did to padding. */
+static void
+test_redis_conf_equal(void **state)
+{
+    struct conf *a, *b, *d;
+    struct kv_conf copy;
+
+    (void)state;
+    a = load_ok("redis cache.local:6380 password=s3cret db=2;\n");
+    b = load_ok("redis cache.local:6380 password=s3cret db=2;\n");
+    d = load_ok("redis cache.local:6381 password=s3cret db=2;\n");
+    memset(&copy, 0xa5, sizeof(copy));
+    copy = compute_conf_main(a)->redis;
+    assert_true(kv_conf_equal(&compute_conf_main(a)->redis, &compute_conf_main(b)->redis));
+    assert_true(kv_conf_equal(&copy, &compute_conf_main(b)->redis));
+    assert_false(kv_conf_equal(&compute_conf_main(a)->redis, &compute_conf_main(d)->redis));
+    conf_unref(a);
+    conf_unref(b);
+    conf_unref(d);
+}
+
 static void
 test_redis(void **state)
 {
@@ -695,6 +717,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_register_idempotent),
         cmocka_unit_test(test_redis),
+        cmocka_unit_test(test_redis_conf_equal),
         cmocka_unit_test(test_redis_errors),
         cmocka_unit_test(test_budgets_inherit),
         cmocka_unit_test(test_budget_errors),
