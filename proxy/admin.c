@@ -19,20 +19,6 @@ reply(struct evhttp_request *req, int code, const char *ctype, struct evbuffer *
     evhttp_send_reply(req, code, NULL, body);
 }
 
-static void
-json_escape_into(struct evbuffer *out, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            evbuffer_add_printf(out, "\\%c", ch);
-        else if (ch < 0x20)
-            evbuffer_add_printf(out, "\\u%04x", ch);
-        else
-            evbuffer_add(out, s, 1);
-    }
-}
-
 /* The cache settings of the route a URL goes to (site by host, route by
  * the decoded, normalised path, as for a request): its key= template,
  * ignore_query and sort_query shape the key. NULL: the default key form. */
@@ -194,7 +180,7 @@ admin_cb(struct evhttp_request *req, void *arg)
                 reply(req, 200, "application/json", body);
             } else {
                 evbuffer_add_printf(body, "{\"status\":\"error\",\"error\":\"");
-                json_escape_into(body, err);
+                proxy_json_str(body, err, strlen(err));
                 evbuffer_add_printf(body, "\"}\n");
                 reply(req, 400, "application/json", body);
             }

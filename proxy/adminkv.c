@@ -55,19 +55,12 @@ send_json(struct evhttp_request *req, int code, const char *text)
     evbuffer_free(b);
 }
 
+/* A quoted JSON string. */
 static void
 json_str(struct evbuffer *out, const char *s, size_t n)
 {
     evbuffer_add(out, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\')
-            evbuffer_add_printf(out, "\\%c", ch);
-        else if (ch < 0x20 || ch >= 0x7f)
-            evbuffer_add_printf(out, "\\u%04x", ch);
-        else
-            evbuffer_add(out, &s[i], 1);
-    }
+    proxy_json_str(out, s, n);
     evbuffer_add(out, "\"", 1);
 }
 

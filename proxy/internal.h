@@ -647,6 +647,7 @@ void proxy_access_log(struct proxy_req *r);
 void proxy_stats_observe(struct proxy_worker *w, int status, uint64_t dur_us);
 struct evbuffer;
 void proxy_metrics_render(struct proxy_engine *e, struct evbuffer *out);
+void proxy_json_str(struct evbuffer *out, const char *s, size_t n); /* escaped, no quotes */
 void proxy_status_render(struct proxy_engine *e, struct evbuffer *out);
 int proxy_admin_start(struct proxy_engine *e);
 struct evhttp_request;

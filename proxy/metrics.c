@@ -203,9 +203,10 @@ proxy_metrics_render(struct proxy_engine *e, struct evbuffer *out)
     proxy_fn_metrics(e, out);
 }
 
-/* JSON string body (without quotes) of s[0..n). */
-static void
-json_str(struct evbuffer *out, const char *s, size_t n)
+/* JSON string body (without quotes) of s[0..n): quote, backslash and
+ * control bytes escaped; other bytes as they are. */
+void
+proxy_json_str(struct evbuffer *out, const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];
@@ -224,12 +225,12 @@ proxy_status_render(struct proxy_engine *e, struct evbuffer *out)
     evbuffer_add_printf(out, "{\"pid\":%d,\"uptime_s\":%llu,\"workers\":%u,\"conf\":\"",
                         (int)getpid(),
                         (unsigned long long)((proxy_now_ms() - e->start_ms) / 1000), e->nworkers);
-    json_str(out, e->conf_path, strlen(e->conf_path));
+    proxy_json_str(out, e->conf_path, strlen(e->conf_path));
     evbuffer_add_printf(out, "\",\"draining\":%s,\"reloads\":%llu,\"reload_failures\":%llu,",
                         atomic_load(&e->draining) ? "true" : "false",
                         (unsigned long long)e->reloads, (unsigned long long)e->reload_failures);
     evbuffer_add_printf(out, "\"last_reload_error\":\"");
-    json_str(out, e->last_reload_error, strlen(e->last_reload_error));
+    proxy_json_str(out, e->last_reload_error, strlen(e->last_reload_error));
     evbuffer_add_printf(out, "\",\"connections\":%llu,\"requests\":%llu,\"listen\":[",
                         (unsigned long long)SUM(e, conns_active),
                         (unsigned long long)SUM(e, requests));
@@ -239,11 +240,11 @@ proxy_status_render(struct proxy_engine *e, struct evbuffer *out)
     for (size_t i = 0; i < e->conf->norigins; i++) {
         const struct conf_origin *o = &e->conf->origins[i];
         evbuffer_add_printf(out, "%s{\"name\":\"", i ? "," : "");
-        json_str(out, o->name, strlen(o->name));
+        proxy_json_str(out, o->name, strlen(o->name));
         evbuffer_add_printf(out, "\",\"servers\":[");
         for (size_t j = 0; j < o->nservers; j++) {
             evbuffer_add_printf(out, "%s\"", j ? "," : "");
-            json_str(out, o->servers[j].host, strlen(o->servers[j].host));
+            proxy_json_str(out, o->servers[j].host, strlen(o->servers[j].host));
             evbuffer_add_printf(out, ":%u\"", o->servers[j].port);
         }
         evbuffer_add_printf(out, "]}");
@@ -279,13 +280,13 @@ proxy_access_log(struct proxy_req *r)
                         "\"client\":\"%s\",\"method\":\"",
                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
                         tm.tm_sec, (int)(tv.tv_usec / 1000), r->request_id, r->c->peer);
-    json_str(b, r->method_name ? r->method_name : "-",
+    proxy_json_str(b, r->method_name ? r->method_name : "-",
              strlen(r->method_name ? r->method_name : "-"));
     evbuffer_add_printf(b, "\",\"host\":\"");
-    json_str(b, r->host, strlen(r->host));
+    proxy_json_str(b, r->host, strlen(r->host));
     evbuffer_add_printf(b, "\",\"path\":\"");
     if (r->target != NULL)
-        json_str(b, r->target, r->target_len > 2048 ? 2048 : r->target_len);
+        proxy_json_str(b, r->target, r->target_len > 2048 ? 2048 : r->target_len);
     evbuffer_add_printf(b, "\",\"status\":%d,\"bytes\":%llu,\"ms\":%.3f,", r->status,
                         (unsigned long long)r->resp_bytes, total_ms);
     if (up_ms >= 0)
@@ -297,7 +298,7 @@ proxy_access_log(struct proxy_req *r)
     evbuffer_add_printf(b, "\"route\":");
     if (r->route != NULL) {
         evbuffer_add(b, "\"", 1);
-        json_str(b, r->route->pattern, r->route->pattern_len);
+        proxy_json_str(b, r->route->pattern, r->route->pattern_len);
         evbuffer_add(b, "\"", 1);
     } else {
         evbuffer_add_printf(b, "null");
