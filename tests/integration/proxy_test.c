@@ -57,6 +57,7 @@ base_conf(char *buf, size_t n, int port, int admin, int origin_port, const char 
              "%s\n"
              "site * {\n"
              "  route = /hello { return 200 \"hello from edge\\n\"; }\n"
+             "  route = /nothing { return 204; }\n"
              "  route /small/ { max_body_size 1k; origin app; }\n"
              "%s"
              "  route / { origin app; }\n"
@@ -354,6 +355,23 @@ test_error_keeps_connection(void **state)
     assert_int_equal(h_child_pid(edge.proc.pid), engine);
 }
 
+/* Edge's own answers: a 204 carries no Content-Length (RFC 9110 8.6), a
+ * 200 the length of its body. */
+static void
+test_own_answers_framing(void **state)
+{
+    const char a[] = "GET /nothing HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    const char b[] = "GET /hello HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    char out[4096];
+    (void)state;
+    assert_int_equal(raw_status(a, sizeof(a) - 1, out, sizeof(out)), 204);
+    assert_null(strcasestr(out, "content-length"));
+    assert_non_null(strstr(out, "X-Request-Id: "));
+    assert_int_equal(raw_status(b, sizeof(b) - 1, out, sizeof(out)), 200);
+    assert_non_null(strstr(out, "Content-Length: 16\r\n"));
+    assert_non_null(strstr(out, "Content-Type: text/plain"));
+}
+
 /* Slowloris: a client dribbling its head gets 408, others are served meanwhile. */
 static void
 test_slowloris_408(void **state)
@@ -488,6 +506,7 @@ main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_no_route_no_site),
         cmocka_unit_test(test_error_keeps_connection),
+        cmocka_unit_test(test_own_answers_framing),
         cmocka_unit_test(test_slowloris_408),
         cmocka_unit_test(test_origin_down_502),
         cmocka_unit_test(test_origin_timeout_504),
