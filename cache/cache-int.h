@@ -65,6 +65,7 @@ struct cache_disk_meta {
 /* ---- the cache (index.c + store.c) ----------------------------------------------------------- */
 
 #include <pthread.h>
+#include <sys/queue.h>
 #include <stdatomic.h>
 
 #define CACHE_STRIPES 64
@@ -78,13 +79,14 @@ struct cache_ent {
     uint64_t last_use; /* cache->clock tick */
     char *key;         /* owned */
     char *tags;        /* owned: " a b c " (space-delimited, for substring search) or NULL */
-    struct cache_ent *hnext, *lprev, *lnext;
+    struct cache_ent *hnext;
+    TAILQ_ENTRY(cache_ent) lru; /* in its stripe's list, most recently used first */
 };
 
 struct cache_stripe {
     pthread_mutex_t mu;
     struct cache_ent *buckets[CACHE_BUCKETS];
-    struct cache_ent *mru, *lru; /* LRU list of this stripe */
+    TAILQ_HEAD(cache_lru_head, cache_ent) lru; /* most recently used first */
 };
 
 #define CACHE_MEM_SHARDS_MAX 64

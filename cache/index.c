@@ -46,32 +46,6 @@ bucket_of(const uint8_t id[CACHE_ID_LEN], uint64_t variant)
 }
 
 static void
-lru_unlink(struct cache_stripe *s, struct cache_ent *e)
-{
-    if (e->lprev != NULL)
-        e->lprev->lnext = e->lnext;
-    else
-        s->mru = e->lnext;
-    if (e->lnext != NULL)
-        e->lnext->lprev = e->lprev;
-    else
-        s->lru = e->lprev;
-    e->lprev = e->lnext = NULL;
-}
-
-static void
-lru_push(struct cache_stripe *s, struct cache_ent *e)
-{
-    e->lprev = NULL;
-    e->lnext = s->mru;
-    if (s->mru != NULL)
-        s->mru->lprev = e;
-    s->mru = e;
-    if (s->lru == NULL)
-        s->lru = e;
-}
-
-static void
 ent_free(struct cache_ent *e)
 {
     free(e->key);
@@ -89,7 +63,7 @@ ent_unlink(struct cache *c, struct cache_stripe *s, struct cache_ent *e)
         pp = &(*pp)->hnext;
     if (*pp == e)
         *pp = e->hnext;
-    lru_unlink(s, e);
+    TAILQ_REMOVE(&s->lru, e, lru);
     atomic_fetch_sub(&c->n.bytes, e->size);
     atomic_fetch_sub(&c->n.objects, 1);
 }
@@ -146,7 +120,7 @@ cache_index_put(struct cache *c, const uint8_t id[CACHE_ID_LEN], uint64_t varian
         ent_drop(c, s, old);
     e->hnext = s->buckets[b];
     s->buckets[b] = e;
-    lru_push(s, e);
+    TAILQ_INSERT_HEAD(&s->lru, e, lru);
     atomic_fetch_add(&c->n.bytes, size);
     atomic_fetch_add(&c->n.objects, 1);
     pthread_mutex_unlock(&s->mu);
@@ -162,8 +136,8 @@ cache_index_touch(struct cache *c, const uint8_t id[CACHE_ID_LEN], uint64_t vari
     e = ent_find(s, id, variant);
     if (e != NULL) {
         e->last_use = atomic_fetch_add(&c->clock, 1);
-        lru_unlink(s, e);
-        lru_push(s, e);
+        TAILQ_REMOVE(&s->lru, e, lru);
+        TAILQ_INSERT_HEAD(&s->lru, e, lru);
     }
     pthread_mutex_unlock(&s->mu);
 }
@@ -203,10 +177,10 @@ cache_evict(struct cache *c)
         for (k = 0; k < CACHE_STRIPES && seen < EVICT_CANDIDATES; k++) {
             s = &c->stripes[(start + k) % CACHE_STRIPES];
             pthread_mutex_lock(&s->mu);
-            if (s->lru != NULL) {
+            if (!TAILQ_EMPTY(&s->lru)) {
                 seen++;
-                if (s->lru->last_use < best_use) {
-                    best_use = s->lru->last_use;
+                if (TAILQ_LAST(&s->lru, cache_lru_head)->last_use < best_use) {
+                    best_use = TAILQ_LAST(&s->lru, cache_lru_head)->last_use;
                     best = (start + k) % CACHE_STRIPES;
                     found = true;
                 }
@@ -217,7 +191,7 @@ cache_evict(struct cache *c)
             return;
         s = &c->stripes[best];
         pthread_mutex_lock(&s->mu);
-        e = s->lru;
+        e = TAILQ_LAST(&s->lru, cache_lru_head);
         if (e == NULL) {
             pthread_mutex_unlock(&s->mu);
             continue;
@@ -448,8 +422,10 @@ cache_new(const struct cache_main *mc, char *err, size_t errlen)
         c->conf.max_object =
             mc->max_size / 8 < DEFAULT_MAX_OBJECT ? mc->max_size / 8 : DEFAULT_MAX_OBJECT;
     c->dirfd = -1;
-    for (i = 0; i < CACHE_STRIPES; i++)
+    for (i = 0; i < CACHE_STRIPES; i++) {
         pthread_mutex_init(&c->stripes[i].mu, NULL);
+        TAILQ_INIT(&c->stripes[i].lru);
+    }
     pthread_mutex_init(&c->ready_mu, NULL);
     pthread_cond_init(&c->ready_cv, NULL);
     pthread_rwlock_init(&c->purge_mu, NULL);

@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,7 +60,8 @@ struct cache_mem_ent {
     uint16_t kind;    /* enum cache_kind */
     uint32_t touched; /* monotonic seconds of the last index touch (shard lock) */
     size_t charge;    /* bytes counted against the shard's cap */
-    struct cache_mem_ent *hnext, *lprev, *lnext;
+    struct cache_mem_ent *hnext;
+    TAILQ_ENTRY(cache_mem_ent) lru; /* in its shard's list, most recently used first */
     uint8_t id[CACHE_ID_LEN];
     int status;
     struct cache_policy policy;
@@ -74,7 +76,7 @@ struct cache_mem_shard {
     atomic_uint_fast64_t gen; /* bumped (under mu) by every forget of one of its keys */
     struct cache_mem_ent **buckets;
     size_t nbuckets; /* a power of two */
-    struct cache_mem_ent *mru, *lru;
+    TAILQ_HEAD(cache_mem_lru, cache_mem_ent) lru; /* most recently used first */
     uint64_t bytes, cap, objects, hits; /* under mu */
 };
 
@@ -209,32 +211,6 @@ bucket_of(struct cache_mem_shard *s, uint64_t hash)
 
 /* ---- the table (shard locked) ---------------------------------------------------------------- */
 
-static void
-lru_unlink(struct cache_mem_shard *s, struct cache_mem_ent *e)
-{
-    if (e->lprev != NULL)
-        e->lprev->lnext = e->lnext;
-    else
-        s->mru = e->lnext;
-    if (e->lnext != NULL)
-        e->lnext->lprev = e->lprev;
-    else
-        s->lru = e->lprev;
-    e->lprev = e->lnext = NULL;
-}
-
-static void
-lru_push(struct cache_mem_shard *s, struct cache_mem_ent *e)
-{
-    e->lprev = NULL;
-    e->lnext = s->mru;
-    if (s->mru != NULL)
-        s->mru->lprev = e;
-    s->mru = e;
-    if (s->lru == NULL)
-        s->lru = e;
-}
-
 static bool
 same_key(const struct cache_mem_ent *e, uint64_t hash, const char *key, size_t klen)
 {
@@ -278,7 +254,7 @@ unlink_ent(struct cache_mem_shard *s, struct cache_mem_ent *e)
     CACHE_BUG_ON(*pp != e);
     *pp = e->hnext;
     e->hnext = NULL;
-    lru_unlink(s, e);
+    TAILQ_REMOVE(&s->lru, e, lru);
     s->bytes -= e->charge;
     s->objects--;
 }
@@ -292,7 +268,7 @@ link_ent(struct cache_mem_shard *s, struct cache_mem_ent *e)
     atomic_fetch_add(&e->refs, 1);
     e->hnext = *b;
     *b = e;
-    lru_push(s, e);
+    TAILQ_INSERT_HEAD(&s->lru, e, lru);
     s->bytes += e->charge;
     s->objects++;
 }
@@ -304,8 +280,10 @@ static void
 trim(struct cache_mem_shard *s, const struct cache_mem_ent *k1, const struct cache_mem_ent *k2,
      struct cache_mem_ent **dead)
 {
-    while (s->bytes > s->cap && s->lru != NULL && s->lru != k1 && s->lru != k2) {
-        struct cache_mem_ent *e = s->lru;
+    struct cache_mem_ent *e;
+
+    while (s->bytes > s->cap && (e = TAILQ_LAST(&s->lru, cache_mem_lru)) != NULL && e != k1 &&
+           e != k2) {
         unlink_ent(s, e);
         e->hnext = *dead;
         *dead = e;
@@ -331,9 +309,9 @@ hit(struct cache_mem_shard *s, struct cache_mem_ent *e)
     uint32_t now;
 
     atomic_fetch_add(&e->refs, 1);
-    if (s->mru != e) {
-        lru_unlink(s, e);
-        lru_push(s, e);
+    if (TAILQ_FIRST(&s->lru) != e) {
+        TAILQ_REMOVE(&s->lru, e, lru);
+        TAILQ_INSERT_HEAD(&s->lru, e, lru);
     }
     s->hits++;
     clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
@@ -628,6 +606,7 @@ cache_mem_new(uint64_t cap, uint64_t max_object)
     for (i = 0; i < m->nshards; i++) {
         struct cache_mem_shard *s = &m->shards[i];
         pthread_mutex_init(&s->mu, NULL);
+        TAILQ_INIT(&s->lru);
         atomic_init(&s->gen, 0);
         s->cap = per;
         s->nbuckets = nb;
