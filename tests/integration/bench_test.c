@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,29 @@ test_open_loop_rate(void **state)
     assert_true(p50 >= 18.0 && p50 <= 35.0);
     assert_string_equal(json_string_value(json_object_get(json_object_get(j, "config"), "mode")),
                         "open");
+    json_decref(j);
+}
+
+/* Ctrl-C during --compare: no further phase starts, the phase it cut is
+ * dropped, and the phases that ran both sides are reported. */
+static void
+test_compare_interrupted(void **state)
+{
+    (void)state;
+    const char *argv[] = {h_build_path("edge-bench"), "-q", "-d", "600ms", "--phases", "4",
+                          "-c", "2", "-t", "1", "--json", bt_tmp("int.json"), "--compare",
+                          osim.url, osim2.url, NULL};
+    struct h_proc p;
+    assert_int_equal(h_spawn(&p, "interrupted", argv), 0);
+    h_sleep_ms(1700); /* phase 1 (both sides, 1.2 s) is over, phase 2 is running */
+    double t0 = h_now_ms();
+    assert_int_equal(h_kill(&p, SIGINT), 0);
+    while (h_alive(&p) && h_now_ms() - t0 < 3000)
+        h_sleep_ms(20);
+    assert_false(h_alive(&p)); /* the two phases left never started */
+    json_t *j = bt_json("int.json");
+    assert_non_null(j);
+    assert_int_equal(json_array_size(json_object_get(j, "phases")), 2); /* phase 1, both sides */
     json_decref(j);
 }
 
@@ -199,7 +223,8 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_closed_loop_latency), cmocka_unit_test(test_open_loop_rate),
-        cmocka_unit_test(test_compare),             cmocka_unit_test(test_compare_same_origin),
+        cmocka_unit_test(test_compare),
+        cmocka_unit_test(test_compare_interrupted),             cmocka_unit_test(test_compare_same_origin),
         cmocka_unit_test(test_usage),
     };
     return H_RUN(tests, group_setup, group_teardown);
