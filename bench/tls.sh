@@ -16,8 +16,12 @@
 #               handshake) per request: requests/s = handshakes/s
 # Target (issue 6): edge >= 1.1x nginx requests/s on https/1.1 and h2, p99 no worse.
 #
+# Edge keeps the object in its memory tier (cache_dir mem=EDGE_MEM, 64m as in
+# conf/edge.conf; EDGE_MEM=0 serves it from the file).
+#
 # Usage: bench/tls.sh [BUILD_DIR]
-#   env: CONNS=64 STREAMS=10 THREADS=2 DURATION=5s ROUNDS=3 LATENCY=50ms
+#   env: CONNS=64 STREAMS=10 THREADS=2 DURATION=5s ROUNDS=3 LATENCY=50ms EDGE_MEM=64m
+#        PROFILE=1: start both servers, print their ports and wait (for perf)
 # A quick run: DURATION=2s ROUNDS=1 bench/tls.sh
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,6 +32,7 @@ THREADS=${THREADS:-2}
 DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-3}
 LATENCY=${LATENCY:-50ms}
+EDGE_MEM=${EDGE_MEM:-64m}
 command -v wrk >/dev/null && command -v nginx >/dev/null && command -v h2load >/dev/null &&
     command -v openssl >/dev/null && command -v curl >/dev/null ||
     sh "$ROOT/scripts/deps.sh" wrk nginx-light nghttp2-client openssl curl
@@ -84,7 +89,7 @@ workers auto;
 listen 127.0.0.1:$EDGE tls h2;
 access_log off;
 tls_certificate $T/cert.crt $T/cert.key;
-cache_dir $T/edge-cache max_size=1g;
+cache_dir $T/edge-cache max_size=1g mem=$EDGE_MEM;
 origin app { server 127.0.0.1:$ORIGIN; keepalive 64; }
 site * { route / { origin app; cache on; } }
 CONF
@@ -141,6 +146,12 @@ for s in edge nginx; do
         echo "note: $s does not negotiate h2: no h2 figures for it"
     fi
 done
+if [ -n "${PROFILE:-}" ]; then
+    echo "edge https://localhost:$EDGE$OBJ (pid $(pgrep -n -f "edge -c $T/edge.conf"))"
+    echo "nginx https://localhost:$NGX$OBJ"
+    echo "ca $T/ca.crt; Ctrl-C or kill $$ to stop"
+    while :; do sleep 3600 & wait $!; done
+fi
 origin_requests() { curl -s "http://127.0.0.1:$ORIGIN/_stats" | sed -n 's/.*"requests":\([0-9]*\).*/\1/p'; }
 
 wrk_run() { # $1 url, extra wrk args... -> "rps p50 p99"

@@ -19,6 +19,7 @@
 #include "tls/tls-int.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -315,13 +316,32 @@ alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen, const unsigned
     return SSL_TLSEXT_ERR_OK;
 }
 
+/* AES-256-CBC fetched from the default provider once: EVP_aes_256_cbc() is a
+ * legacy handle that makes every EVP_EncryptInit_ex look the cipher up again
+ * (a locked property query), twice per full handshake (two TLS 1.3 tickets). */
+static EVP_CIPHER *ticket_aes;
+static pthread_once_t ticket_aes_once = PTHREAD_ONCE_INIT;
+
+static void
+ticket_cipher_fetch(void)
+{
+    ticket_aes = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+}
+
+static const EVP_CIPHER *
+ticket_cipher(void)
+{
+    pthread_once(&ticket_aes_once, ticket_cipher_fetch);
+    return ticket_aes != NULL ? ticket_aes : EVP_aes_256_cbc();
+}
+
 static int
 ticket_cb(SSL *s, unsigned char *key_name, unsigned char *iv, EVP_CIPHER_CTX *cctx,
           EVP_MAC_CTX *hctx, int enc)
 {
     struct tls_set *set = SSL_get_ex_data(s, ssl_set_idx);
     uint64_t period = set != NULL ? set->rotate_ms : 3600 * 1000;
-    const EVP_CIPHER *cipher = EVP_aes_256_cbc();
+    const EVP_CIPHER *cipher = ticket_cipher();
     struct tls_ticket_key k;
     OSSL_PARAM params[3];
     int rc;
