@@ -5,6 +5,7 @@
 #   make test         unit + integration tests; ends with "N passed, N failed"
 #   make SANITIZE=1 … the same with ASan + UBSan, in build/san/
 #   make fuzz         libFuzzer targets (clang), FUZZ_TIME seconds each
+#   make fuzz-smoke   build them and run their committed seeds once (CI)
 #   make deps         install missing Debian packages (as root), else print the command
 
 SANITIZE ?= 0
@@ -70,7 +71,7 @@ BENCH_SRC := $(filter-out bench/main.c,$(wildcard bench/*.c))
 BENCH_LIB := $(BUILD)/lib/libbench.a
 BINS := $(BUILD)/edge $(BUILD)/origin-sim $(if $(wildcard bench/main.c),$(BUILD)/edge-bench)
 
-.PHONY: all deps test unit integration run fuzz fuzz-build bench clean check-style format
+.PHONY: all deps test unit integration run fuzz fuzz-build fuzz-smoke bench clean check-style format
 all: $(BINS) $(FN_SO) $(UNIT_BIN) $(INTEG_BIN)
 
 # ---- dependencies (Debian packages) -------------------------------------------
@@ -189,6 +190,13 @@ fuzz: fuzz-build
 		echo "fuzz: $$n for $(FUZZ_TIME)s"; \
 		$$f -max_total_time=$(FUZZ_TIME) -timeout=10 -rss_limit_mb=2048 \
 			build/fuzz/corpus-$$n tests/fuzz/corpus/$$n || exit 1; done
+
+# CI: every target builds (clang's warnings differ from gcc's) and runs its
+# committed seeds once, so that the fuzzers cannot rot between fuzzing runs
+fuzz-smoke: fuzz-build
+	@for f in $(FUZZ_BIN); do n=$$(basename $$f); \
+		$$f -runs=0 tests/fuzz/corpus/$$n >/dev/null 2>&1 || { echo "fuzz-smoke: $$n fails on its seeds"; exit 1; }; done
+	@echo "fuzz-smoke: $(words $(FUZZ_BIN)) targets ok"
 
 # ---- benchmarks (not tests) -------------------------------------------------------
 bench: all

@@ -480,7 +480,7 @@ compute_instance_free(struct compute_build *b, void *inst)
 
 /* ---- the stub host (edge -t, or before the proxy sets the real one) ---- */
 
-static void
+static void __attribute__((format(printf, 3, 4)))
 stub_log(efn_req *r, int level, const char *fmt, ...)
 {
     va_list ap;

@@ -567,7 +567,7 @@ cur_entry(const struct efn_req *fx)
 
 static __thread const char *log_fn_name; /* the running function, for r == NULL logs */
 
-static void
+static void __attribute__((format(printf, 3, 4)))
 h_log(efn_req *q, int level, const char *fmt, ...)
 {
     char msg[1024];

@@ -601,7 +601,7 @@ respond_simple(struct proxy_req *r, int status, const char *ctype, const char *b
 }
 
 /* The error answer, without ending the request (the caller does). */
-static void
+static void __attribute__((format(printf, 3, 0)))
 resp_error_v(struct proxy_req *r, int status, const char *fmt, va_list ap)
 {
     char body[512];
