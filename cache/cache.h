@@ -264,7 +264,7 @@ struct cache_resp_info {
     bool vary_star;        /* Vary: * (never reused: not stored) */
     bool has_vary;         /* a non-empty Vary other than '*' */
     bool set_cookie;
-    bool content_range; /* a partial response */
+    bool content_range; /* Content-Range present (a partial response when status is 206) */
 };
 void cache_resp_parse(const struct cache_hdr *h, size_t n, int status, struct cache_resp_info *out);
 
@@ -304,7 +304,8 @@ void cache_route_init(struct cache_route *r);
 enum cache_store_verdict {
     CACHE_STORE_OK = 0,
     CACHE_STORE_NO_METHOD,     /* not GET */
-    CACHE_STORE_NO_STATUS,     /* 1xx, 206, 304, or not final/understood */
+    CACHE_STORE_NO_STATUS,     /* 1xx, 206, 304, not understood, or not a plain 200 to a
+                                  request with Range */
     CACHE_STORE_NO_STORE,      /* no-store in the request or the response */
     CACHE_STORE_PRIVATE,       /* unqualified private */
     CACHE_STORE_AUTHORIZATION, /* request Authorization without public/s-maxage/must-rev. */

@@ -707,9 +707,15 @@ cache_storable(const char *method, size_t mlen, const struct cache_req_info *rq,
         return CACHE_STORE_DISABLED;
     if (mlen != 3 || memcmp(method, "GET", 3) != 0)
         return CACHE_STORE_NO_METHOD;
-    /* final, understood, complete: partial content and 304 are never stored */
-    if (ri->status < 200 || ri->status > 599 || ri->status == 206 || ri->status == 304 ||
-        ri->content_range)
+    /* final, understood, complete: partial content and 304 are never stored.
+     * Content-Range means something only in a 206 or a 416 (RFC 9110 14.4),
+     * so a 200 that carries one is stored like any other (RFC 9111 3.1 keeps
+     * the field); but a request with Range stores nothing but a plain 200:
+     * its 416 is about that range, not the representation, and a 200 with
+     * Content-Range there may well be a partial body under the wrong status. */
+    if (ri->status < 200 || ri->status > 599 || ri->status == 206 || ri->status == 304)
+        return CACHE_STORE_NO_STATUS;
+    if (rq != NULL && rq->range && (ri->status != 200 || ri->content_range))
         return CACHE_STORE_NO_STATUS;
     if ((f & CACHE_CC_NO_STORE) || (rq != NULL && (rq->cc.flags & CACHE_CC_NO_STORE)))
         return CACHE_STORE_NO_STORE;

@@ -542,6 +542,9 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
             continue;
         if (status == 206 && nr > 1 && h.nlen == 12 && strncasecmp(h.name, "content-type", 12) == 0)
             continue; /* the parts carry it */
+        if ((status == 206 || status == 416) && h.nlen == 13 &&
+            strncasecmp(h.name, "content-range", 13) == 0)
+            continue; /* a stored 200's own (meaningless there) would contradict ours */
         if (r->fx != NULL && proxy_fx_hides(r, 1, h.name, h.nlen))
             continue;
         proxy_hb_hdr(b, h.name, h.nlen, h.value, h.vlen);

@@ -354,8 +354,18 @@ test_storable(void **state)
         {"GET", 206, "", "Cache-Control: max-age=60\n", CACHE_UNSET, CACHE_STORE_NO_STATUS},
         {"GET", 304, "", "Cache-Control: max-age=60\n", CACHE_UNSET, CACHE_STORE_NO_STATUS},
         {"GET", 100, "", "Cache-Control: max-age=60\n", CACHE_UNSET, CACHE_STORE_NO_STATUS},
+        /* Content-Range means nothing in a 200 (RFC 9110 14.4): stored as is... */
         {"GET", 200, "", "Cache-Control: max-age=60\nContent-Range: bytes 0-1/2\n", CACHE_UNSET,
+         CACHE_STORE_OK},
+        /* ...but a request with Range stores only a plain 200 */
+        {"GET", 200, "Range: bytes=0-1\n",
+         "Cache-Control: max-age=60\nContent-Range: bytes 0-1/2\n", CACHE_UNSET,
          CACHE_STORE_NO_STATUS},
+        {"GET", 416, "Range: bytes=9-\n", "Cache-Control: max-age=60\nContent-Range: bytes */2\n",
+         CACHE_UNSET, CACHE_STORE_NO_STATUS},
+        {"GET", 416, "", "Cache-Control: max-age=60\n", CACHE_UNSET, CACHE_STORE_OK},
+        {"GET", 200, "Range: bytes=0-1\n", "Cache-Control: max-age=60\n", CACHE_UNSET,
+         CACHE_STORE_OK},
         /* any status with explicit freshness */
         {"GET", 500, "", "Cache-Control: max-age=60\n", CACHE_UNSET, CACHE_STORE_OK},
         {"GET", 302, "", "Expires: Sun, 06 Nov 1994 09:49:37 GMT\n", CACHE_UNSET, CACHE_STORE_OK},
