@@ -394,8 +394,9 @@ void cache_decide(const struct cache_policy *p, const struct cache_req_info *rq,
                   const struct cache_route *route, int64_t now, struct cache_decision *out);
 
 /* Header names a stored response keeps (RFC 9111 3.1): false for hop-by-hop
- * fields, those named by the response's Connection, Age (recomputed on serve),
- * and private= / no-cache= fields of cc. */
+ * fields, those named by the response's Connection, the proxy's own
+ * (Proxy-Authenticate, Proxy-Authentication-Info, Proxy-Authorization), Age
+ * (recomputed on serve), and private= / no-cache= fields of cc. */
 bool cache_hdr_storable(const struct cache_hdr *h, const struct cache_hdr *all, size_t n,
                         const struct cache_cc *cc);
 /* RFC 9111 3.2: may a field of a 304 replace the stored ones? false for the

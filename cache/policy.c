@@ -897,9 +897,21 @@ cache_decide(const struct cache_policy *p, const struct cache_req_info *rq,
 
 /* ---- header fields kept and updated ---------------------------------------------------------- */
 
+/* Never stored (RFC 9111 3.1): hop-by-hop fields (RFC 9110 7.6.1), and the
+ * fields that belong to the proxy a request went through (Proxy-Authenticate,
+ * Proxy-Authentication-Info, Proxy-Authorization), which the key does not
+ * name. */
 static const char *const hop_by_hop[] = {
-    "connection", "keep-alive",         "proxy-connection",    "te", "trailer", "transfer-encoding",
-    "upgrade",    "proxy-authenticate", "proxy-authorization",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-authentication-info",
 };
 
 /* Is h's name listed in a Connection header of all? */

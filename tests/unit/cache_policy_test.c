@@ -17,7 +17,7 @@
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-#define MAXH 16
+#define MAXH 32
 
 /* Parses "Name: value\n..." into views into 'text' (which must outlive them). */
 static size_t
@@ -728,7 +728,12 @@ test_hdr_storable_updatable(void **state)
                        "ETag: \"v\"\n"
                        "Cache-Control: private=\"x-user\", no-cache=\"set-cookie\", max-age=9\n"
                        "Upgrade: h2c\n"
-                       "Proxy-Authenticate: Basic\n";
+                       "Proxy-Authenticate: Basic\n"
+                       "Proxy-Authentication-Info: nextnonce=\"x\"\n"
+                       "Proxy-Authorization: Basic y\n"
+                       "Proxy-Connection: keep-alive\n"
+                       "TE: trailers\n"
+                       "Trailer: X-Sum\n";
     static const struct {
         const char *name;
         bool store, update;
@@ -746,6 +751,11 @@ test_hdr_storable_updatable(void **state)
         {"Cache-Control", true, true},
         {"Upgrade", false, false},
         {"Proxy-Authenticate", false, false},
+        {"Proxy-Authentication-Info", false, false},
+        {"Proxy-Authorization", false, false},
+        {"Proxy-Connection", false, false},
+        {"TE", false, false},
+        {"Trailer", false, false},
     };
     size_t n = hdrs(text, h), i;
 
