@@ -224,9 +224,12 @@ struct cache_str {
 };
 
 /* A parsed Cache-Control (or CDN-Cache-Control). Durations in seconds,
- * capped at CACHE_DELTA_MAX. First occurrence of a directive wins; a
- * max-age / s-maxage with an invalid value counts as 0 (RFC 9111 4.2.1:
- * treat as stale). Views point into the parsed header values. */
+ * capped at CACHE_DELTA_MAX. Cache-Control: the first occurrence of a
+ * directive wins (RFC 9111 4.2.1), and a max-age / s-maxage with an invalid
+ * value ("3600a", "1.5", "-1") counts as 0 (4.2.1: treat as stale).
+ * CDN-Cache-Control: the last member with a key wins (a Dictionary), and a
+ * value of the wrong type is not used at all (RFC 9213 2.1). Views point
+ * into the parsed header values. */
 struct cache_cc {
     uint32_t flags; /* enum cache_cc_flag */
     int64_t max_age, s_maxage, swr, sie, max_stale, min_fresh;
@@ -237,10 +240,13 @@ struct cache_cc {
 };
 
 /* Parses one field value and merges it into cc (call once per header line;
- * start from a zeroed struct). strict: Structured-Field dictionary rules
- * (RFC 9213 / RFC 8941 as used by CDN-Cache-Control): returns false on a
- * syntax error, and the caller must ignore the whole field. Lenient mode
- * (Cache-Control) skips what it cannot parse and always returns true. */
+ * start from a zeroed struct). strict: a Structured-Field Dictionary (RFC
+ * 8941 4.2.2, as RFC 9213 2.1 reads CDN-Cache-Control; parameters are
+ * parsed and ignored, delta-seconds must be Integers >= 0, no-cache /
+ * private take a Boolean or a String of field names): returns false on a
+ * syntax error, and the caller must ignore the whole field (an empty one
+ * too). Lenient mode (Cache-Control) skips what it cannot parse and always
+ * returns true. */
 bool cache_cc_parse(const char *s, size_t len, bool strict, struct cache_cc *cc);
 
 /* HTTP-date (RFC 9110 5.6.7): IMF-fixdate, RFC 850 (two-digit year: 00-69 =

@@ -239,13 +239,13 @@ skip_member(const char *s, size_t len, size_t i)
     return len;
 }
 
-bool
-cache_cc_parse(const char *s, size_t len, bool strict, struct cache_cc *cc)
+/* Cache-Control (RFC 9111 5.2): #( token [ "=" ( token / quoted-string ) ] ),
+ * read leniently: a member that does not parse is skipped, the rest counts. */
+static void
+cc_parse_lenient(const char *s, size_t len, struct cache_cc *cc)
 {
     size_t i = 0;
 
-    if (s == NULL)
-        return !strict;
     while (i < len) {
         const char *name, *v = NULL;
         size_t nlen, vlen = 0;
@@ -259,7 +259,7 @@ cache_cc_parse(const char *s, size_t len, bool strict, struct cache_cc *cc)
         while (i < len && cache_is_tchar((unsigned char)s[i]))
             i++;
         nlen = (size_t)(s + i - name);
-        if (nlen == 0 || (strict && !(name[0] >= 'a' && name[0] <= 'z') && name[0] != '*'))
+        if (nlen == 0)
             goto bad;
         if (i < len && s[i] == '=') {
             i++;
@@ -280,19 +280,13 @@ cache_cc_parse(const char *s, size_t len, bool strict, struct cache_cc *cc)
                 vlen = i - start;
                 i++;
             } else {
+                /* up to the next comma or space: "max-age=3600a" is one
+                 * (invalid) value, not max-age=3600 and some junk */
                 v = s + i;
-                while (i < len && (cache_is_tchar((unsigned char)s[i]) ||
-                                   (!strict && s[i] != ',' && !is_ows(s[i]))))
+                while (i < len && s[i] != ',' && !is_ows(s[i]))
                     i++;
                 vlen = (size_t)(s + i - v);
-                if (vlen == 0 && strict)
-                    goto bad;
             }
-        }
-        if (strict && i < len && s[i] == ';') {
-            /* SF parameters: allowed and ignored */
-            while (i < len && s[i] != ',')
-                i++;
         }
         while (i < len && is_ows(s[i]))
             i++;
@@ -301,10 +295,320 @@ cache_cc_parse(const char *s, size_t len, bool strict, struct cache_cc *cc)
         cc_apply(cc, name, nlen, v, vlen, has_val, esc);
         continue;
     bad:
-        if (strict)
-            return false;
         i = skip_member(s, len, i);
     }
+}
+
+/* ---- CDN-Cache-Control: a Structured-Field Dictionary (RFC 9213 2.1, RFC 8941) ----------------
+ */
+
+enum sf_type { SF_BOOL, SF_INT, SF_DEC, SF_STR, SF_TOKEN, SF_BYTES, SF_INNER };
+
+struct sf_item {
+    enum sf_type type;
+    bool b;
+    int64_t i;
+    const char *p; /* SF_STR: the text between the quotes, escapes included */
+    size_t len;
+    bool esc; /* SF_STR with a \" or \\ in it */
+};
+
+static bool
+sf_lcalpha(char c)
+{
+    return c >= 'a' && c <= 'z';
+}
+
+static bool
+sf_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* key = ( lcalpha / "*" ) *( lcalpha / DIGIT / "_" / "-" / "." / "*" ) */
+static bool
+sf_key(const char *s, size_t len, size_t *i, const char **k, size_t *klen)
+{
+    size_t st = *i;
+
+    if (*i == len || !(sf_lcalpha(s[*i]) || s[*i] == '*'))
+        return false;
+    while (*i < len && (sf_lcalpha(s[*i]) || sf_digit(s[*i]) || strchr("_-.*", s[*i]) != NULL) &&
+           s[*i] != '\0')
+        (*i)++;
+    *k = s + st;
+    *klen = *i - st;
+    return true;
+}
+
+/* RFC 8941 4.2.4: an Integer (at most 15 digits) or a Decimal (at most 12
+ * integer and 3 fractional digits). */
+static bool
+sf_number(const char *s, size_t len, size_t *i, struct sf_item *it)
+{
+    bool neg = false, dec = false;
+    size_t nd = 0, nf = 0;
+    int64_t v = 0;
+
+    if (*i < len && s[*i] == '-') {
+        neg = true;
+        (*i)++;
+    }
+    if (*i == len || !sf_digit(s[*i]))
+        return false;
+    for (; *i < len; (*i)++) {
+        char c = s[*i];
+        if (sf_digit(c)) {
+            if (dec) {
+                if (++nf > 3)
+                    return false;
+            } else {
+                if (++nd > 15)
+                    return false;
+                v = v * 10 + (c - '0');
+            }
+        } else if (c == '.' && !dec) {
+            if (nd > 12)
+                return false;
+            dec = true;
+        } else {
+            break;
+        }
+    }
+    if (dec && nf == 0)
+        return false;
+    it->type = dec ? SF_DEC : SF_INT;
+    it->i = neg ? -v : v;
+    return true;
+}
+
+static bool
+sf_bare_item(const char *s, size_t len, size_t *i, struct sf_item *it)
+{
+    char c;
+
+    memset(it, 0, sizeof(*it));
+    if (*i == len)
+        return false;
+    c = s[*i];
+    if (c == '-' || sf_digit(c))
+        return sf_number(s, len, i, it);
+    if (c == '"') {
+        size_t st = ++(*i);
+        for (; *i < len; (*i)++) {
+            c = s[*i];
+            if (c == '\\') {
+                if (++(*i) == len || (s[*i] != '"' && s[*i] != '\\'))
+                    return false;
+                it->esc = true;
+            } else if (c == '"') {
+                it->type = SF_STR;
+                it->p = s + st;
+                it->len = *i - st;
+                (*i)++;
+                return true;
+            } else if ((unsigned char)c < 0x20 || (unsigned char)c > 0x7e) {
+                return false;
+            }
+        }
+        return false; /* unterminated */
+    }
+    if ((c >= 'A' && c <= 'Z') || sf_lcalpha(c) || c == '*') {
+        size_t st = *i;
+        while (*i < len && (cache_is_tchar((unsigned char)s[*i]) || s[*i] == ':' || s[*i] == '/'))
+            (*i)++;
+        it->type = SF_TOKEN;
+        it->p = s + st;
+        it->len = *i - st;
+        return true;
+    }
+    if (c == ':') {
+        for ((*i)++; *i < len && s[*i] != ':'; (*i)++)
+            if (!((s[*i] >= 'A' && s[*i] <= 'Z') || sf_lcalpha(s[*i]) || sf_digit(s[*i]) ||
+                  s[*i] == '+' || s[*i] == '/' || s[*i] == '='))
+                return false;
+        if (*i == len)
+            return false;
+        (*i)++;
+        it->type = SF_BYTES;
+        return true;
+    }
+    if (c == '?') {
+        if (*i + 1 == len || (s[*i + 1] != '0' && s[*i + 1] != '1'))
+            return false;
+        it->type = SF_BOOL;
+        it->b = s[*i + 1] == '1';
+        *i += 2;
+        return true;
+    }
+    return false;
+}
+
+/* *( ";" *SP key [ "=" bare-item ] ): parsed and ignored (RFC 9213 2.1). */
+static bool
+sf_params(const char *s, size_t len, size_t *i)
+{
+    while (*i < len && s[*i] == ';') {
+        const char *k;
+        size_t kl;
+        struct sf_item v;
+        (*i)++;
+        while (*i < len && s[*i] == ' ')
+            (*i)++;
+        if (!sf_key(s, len, i, &k, &kl))
+            return false;
+        if (*i < len && s[*i] == '=') {
+            (*i)++;
+            if (!sf_bare_item(s, len, i, &v))
+                return false;
+        }
+    }
+    return true;
+}
+
+static bool
+sf_inner_list(const char *s, size_t len, size_t *i)
+{
+    struct sf_item v;
+
+    (*i)++; /* '(' */
+    for (;;) {
+        while (*i < len && s[*i] == ' ')
+            (*i)++;
+        if (*i == len)
+            return false;
+        if (s[*i] == ')') {
+            (*i)++;
+            return sf_params(s, len, i);
+        }
+        if (!sf_bare_item(s, len, i, &v) || !sf_params(s, len, i))
+            return false;
+        if (*i == len || (s[*i] != ' ' && s[*i] != ')'))
+            return false;
+    }
+}
+
+/* One dictionary member as a cache directive. RFC 9213 2.1 infers the
+ * types: delta-seconds are Integers (>= 0), argument-less directives are
+ * Booleans, and no-cache / private take a String of field names; a value of
+ * another type is not consumed (the directive counts as absent). As in any
+ * Dictionary, a later member with the same key replaces an earlier one. */
+static void
+sf_apply(struct cache_cc *cc, const char *k, size_t kl, const struct sf_item *it)
+{
+    enum cc_dir d = cc_lookup(k, kl);
+    bool flag = it->type == SF_BOOL && it->b;
+    char num[24];
+    int n;
+
+    switch (d) {
+    case CC_UNKNOWN: return;
+    case CC_MAX_AGE: cc->flags &= ~(uint32_t)CACHE_CC_MAX_AGE; break;
+    case CC_S_MAXAGE: cc->flags &= ~(uint32_t)CACHE_CC_S_MAXAGE; break;
+    case CC_SWR: cc->flags &= ~(uint32_t)CACHE_CC_SWR; break;
+    case CC_SIE: cc->flags &= ~(uint32_t)CACHE_CC_SIE; break;
+    case CC_MIN_FRESH: cc->flags &= ~(uint32_t)CACHE_CC_MIN_FRESH; break;
+    case CC_MAX_STALE: cc->flags &= ~(uint32_t)CACHE_CC_MAX_STALE; break;
+    case CC_NO_CACHE:
+        cc->flags &= ~(uint32_t)(CACHE_CC_NO_CACHE | CACHE_CC_NO_CACHE_FIELDS);
+        cc->n_nc_fields = 0;
+        break;
+    case CC_PRIVATE:
+        cc->flags &= ~(uint32_t)(CACHE_CC_PRIVATE | CACHE_CC_PRIVATE_FIELDS);
+        cc->n_priv_fields = 0;
+        break;
+    default: break;
+    }
+    switch (d) {
+    case CC_MAX_AGE:
+    case CC_S_MAXAGE:
+    case CC_SWR:
+    case CC_SIE:
+    case CC_MIN_FRESH:
+    case CC_MAX_STALE:
+        if (it->type != SF_INT || it->i < 0)
+            return;
+        n = snprintf(num, sizeof(num), "%lld", (long long)it->i);
+        cc_apply(cc, k, kl, num, (size_t)n, true, false);
+        return;
+    case CC_NO_CACHE:
+    case CC_PRIVATE:
+        if (it->type == SF_STR)
+            cc_apply(cc, k, kl, it->p, it->len, true, it->esc);
+        else if (flag)
+            cc_apply(cc, k, kl, NULL, 0, false, false);
+        return;
+    default:
+        if (flag)
+            cc_apply(cc, k, kl, NULL, 0, false, false);
+        else
+            switch (d) { /* "no-store=?0": the later member says it is not there */
+            case CC_NO_STORE: cc->flags &= ~(uint32_t)CACHE_CC_NO_STORE; break;
+            case CC_PUBLIC: cc->flags &= ~(uint32_t)CACHE_CC_PUBLIC; break;
+            case CC_MUST_REVALIDATE: cc->flags &= ~(uint32_t)CACHE_CC_MUST_REVALIDATE; break;
+            case CC_PROXY_REVALIDATE: cc->flags &= ~(uint32_t)CACHE_CC_PROXY_REVALIDATE; break;
+            case CC_IMMUTABLE: cc->flags &= ~(uint32_t)CACHE_CC_IMMUTABLE; break;
+            case CC_ONLY_IF_CACHED: cc->flags &= ~(uint32_t)CACHE_CC_ONLY_IF_CACHED; break;
+            case CC_NO_TRANSFORM: cc->flags &= ~(uint32_t)CACHE_CC_NO_TRANSFORM; break;
+            default: break;
+            }
+        return;
+    }
+}
+
+/* RFC 8941 4.2.2: sf-dictionary = dict-member *( OWS "," OWS dict-member ),
+ * dict-member = key ( parameters / ( "=" ( sf-item / inner-list ) ) ). */
+static bool
+sf_dict_parse(const char *s, size_t len, struct cache_cc *cc)
+{
+    size_t i = 0;
+
+    while (i < len && s[i] == ' ')
+        i++;
+    if (i == len)
+        return true;
+    for (;;) {
+        const char *k;
+        size_t kl;
+        struct sf_item it = {.type = SF_BOOL, .b = true};
+        if (!sf_key(s, len, &i, &k, &kl))
+            return false;
+        if (i < len && s[i] == '=') {
+            i++;
+            if (i < len && s[i] == '(') {
+                if (!sf_inner_list(s, len, &i))
+                    return false;
+                it.type = SF_INNER;
+                it.b = false;
+            } else if (!sf_bare_item(s, len, &i, &it) || !sf_params(s, len, &i)) {
+                return false;
+            }
+        } else if (!sf_params(s, len, &i)) {
+            return false;
+        }
+        sf_apply(cc, k, kl, &it);
+        while (i < len && is_ows(s[i]))
+            i++;
+        if (i == len)
+            return true;
+        if (s[i] != ',')
+            return false;
+        i++;
+        while (i < len && is_ows(s[i]))
+            i++;
+        if (i == len)
+            return false; /* a trailing comma */
+    }
+}
+
+bool
+cache_cc_parse(const char *s, size_t len, bool strict, struct cache_cc *cc)
+{
+    if (s == NULL)
+        return !strict;
+    if (strict)
+        return sf_dict_parse(s, len, cc);
+    cc_parse_lenient(s, len, cc);
     return true;
 }
 
@@ -558,8 +862,14 @@ cache_resp_parse(const struct cache_hdr *h, size_t n, int status, struct cache_r
             out->has_cc = true;
             cache_cc_parse(f->value, f->vlen, false, &out->cc);
         } else if (cache_hdr_name_is(f, "cdn-cache-control")) {
+            const char *v = f->value;
+            size_t vl = f->vlen;
+            /* RFC 9213 2.1: an empty field is ignored, like an invalid one;
+             * an empty line among others would make the combined value
+             * invalid ("a, , b") */
+            cache_trim(&v, &vl);
             cdn_seen = true;
-            cdn_ok = cdn_ok && cache_cc_parse(f->value, f->vlen, true, &cdn);
+            cdn_ok = cdn_ok && vl > 0 && cache_cc_parse(v, vl, true, &cdn);
         } else if (cache_hdr_name_is(f, "date")) {
             first_date(f, &date_seen, &out->date, false);
         } else if (cache_hdr_name_is(f, "expires")) {

@@ -174,6 +174,49 @@ test_cc_strict(void **state)
         {"max-age=", false},
         {"=5", false},
         {"", true},
+        /* RFC 8941 syntax */
+        {"max-age =10", false},
+        {"max-age= 10", false},
+        {"MaX-aGe=3600", false},
+        {"max-age=10, &&&&&", false},
+        {"max-age=5,", false},
+        {"max-age=5 , \tpublic", true},
+        {"max-age=1234567890123456", false}, /* Integers have at most 15 digits */
+        {"max-age=1.2345", false},
+        {"max-age=1.", false},
+        {"a=\"\\x\"", false}, /* only \" and \\ escape */
+        {"a=\"\x01\"", false},
+        {"a=?2", false},
+        {"a=:YWJj:, b=(x \"y\" 1);p, c=*tok/x:y, d=-1.5, e=?0;q=1", true},
+        {"a=(x", false},
+        {"a=:Y!:", false},
+        {"a;", false},
+    };
+    static const struct {
+        const char *in;
+        uint32_t flags;
+        int64_t max_age;
+    } v[] = {
+        /* a value of the wrong type is not consumed (RFC 9213 2.1) */
+        {"max-age=\"60\"", 0, 0},
+        {"max-age=60.0", 0, 0},
+        {"max-age=-1", 0, 0},
+        {"max-age=abc", 0, 0},
+        {"max-age", 0, 0},
+        {"max-age=60;x=1", CACHE_CC_MAX_AGE, 60},
+        {"max-age=99999999999", CACHE_CC_MAX_AGE, CACHE_DELTA_MAX},
+        /* a Dictionary: the last member with a key wins */
+        {"max-age=1, max-age=2", CACHE_CC_MAX_AGE, 2},
+        {"max-age=1, max-age=\"2\"", 0, 0},
+        {"no-store, no-store=?0", 0, 0},
+        {"no-store=?1, public", CACHE_CC_NO_STORE | CACHE_CC_PUBLIC, 0},
+        {"no-store=5", 0, 0},
+        {"private=\"set-cookie\"", CACHE_CC_PRIVATE_FIELDS, 0},
+        {"private", CACHE_CC_PRIVATE, 0},
+        {"private=(a b)", 0, 0},
+        {"no-cache=\"a\", no-cache", CACHE_CC_NO_CACHE, 0},
+        {"foobar, max-age=3600", CACHE_CC_MAX_AGE, 3600},
+        {"s-maxage=0", CACHE_CC_S_MAXAGE, 0},
     };
     size_t i;
 
@@ -183,6 +226,16 @@ test_cc_strict(void **state)
         memset(&cc, 0, sizeof(cc));
         if (cache_cc_parse(t[i].in, strlen(t[i].in), true, &cc) != t[i].ok)
             fail_msg("strict '%s': want %d", t[i].in, t[i].ok);
+    }
+    for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        struct cache_cc cc;
+        memset(&cc, 0, sizeof(cc));
+        if (!cache_cc_parse(v[i].in, strlen(v[i].in), true, &cc))
+            fail_msg("strict '%s': refused", v[i].in);
+        if (cc.flags != v[i].flags)
+            fail_msg("strict '%s': flags %#x, want %#x", v[i].in, cc.flags, v[i].flags);
+        if ((cc.flags & CACHE_CC_MAX_AGE) && cc.max_age != v[i].max_age)
+            fail_msg("strict '%s': max_age %lld", v[i].in, (long long)cc.max_age);
     }
 }
 
@@ -313,6 +366,21 @@ test_resp_parse(void **state)
     resp("CDN-Cache-Control: no-store\n", 200, &ri);
     assert_true(ri.cdn_cc);
     assert_true(ri.cc.flags & CACHE_CC_NO_STORE);
+    /* an empty one is ignored too (RFC 9213 2.1), also among other lines */
+    resp("Cache-Control: max-age=5\nCDN-Cache-Control: \n", 200, &ri);
+    assert_false(ri.cdn_cc);
+    assert_int_equal(ri.cc.max_age, 5);
+    resp("Cache-Control: max-age=5\nCDN-Cache-Control: max-age=9\nCDN-Cache-Control: \n", 200, &ri);
+    assert_false(ri.cdn_cc);
+    /* lines of one Dictionary: the last max-age wins */
+    resp("CDN-Cache-Control: max-age=9\nCDN-Cache-Control: max-age=7, public\n", 200, &ri);
+    assert_true(ri.cdn_cc);
+    assert_int_equal(ri.cc.max_age, 7);
+    /* valid, but its only directive has the wrong type: no freshness, and
+     * Cache-Control is still replaced */
+    resp("Cache-Control: no-store\nCDN-Cache-Control: max-age=\"10000\"\n", 200, &ri);
+    assert_true(ri.cdn_cc);
+    assert_int_equal(ri.cc.flags, 0);
 }
 
 static void
