@@ -14,7 +14,10 @@
  *                               5.2.1, RFC 5861)
  *       cache_status_format()   the Cache-Status value        (RFC 9211)
  *     CDN-Cache-Control (RFC 9213), when present and parseable, replaces
- *     Cache-Control and Expires for every decision of this cache.
+ *     Cache-Control and Expires for every decision of this cache; without
+ *     it, so does Surrogate-Control (W3C Edge Architecture) when it has a
+ *     max-age / no-store / no-store-remote for every surrogate or for the
+ *     device "edge" ("max-age=60;edge"; another device's are ignored).
  *
  *  2. Keys (key.c) — "scheme://host/path?query" normalised (host lower-cased,
  *     default port dropped, percent-escapes normalised, query params dropped /
@@ -261,6 +264,7 @@ struct cache_resp_info {
     int status;
     struct cache_cc cc;    /* the effective one: CDN-Cache-Control when used, else CC */
     bool cdn_cc;           /* CDN-Cache-Control was present and valid, and is used */
+    bool surrogate;        /* else Surrogate-Control had a directive for us, and is used */
     bool has_cc;           /* some Cache-Control (or the CDN one) was present */
     int64_t date;          /* CACHE_UNSET when absent/invalid */
     int64_t expires;       /* CACHE_UNSET absent; invalid / "0" = 0 (the past) */
@@ -326,12 +330,13 @@ enum cache_store_verdict {
  * shared cache store such a response and serve its Set-Cookie to everyone):
  * a response with Set-Cookie is not stored (CACHE_STORE_SET_COOKIE) unless
  * the origin or the operator says it is shared anyway: the response has
- * 'public' or 's-maxage' (or a CDN-Cache-Control with max-age, which targets
- * this cache), or the route sets ttl=. A response whose Cache-Control names
- * Set-Cookie in private="..." or no-cache="..." is storable as usual: that
- * field is dropped from the stored copy. This is what Varnish's built-in VCL
- * and most CDNs do by default, and it keeps one user's session cookie from
- * being handed to the next when an origin forgets Cache-Control: private. */
+ * 'public' or 's-maxage' (or a CDN-Cache-Control or Surrogate-Control
+ * max-age, which targets this cache), or the route sets ttl=. A response
+ * whose Cache-Control names Set-Cookie in private="..." or no-cache="..." is
+ * storable as usual: that field is dropped from the stored copy. This is
+ * what Varnish's built-in VCL and most CDNs do by default, and it keeps one
+ * user's session cookie from being handed to the next when an origin
+ * forgets Cache-Control: private. */
 enum cache_store_verdict cache_storable(const char *method, size_t mlen,
                                         const struct cache_req_info *rq,
                                         const struct cache_resp_info *ri,

@@ -612,6 +612,90 @@ cache_cc_parse(const char *s, size_t len, bool strict, struct cache_cc *cc)
     return true;
 }
 
+/* ---- Surrogate-Control (W3C Edge Architecture 1.0) ---------------------------------------- */
+
+/* The device token Surrogate-Control directives name this cache with
+ * ("max-age=60;edge"); a directive without one is for every surrogate. */
+#define SC_DEVICE "edge"
+
+/* One pass over a Surrogate-Control line: the directives targeted at this
+ * cache (targeted) or at every surrogate (!targeted), merged into cc. A
+ * member is name [ "=" value ] [ ";" device ], value max-age=N[+M] (the +M
+ * extension is not used) or a quoted string. Only max-age, no-store and
+ * no-store-remote (this cache is a remote surrogate: near the clients, not
+ * the origin) mean something here. True when one of those applied. */
+static bool
+sc_parse(const char *s, size_t len, bool targeted, struct cache_cc *cc)
+{
+    size_t i = 0;
+    bool applied = false;
+
+    while (i < len) {
+        const char *name, *v = NULL, *dev = NULL;
+        size_t nlen, vlen = 0, dlen = 0;
+        enum cc_dir d;
+
+        while (i < len && (is_ows(s[i]) || s[i] == ','))
+            i++;
+        if (i == len)
+            break;
+        name = s + i;
+        while (i < len && cache_is_tchar((unsigned char)s[i]))
+            i++;
+        nlen = (size_t)(s + i - name);
+        if (nlen == 0)
+            goto bad;
+        if (i < len && s[i] == '=') {
+            v = s + ++i;
+            if (i < len && s[i] == '"') {
+                for (i++; i < len && s[i] != '"'; i++)
+                    if (s[i] == '\\' && i + 1 < len)
+                        i++;
+                if (i == len)
+                    goto bad;
+                i++;
+            } else {
+                while (i < len && s[i] != ',' && s[i] != ';' && !is_ows(s[i]))
+                    i++;
+            }
+            vlen = (size_t)(s + i - v);
+            if (vlen == 0)
+                goto bad;
+        }
+        if (i < len && s[i] == ';') {
+            dev = s + ++i;
+            while (i < len && cache_is_tchar((unsigned char)s[i]))
+                i++;
+            dlen = (size_t)(s + i - dev);
+            if (dlen == 0)
+                goto bad;
+        }
+        while (i < len && is_ows(s[i]))
+            i++;
+        if (i < len && s[i] != ',')
+            goto bad;
+        if (targeted != (dev != NULL) || (dev != NULL && !cache_str_ieq(dev, dlen, SC_DEVICE)))
+            continue;
+        if (cache_str_ieq(name, nlen, "no-store-remote"))
+            d = CC_NO_STORE;
+        else
+            d = cc_lookup(name, nlen);
+        if (d == CC_MAX_AGE) {
+            const char *plus = v != NULL ? memchr(v, '+', vlen) : NULL;
+            cc_delta(cc, CACHE_CC_MAX_AGE, &cc->max_age, v,
+                     plus != NULL ? (size_t)(plus - v) : vlen, v != NULL, true);
+            applied = true;
+        } else if (d == CC_NO_STORE) {
+            cc->flags |= CACHE_CC_NO_STORE;
+            applied = true;
+        }
+        continue;
+    bad:
+        i = skip_member(s, len, i);
+    }
+    return applied;
+}
+
 /* ---- HTTP dates ------------------------------------------------------------------------------ */
 
 static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -847,13 +931,14 @@ first_date(const struct cache_hdr *h, bool *seen, int64_t *out, bool invalid_is_
 void
 cache_resp_parse(const struct cache_hdr *h, size_t n, int status, struct cache_resp_info *out)
 {
-    struct cache_cc cdn;
+    struct cache_cc cdn, sc;
     bool cdn_ok = true, cdn_seen = false, date_seen = false, exp_seen = false, lm_seen = false;
-    bool age_seen = false;
+    bool age_seen = false, sc_applies = false;
     size_t i;
 
     memset(out, 0, sizeof(*out));
     memset(&cdn, 0, sizeof(cdn));
+    memset(&sc, 0, sizeof(sc));
     out->status = status;
     out->date = out->expires = out->age = out->last_modified = CACHE_UNSET;
     for (i = 0; i < n; i++) {
@@ -922,10 +1007,24 @@ cache_resp_parse(const struct cache_hdr *h, size_t n, int status, struct cache_r
             out->content_range = true;
         }
     }
+    /* Surrogate-Control: what is addressed to this cache by name first, then
+     * what is addressed to every surrogate (the first occurrence wins) */
+    for (int pass = 0; pass < 2 && !(cdn_seen && cdn_ok); pass++)
+        for (i = 0; i < n; i++)
+            if (cache_hdr_name_is(&h[i], "surrogate-control") &&
+                sc_parse(h[i].value, h[i].vlen, pass == 0, &sc))
+                sc_applies = true;
     if (cdn_seen && cdn_ok) {
         /* RFC 9213 2.2: the targeted field replaces Cache-Control and Expires */
         out->cc = cdn;
         out->cdn_cc = true;
+        out->has_cc = true;
+        out->expires = CACHE_UNSET;
+    } else if (sc_applies) {
+        /* Surrogate-Control, older and weaker: the same, when CDN-Cache-Control
+         * does not speak, and only when one of its directives is for us */
+        out->cc = sc;
+        out->surrogate = true;
         out->has_cc = true;
         out->expires = CACHE_UNSET;
     }
@@ -980,7 +1079,7 @@ bool
 cache_has_explicit_freshness(const struct cache_resp_info *ri)
 {
     return (ri->cc.flags & (CACHE_CC_S_MAXAGE | CACHE_CC_MAX_AGE)) != 0 ||
-           (!ri->cdn_cc && ri->expires != CACHE_UNSET);
+           (!ri->cdn_cc && !ri->surrogate && ri->expires != CACHE_UNSET);
 }
 
 static bool
@@ -1037,7 +1136,8 @@ cache_storable(const char *method, size_t mlen, const struct cache_req_info *rq,
         return CACHE_STORE_AUTHORIZATION;
     /* Set-Cookie: a deliberate choice beyond RFC 9111, see cache.h */
     if (ri->set_cookie && !(f & (CACHE_CC_PUBLIC | CACHE_CC_S_MAXAGE)) &&
-        !(ri->cdn_cc && (f & CACHE_CC_MAX_AGE)) && !route_ttl && !cookie_field_stripped(&ri->cc))
+        !((ri->cdn_cc || ri->surrogate) && (f & CACHE_CC_MAX_AGE)) && !route_ttl &&
+        !cookie_field_stripped(&ri->cc))
         return CACHE_STORE_SET_COOKIE;
     if (ri->vary_star)
         return CACHE_STORE_VARY_STAR;
@@ -1088,7 +1188,7 @@ cache_freshness(const struct cache_resp_info *ri, const struct cache_route *rout
         life = ri->cc.s_maxage;
     } else if (f & CACHE_CC_MAX_AGE) {
         life = ri->cc.max_age;
-    } else if (!ri->cdn_cc && ri->expires != CACHE_UNSET) {
+    } else if (!ri->cdn_cc && !ri->surrogate && ri->expires != CACHE_UNSET) {
         life = ri->expires > date ? ri->expires - date : 0;
     } else if (cache_status_heuristic(ri->status) || (f & CACHE_CC_PUBLIC)) {
         if (route != NULL && route->ttl != CACHE_UNSET) {

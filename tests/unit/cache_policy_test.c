@@ -383,6 +383,71 @@ test_resp_parse(void **state)
     assert_int_equal(ri.cc.flags, 0);
 }
 
+/* Surrogate-Control: after CDN-Cache-Control, before Cache-Control and Expires */
+static void
+test_surrogate_control(void **state)
+{
+    static const struct {
+        const char *in;
+        bool used;
+        uint32_t flags;
+        int64_t max_age;
+    } t[] = {
+        {"Surrogate-Control: max-age=3600\n", true, CACHE_CC_MAX_AGE, 3600},
+        {"Surrogate-Control: MaX-aGe=3600\n", true, CACHE_CC_MAX_AGE, 3600},
+        {"Surrogate-Control: foobar, max-age=3600\n", true, CACHE_CC_MAX_AGE, 3600},
+        {"Surrogate-Control: max-age=99999999999\n", true, CACHE_CC_MAX_AGE, CACHE_DELTA_MAX},
+        {"Surrogate-Control: max-age=60+600\n", true, CACHE_CC_MAX_AGE, 60},
+        {"Surrogate-Control: max-age=abc\n", true, CACHE_CC_MAX_AGE, 0},
+        /* shorter or longer than Cache-Control: it wins either way */
+        {"Cache-Control: max-age=3600\nSurrogate-Control: max-age=1\n", true, CACHE_CC_MAX_AGE, 1},
+        {"Cache-Control: no-store\nSurrogate-Control: max-age=600\n", true, CACHE_CC_MAX_AGE, 600},
+        {"Cache-Control: max-age=60\nSurrogate-Control: no-store\n", true, CACHE_CC_NO_STORE, 0},
+        {"Surrogate-Control: no-store-remote\n", true, CACHE_CC_NO_STORE, 0},
+        /* targeted: ours, someone else's */
+        {"Surrogate-Control: max-age=3600;edge\n", true, CACHE_CC_MAX_AGE, 3600},
+        {"Cache-Control: max-age=5\nSurrogate-Control: max-age=3600;not-for-you\n", false,
+         CACHE_CC_MAX_AGE, 5},
+        {"Surrogate-Control: max-age=60, max-age=600;edge\n", true, CACHE_CC_MAX_AGE, 600},
+        {"Surrogate-Control: max-age=60\nSurrogate-Control: no-store;edge\n", true,
+         CACHE_CC_MAX_AGE | CACHE_CC_NO_STORE, 60},
+        /* nothing for a cache in it, or not parseable: Cache-Control decides */
+        {"Cache-Control: max-age=5\nSurrogate-Control: content=\"ESI/1.0\"\n", false,
+         CACHE_CC_MAX_AGE, 5},
+        {"Cache-Control: max-age=1\nSurrogate-Control: max-age =100\n", false, CACHE_CC_MAX_AGE, 1},
+        {"Cache-Control: max-age=1\nSurrogate-Control: max-age= 100\n", false, CACHE_CC_MAX_AGE, 1},
+        {"Cache-Control: max-age=1\nSurrogate-Control: max-age=5;\n", false, CACHE_CC_MAX_AGE, 1},
+        /* CDN-Cache-Control is first */
+        {"CDN-Cache-Control: max-age=7\nSurrogate-Control: max-age=600\n", false, CACHE_CC_MAX_AGE,
+         7},
+    };
+    size_t i;
+    struct cache_resp_info ri;
+
+    (void)state;
+    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        resp(t[i].in, 200, &ri);
+        if (ri.surrogate != t[i].used || ri.cc.flags != t[i].flags ||
+            ((ri.cc.flags & CACHE_CC_MAX_AGE) && ri.cc.max_age != t[i].max_age))
+            fail_msg("'%s': used %d flags %#x max-age %lld", t[i].in, ri.surrogate, ri.cc.flags,
+                     (long long)ri.cc.max_age);
+    }
+    /* it replaces Expires too */
+    resp("Expires: Sun, 06 Nov 1994 09:49:37 GMT\nDate: Sun, 06 Nov 1994 08:49:37 GMT\n"
+         "Surrogate-Control: max-age=0\n",
+         200, &ri);
+    assert_true(ri.surrogate);
+    assert_true(ri.expires == CACHE_UNSET);
+    assert_int_equal(cache_freshness(&ri, NULL, T0), 0);
+    resp("Expires: Sun, 06 Nov 1994 09:49:37 GMT\nDate: Sun, 06 Nov 1994 08:49:37 GMT\n"
+         "Surrogate-Control: max-age=60\nSet-Cookie: a=b\n",
+         200, &ri);
+    assert_int_equal(cache_freshness(&ri, NULL, T0), 60);
+    /* a lifetime set for this cache declares the response shared, as
+     * CDN-Cache-Control's does (the Set-Cookie rule of cache_storable) */
+    assert_int_equal(cache_storable("GET", 3, NULL, &ri, NULL), CACHE_STORE_OK);
+}
+
 static void
 test_req_parse(void **state)
 {
@@ -890,6 +955,7 @@ main(void)
         cmocka_unit_test(test_dates),
         cmocka_unit_test(test_date_format),
         cmocka_unit_test(test_resp_parse),
+        cmocka_unit_test(test_surrogate_control),
         cmocka_unit_test(test_req_parse),
         cmocka_unit_test(test_storable),
         cmocka_unit_test(test_freshness),
