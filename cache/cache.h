@@ -219,6 +219,7 @@ enum cache_cc_flag {
     CACHE_CC_NO_TRANSFORM = 1u << 14,
     CACHE_CC_NO_CACHE_FIELDS = 1u << 15, /* no-cache="a, b": fields in nc_fields */
     CACHE_CC_PRIVATE_FIELDS = 1u << 16,  /* private="a, b": fields in priv_fields */
+    CACHE_CC_MUST_UNDERSTAND = 1u << 17, /* RFC 9111 5.2.2.3 */
 };
 
 struct cache_str {
@@ -345,6 +346,11 @@ const char *cache_store_verdict_str(enum cache_store_verdict v);
 
 /* RFC 9110 15.1: statuses cacheable by default (heuristically). */
 bool cache_status_heuristic(int status);
+/* The final statuses whose caching rules this cache implements (those of
+ * RFC 9110, but 206 and 304, which it never stores): a response with
+ * must-understand is stored only with one of these, and then its no-store
+ * is ignored (RFC 9111 5.2.2.3). */
+bool cache_status_understood(int status);
 /* Explicit freshness present (s-maxage, max-age, or Expires unless CDN-CC used). */
 bool cache_has_explicit_freshness(const struct cache_resp_info *ri);
 

@@ -94,6 +94,7 @@ enum cc_dir {
     CC_MIN_FRESH,
     CC_ONLY_IF_CACHED,
     CC_NO_TRANSFORM,
+    CC_MUST_UNDERSTAND,
 };
 
 static const struct {
@@ -115,6 +116,7 @@ static const struct {
     {"min-fresh", CC_MIN_FRESH},
     {"only-if-cached", CC_ONLY_IF_CACHED},
     {"no-transform", CC_NO_TRANSFORM},
+    {"must-understand", CC_MUST_UNDERSTAND},
 };
 
 static enum cc_dir
@@ -219,6 +221,7 @@ cc_apply(struct cache_cc *cc, const char *name, size_t nlen, const char *v, size
     case CC_IMMUTABLE: cc->flags |= CACHE_CC_IMMUTABLE; break;
     case CC_ONLY_IF_CACHED: cc->flags |= CACHE_CC_ONLY_IF_CACHED; break;
     case CC_NO_TRANSFORM: cc->flags |= CACHE_CC_NO_TRANSFORM; break;
+    case CC_MUST_UNDERSTAND: cc->flags |= CACHE_CC_MUST_UNDERSTAND; break;
     }
 }
 
@@ -550,6 +553,7 @@ sf_apply(struct cache_cc *cc, const char *k, size_t kl, const struct sf_item *it
             case CC_IMMUTABLE: cc->flags &= ~(uint32_t)CACHE_CC_IMMUTABLE; break;
             case CC_ONLY_IF_CACHED: cc->flags &= ~(uint32_t)CACHE_CC_ONLY_IF_CACHED; break;
             case CC_NO_TRANSFORM: cc->flags &= ~(uint32_t)CACHE_CC_NO_TRANSFORM; break;
+            case CC_MUST_UNDERSTAND: cc->flags &= ~(uint32_t)CACHE_CC_MUST_UNDERSTAND; break;
             default: break;
             }
         return;
@@ -914,6 +918,53 @@ cache_status_heuristic(int status)
     }
 }
 
+bool
+cache_status_understood(int status)
+{
+    switch (status) {
+    case 200:
+    case 201:
+    case 202:
+    case 203:
+    case 204:
+    case 205:
+    case 300:
+    case 301:
+    case 302:
+    case 303:
+    case 307:
+    case 308:
+    case 400:
+    case 401:
+    case 402:
+    case 403:
+    case 404:
+    case 405:
+    case 406:
+    case 407:
+    case 408:
+    case 409:
+    case 410:
+    case 411:
+    case 412:
+    case 413:
+    case 414:
+    case 415:
+    case 416:
+    case 417:
+    case 421:
+    case 422:
+    case 426:
+    case 500:
+    case 501:
+    case 502:
+    case 503:
+    case 504:
+    case 505: return true;
+    default: return false;
+    }
+}
+
 static void
 first_date(const struct cache_hdr *h, bool *seen, int64_t *out, bool invalid_is_past)
 {
@@ -1126,7 +1177,13 @@ cache_storable(const char *method, size_t mlen, const struct cache_req_info *rq,
         return CACHE_STORE_NO_STATUS;
     if (rq != NULL && rq->range && (ri->status != 200 || ri->content_range))
         return CACHE_STORE_NO_STATUS;
-    if ((f & CACHE_CC_NO_STORE) || (rq != NULL && (rq->cc.flags & CACHE_CC_NO_STORE)))
+    /* RFC 9111 5.2.2.3: must-understand limits storing to caches that know the
+     * status code's caching rules, and those ignore the no-store sent along
+     * for the others */
+    if ((f & CACHE_CC_MUST_UNDERSTAND) && !cache_status_understood(ri->status))
+        return CACHE_STORE_NO_STATUS;
+    if (((f & CACHE_CC_NO_STORE) && !(f & CACHE_CC_MUST_UNDERSTAND)) ||
+        (rq != NULL && (rq->cc.flags & CACHE_CC_NO_STORE)))
         return CACHE_STORE_NO_STORE;
     if (f & CACHE_CC_PRIVATE)
         return CACHE_STORE_PRIVATE;

@@ -116,6 +116,8 @@ test_cc_table(void **state)
         {"max-age=\"3", 0, 0, 0, 0, 0, 0, 0},
         {"ext=\"q\\\"x\", public", CACHE_CC_PUBLIC, 0, 0, 0, 0, 0, 0},
         {"\t public \t", CACHE_CC_PUBLIC, 0, 0, 0, 0, 0, 0},
+        {"no-store, Must-Understand", CACHE_CC_NO_STORE | CACHE_CC_MUST_UNDERSTAND, 0, 0, 0, 0, 0,
+         0},
     };
     size_t i;
 
@@ -562,6 +564,21 @@ test_storable(void **state)
          CACHE_UNSET, CACHE_STORE_OK},
         {"GET", 200, "", "Cache-Control: max-age=60, private=\"x-user\"\nSet-Cookie: s=1\n",
          CACHE_UNSET, CACHE_STORE_SET_COOKIE},
+        /* must-understand: a known status ignores no-store, an unknown one is not stored */
+        {"GET", 200, "", "Cache-Control: max-age=60, no-store, must-understand\n", CACHE_UNSET,
+         CACHE_STORE_OK},
+        {"GET", 404, "", "Cache-Control: max-age=60, no-store, must-understand\n", CACHE_UNSET,
+         CACHE_STORE_OK},
+        {"GET", 599, "", "Cache-Control: max-age=60, no-store, must-understand\n", CACHE_UNSET,
+         CACHE_STORE_NO_STATUS},
+        {"GET", 599, "", "Cache-Control: max-age=60, must-understand\n", CACHE_UNSET,
+         CACHE_STORE_NO_STATUS},
+        {"GET", 299, "", "Cache-Control: max-age=60\n", CACHE_UNSET, CACHE_STORE_OK},
+        {"GET", 200, "Cache-Control: no-store\n",
+         "Cache-Control: max-age=60, no-store, must-understand\n", CACHE_UNSET,
+         CACHE_STORE_NO_STORE},
+        {"GET", 200, "", "Cache-Control: no-store\nCDN-Cache-Control: must-understand, max-age=9\n",
+         CACHE_UNSET, CACHE_STORE_OK},
         /* the stronger verdicts come first */
         {"GET", 200, "", "Cache-Control: private, max-age=60\nSet-Cookie: s=1\n", CACHE_UNSET,
          CACHE_STORE_PRIVATE},
