@@ -416,10 +416,10 @@ void cache_decide(const struct cache_policy *p, const struct cache_req_info *rq,
  * (recomputed on serve), and private= / no-cache= fields of cc. */
 bool cache_hdr_storable(const struct cache_hdr *h, const struct cache_hdr *all, size_t n,
                         const struct cache_cc *cc);
-/* RFC 9111 3.2: may a field of a 304 replace the stored ones? false for the
- * fields not stored (above) and Content-Length, Content-Encoding,
- * Content-Range, Content-Type-less framing (Transfer-Encoding), ETag stays
- * updatable. */
+/* RFC 9111 3.2: may a field of a 304 (or of a 200 to a HEAD) replace the
+ * stored ones? false for the fields not stored (above), Content-Length and
+ * Content-Range; everything else is updated, Content-Encoding and ETag
+ * included (the stored body is the origin's bytes, never decoded). */
 bool cache_hdr_updatable(const struct cache_hdr *h, const struct cache_hdr *all, size_t n,
                          const struct cache_cc *cc);
 

@@ -1448,10 +1448,13 @@ cache_hdr_updatable(const struct cache_hdr *h, const struct cache_hdr *all, size
 {
     if (!cache_hdr_storable(h, all, n, cc))
         return false;
-    /* RFC 9111 3.2: Content-Length never; fields describing the stored body's
-     * encoding and range would make it inconsistent with the body we keep. */
-    return !cache_hdr_name_is(h, "content-length") && !cache_hdr_name_is(h, "content-encoding") &&
-           !cache_hdr_name_is(h, "content-range");
+    /* RFC 9111 3.2: every other field of the 304 replaces the stored ones,
+     * except Content-Length (it describes the 304, not the stored body) and
+     * the fields an implementation processes away, which it may leave out:
+     * Content-Range. Content-Encoding is updated: the exception for it is
+     * for caches that decode what they store, and this one keeps the body
+     * exactly as the origin sent it. */
+    return !cache_hdr_name_is(h, "content-length") && !cache_hdr_name_is(h, "content-range");
 }
 
 /* ---- Cache-Status ---------------------------------------------------------------------------- */

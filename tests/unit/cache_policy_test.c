@@ -883,7 +883,9 @@ test_hdr_storable_updatable(void **state)
                        "Proxy-Authorization: Basic y\n"
                        "Proxy-Connection: keep-alive\n"
                        "TE: trailers\n"
-                       "Trailer: X-Sum\n";
+                       "Trailer: X-Sum\n"
+                       "Content-Range: bytes 0-1/2\n"
+                       "Content-Type: text/plain\n";
     static const struct {
         const char *name;
         bool store, update;
@@ -894,7 +896,7 @@ test_hdr_storable_updatable(void **state)
         {"Transfer-Encoding", false, false},
         {"Age", false, false},
         {"Content-Length", true, false},
-        {"Content-Encoding", true, false},
+        {"Content-Encoding", true, true},
         {"Set-Cookie", false, false},
         {"X-User", false, false},
         {"ETag", true, true},
@@ -906,6 +908,8 @@ test_hdr_storable_updatable(void **state)
         {"Proxy-Connection", false, false},
         {"TE", false, false},
         {"Trailer", false, false},
+        {"Content-Range", true, false},
+        {"Content-Type", true, true},
     };
     size_t n = hdrs(text, h), i;
 
