@@ -404,7 +404,8 @@ struct cache_decision {
     int64_t age;         /* current age: the Age header value */
     int64_t ttl;         /* lifetime - age (negative when stale): Cache-Status ttl= */
     bool revalidate;     /* USE_STALE: start a background revalidation */
-    bool stale_if_error; /* the stale object may be served if the origin fails */
+    bool stale_if_error; /* the stale object may be served if the origin fails (the
+                            response's, the route's or the request's stale-if-error) */
     bool only_if_cached; /* request only-if-cached: if not FRESH/STALE, answer 504 */
 };
 void cache_decide(const struct cache_policy *p, const struct cache_req_info *rq,

@@ -1316,7 +1316,7 @@ cache_decide(const struct cache_policy *p, const struct cache_req_info *rq,
     bool validators = (p->flags & (CACHE_POL_HAS_ETAG | CACHE_POL_HAS_LM)) != 0;
     bool no_stale = (p->flags & CACHE_POL_NO_STALE) != 0;
     bool fresh, usable_stale = false;
-    int64_t staleness;
+    int64_t staleness, sie;
 
     (void)route; /* route windows were folded into p at store time */
     memset(out, 0, sizeof(*out));
@@ -1336,9 +1336,14 @@ cache_decide(const struct cache_policy *p, const struct cache_req_info *rq,
     if (rf & CACHE_CC_NO_CACHE)
         fresh = false;
 
-    /* stale-if-error (RFC 5861 4): allowed unless the response forbids stale use */
+    /* stale-if-error (RFC 5861 4), from the response or the route, or from the
+     * request: either permission is enough (RFC 9111 4.2.4), unless the
+     * response forbids stale use */
+    sie = p->sie;
+    if ((rf & CACHE_CC_SIE) && (sie == CACHE_UNSET || rq->cc.sie > sie))
+        sie = rq->cc.sie;
     out->stale_if_error =
-        !no_stale && p->sie != CACHE_UNSET && staleness <= p->sie && !(rf & CACHE_CC_NO_CACHE);
+        !no_stale && sie != CACHE_UNSET && staleness <= sie && !(rf & CACHE_CC_NO_CACHE);
     if (fresh) {
         out->use = CACHE_USE_FRESH;
         return;

@@ -752,6 +752,17 @@ test_decide(void **state)
          -40},
         {"Cache-Control: max-age=60, stale-if-error=10\n", "", 10, CACHE_UNSET, 3600,
          CACHE_USE_FRESH, false, true, 50},
+        /* ... also when the request asks for it (RFC 5861 4) */
+        {"Cache-Control: max-age=0\n", "Cache-Control: stale-if-error=3600\n", 100, CACHE_UNSET,
+         CACHE_UNSET, CACHE_MUST_MISS, false, true, -100},
+        {"Cache-Control: max-age=0\n", "Cache-Control: stale-if-error=1\n", 3, CACHE_UNSET,
+         CACHE_UNSET, CACHE_MUST_MISS, false, false, -3},
+        {"Cache-Control: max-age=0, stale-if-error=1\n", "Cache-Control: stale-if-error=60\n", 3,
+         CACHE_UNSET, CACHE_UNSET, CACHE_MUST_MISS, false, true, -3},
+        {"Cache-Control: max-age=0, stale-if-error=60\n", "Cache-Control: stale-if-error=1\n", 3,
+         CACHE_UNSET, CACHE_UNSET, CACHE_MUST_MISS, false, true, -3},
+        {"Cache-Control: max-age=0, must-revalidate\n", "Cache-Control: stale-if-error=60\n", 3,
+         CACHE_UNSET, CACHE_UNSET, CACHE_MUST_MISS, false, false, -3},
         /* request directives */
         {"Cache-Control: max-age=60\nETag: \"a\"\n", "Cache-Control: no-cache\n", 1, CACHE_UNSET,
          CACHE_UNSET, CACHE_REVALIDATE, false, false, 59},
