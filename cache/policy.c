@@ -754,6 +754,18 @@ d_lit(struct dcur *c, const char *lit)
     return true;
 }
 
+/* The zone: RFC 9110's grammar spells it "GMT", and recipients are asked to
+ * be robust with timestamps (5.6.7), so its case does not matter, as for
+ * the day and month names; any other zone is an invalid date. */
+static bool
+d_gmt(struct dcur *c)
+{
+    if (c->len - c->i < 4 || strncasecmp(c->s + c->i, " GMT", 4) != 0)
+        return false;
+    c->i += 4;
+    return true;
+}
+
 static bool
 d_num(struct dcur *c, size_t digits, unsigned *out)
 {
@@ -829,7 +841,7 @@ cache_http_date_parse(const char *s, size_t len, int64_t *t)
         c.i = 4;
         if (!(d_lit(&c, " ") && d_num(&c, 2, &d) && d_lit(&c, " ") && d_month(&c, &mo) &&
               d_lit(&c, " ") && d_num(&c, 4, &y) && d_lit(&c, " ") && d_time(&c, &h, &mi, &se) &&
-              d_lit(&c, " GMT") && c.i == len))
+              d_gmt(&c) && c.i == len))
             return false;
         return d_finish(y, mo, d, h, mi, se, t);
     }
@@ -856,7 +868,7 @@ cache_http_date_parse(const char *s, size_t len, int64_t *t)
     c.i = wlen;
     if (!(d_lit(&c, ", ") && d_num(&c, 2, &d) && d_lit(&c, "-") && d_month(&c, &mo) &&
           d_lit(&c, "-") && d_num(&c, 2, &y) && d_lit(&c, " ") && d_time(&c, &h, &mi, &se) &&
-          d_lit(&c, " GMT") && c.i == len))
+          d_gmt(&c) && c.i == len))
         return false;
     return d_finish(y < 70 ? 2000 + y : 1900 + y, mo, d, h, mi, se, t);
 }
