@@ -497,8 +497,11 @@ void cache_id_hex(const uint8_t id[CACHE_ID_LEN], char hex[CACHE_ID_HEX + 1]);
 /* Vary secondary key: for each name of the Vary list (vary, vlen: the joined
  * Vary value(s) or the stored "a\nb\n" list), lower-cased, de-duplicated and
  * sorted, a line "name: value\n" where value is the request's field lines of
- * that name joined with ", ", each trimmed, inner whitespace runs collapsed to
- * one space ("" when absent). 0, CACHE_ETOOBIG, or CACHE_EINVAL for "*". */
+ * that name joined with ",", normalised (RFC 9111 4.1): outside quoted
+ * strings, whitespace next to a comma removed, other runs collapsed to one
+ * space, ends trimmed, and Accept-Language / Accept-Encoding lower-cased.
+ * A field the request does not have is the line "name\n" (absent does not
+ * match empty). 0, CACHE_ETOOBIG, or CACHE_EINVAL for "*". */
 int cache_vary_key(const char *vary, size_t vlen, const struct cache_hdr *req, size_t nreq,
                    char *out, size_t cap, size_t *outlen);
 /* The normalised Vary name list "a\nb\n" (lower-cased, sorted, unique) of a
