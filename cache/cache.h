@@ -424,6 +424,14 @@ bool cache_hdr_storable(const struct cache_hdr *h, const struct cache_hdr *all, 
 bool cache_hdr_updatable(const struct cache_hdr *h, const struct cache_hdr *all, size_t n,
                          const struct cache_cc *cc);
 
+/* RFC 9111 4.3.5: may a 200 response to a HEAD request (its fields h, n)
+ * update the stored GET response o? True when each validator it carries
+ * (ETag, Last-Modified) equals o's and its Content-Length, if any, is o's
+ * body length; then cache_refresh() merges its fields as for a 304.
+ * Otherwise the stored response is out of date. */
+struct cache_obj;
+bool cache_head_matches(const struct cache_obj *o, const struct cache_hdr *h, size_t n);
+
 /* Cache-Status (RFC 9211) of one response. */
 enum cache_fwd {
     CACHE_FWD_NONE = 0, /* a hit */

@@ -1474,6 +1474,77 @@ cache_hdr_updatable(const struct cache_hdr *h, const struct cache_hdr *all, size
     return !cache_hdr_name_is(h, "content-length") && !cache_hdr_name_is(h, "content-range");
 }
 
+/* ---- HEAD responses (RFC 9111 4.3.5) --------------------------------------------------------- */
+
+/* The first field of that name in h, trimmed. */
+static bool
+first_field(const struct cache_hdr *h, size_t n, const char *name, struct cache_str *out)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (cache_hdr_name_is(&h[i], name)) {
+            out->p = h[i].value;
+            out->len = h[i].vlen;
+            cache_trim(&out->p, &out->len);
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool
+same_value(const struct cache_str *a, const struct cache_str *b)
+{
+    return a->len == b->len && memcmp(a->p, b->p, a->len) == 0;
+}
+
+bool
+cache_head_matches(const struct cache_obj *o, const struct cache_hdr *h, size_t n)
+{
+    struct cache_hdr sh;
+    struct cache_str etag = {NULL, 0}, lm = {NULL, 0}, got;
+    size_t pos = 0;
+    uint64_t cl = 0;
+
+    while (cache_obj_header_next(o, &pos, &sh)) {
+        struct cache_str *dst = cache_hdr_name_is(&sh, "etag")            ? &etag
+                                : cache_hdr_name_is(&sh, "last-modified") ? &lm
+                                                                          : NULL;
+        if (dst != NULL && dst->p == NULL) {
+            dst->p = sh.value;
+            dst->len = sh.vlen;
+            cache_trim(&dst->p, &dst->len);
+        }
+    }
+    /* every validator the HEAD response carries must be the stored one */
+    if (first_field(h, n, "etag", &got) && (etag.p == NULL || !same_value(&got, &etag)))
+        return false;
+    if (first_field(h, n, "last-modified", &got)) {
+        int64_t a, b;
+        if (lm.p == NULL)
+            return false;
+        if (!same_value(&got, &lm) &&
+            !(cache_http_date_parse(got.p, got.len, &a) &&
+              cache_http_date_parse(lm.p, lm.len, &b) && a == b))
+            return false;
+    }
+    /* and so must the length it announces */
+    if (first_field(h, n, "content-length", &got)) {
+        size_t i;
+        if (got.len == 0 || got.len > 19)
+            return false;
+        for (i = 0; i < got.len; i++) {
+            if (got.p[i] < '0' || got.p[i] > '9')
+                return false;
+            cl = cl * 10 + (uint64_t)(got.p[i] - '0');
+        }
+        if (cl != o->body_len)
+            return false;
+    }
+    return true;
+}
+
 /* ---- Cache-Status ---------------------------------------------------------------------------- */
 
 struct sbuf {

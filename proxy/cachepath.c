@@ -745,8 +745,8 @@ lookup(struct proxy_req *r)
         break;
     case CACHE_MUST_MISS:
     default:
-        if (r->cache_d.stale_if_error)
-            r->cache_obj = o; /* kept in case the origin fails */
+        if (r->cache_d.stale_if_error || r->method == HTTP_HEAD)
+            r->cache_obj = o; /* kept in case the origin fails, or for a HEAD's 200 */
         else
             cache_obj_free(o);
         status_text(r, CACHE_FWD_STALE, 0, r->cache_d.ttl, false);
@@ -920,6 +920,29 @@ proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
         r->cache_serve_after = true;
         proxy_collapse_release(r, COLLAPSE_STORED);
         return 1;
+    }
+    if (r->cache_obj != NULL && status == 200 && r->method == HTTP_HEAD) {
+        /* RFC 9111 4.3.5: a 200 to a HEAD freshens the stored GET response when
+         * its validators and length agree with it (the client is then answered
+         * from the refreshed copy, as after a 304), else that copy is out of
+         * date: it goes */
+        struct cache_obj *fresh = NULL;
+        if (cache_head_matches(r->cache_obj, hv, n)) {
+            if (cache_refresh(e->cache, r->cache_obj, hv, n, r->cache_route, r->cache_req_time, now,
+                              &fresh) == CACHE_OK &&
+                fresh != NULL) {
+                cache_obj_free(r->cache_obj);
+                r->cache_obj = fresh;
+            }
+            STAT_INC(r->c->w, cache_revalidated);
+            status_text(r, CACHE_FWD_STALE, 200, r->cache_obj->policy.lifetime, true);
+            r->cache_serve_after = true;
+            return 1;
+        }
+        cache_invalidate_key(e->cache, r->cache_key, r->cache_key_len);
+        cache_obj_free(r->cache_obj);
+        r->cache_obj = NULL;
+        return 0;
     }
     if (r->cache_obj != NULL && status >= 500 && r->cache_d.stale_if_error) {
         status_text(r, CACHE_FWD_STALE, status, r->cache_d.ttl, false);
