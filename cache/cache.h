@@ -424,6 +424,12 @@ bool cache_hdr_storable(const struct cache_hdr *h, const struct cache_hdr *all, 
 bool cache_hdr_updatable(const struct cache_hdr *h, const struct cache_hdr *all, size_t n,
                          const struct cache_cc *cc);
 
+/* Is a stored field sent with a 304 answered from the cache (a client's
+ * If-None-Match / If-Modified-Since matched)? false for representation
+ * metadata (Content-Type, -Encoding, -Language, -Range, -MD5): RFC 9110
+ * 15.4.5. */
+bool cache_hdr_in_304(const struct cache_hdr *h);
+
 /* RFC 9111 4.3.5: may a 200 response to a HEAD request (its fields h, n)
  * update the stored GET response o? True when each validator it carries
  * (ETag, Last-Modified) equals o's and its Content-Length, if any, is o's

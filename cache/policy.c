@@ -1474,6 +1474,21 @@ cache_hdr_updatable(const struct cache_hdr *h, const struct cache_hdr *all, size
     return !cache_hdr_name_is(h, "content-length") && !cache_hdr_name_is(h, "content-range");
 }
 
+bool
+cache_hdr_in_304(const struct cache_hdr *h)
+{
+    /* RFC 9110 15.4.5: a 304 carries Cache-Control, Content-Location, Date,
+     * ETag, Expires and Vary, and should not carry representation metadata
+     * beyond them: the client already has the representation, and fields
+     * that describe a body it is not sent invite mistakes (a Content-Type or
+     * Content-Encoding of a 304 applied to the wrong bytes). Content-Length
+     * and Transfer-Encoding are the writer's to decide. Last-Modified stays:
+     * it guides cache updates where there is no ETag. */
+    return !cache_hdr_name_is(h, "content-type") && !cache_hdr_name_is(h, "content-encoding") &&
+           !cache_hdr_name_is(h, "content-language") && !cache_hdr_name_is(h, "content-range") &&
+           !cache_hdr_name_is(h, "content-md5");
+}
+
 /* ---- HEAD responses (RFC 9111 4.3.5) --------------------------------------------------------- */
 
 /* The first field of that name in h, trimmed. */
@@ -1524,9 +1539,8 @@ cache_head_matches(const struct cache_obj *o, const struct cache_hdr *h, size_t 
         int64_t a, b;
         if (lm.p == NULL)
             return false;
-        if (!same_value(&got, &lm) &&
-            !(cache_http_date_parse(got.p, got.len, &a) &&
-              cache_http_date_parse(lm.p, lm.len, &b) && a == b))
+        if (!same_value(&got, &lm) && !(cache_http_date_parse(got.p, got.len, &a) &&
+                                        cache_http_date_parse(lm.p, lm.len, &b) && a == b))
             return false;
     }
     /* and so must the length it announces */

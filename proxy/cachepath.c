@@ -545,6 +545,8 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
         if ((status == 206 || status == 416) && h.nlen == 13 &&
             strncasecmp(h.name, "content-range", 13) == 0)
             continue; /* a stored 200's own (meaningless there) would contradict ours */
+        if (not_modified && !cache_hdr_in_304(&h))
+            continue;
         if (r->fx != NULL && proxy_fx_hides(r, 1, h.name, h.nlen))
             continue;
         proxy_hb_hdr(b, h.name, h.nlen, h.value, h.vlen);
