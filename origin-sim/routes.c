@@ -312,6 +312,8 @@ route_resp(struct osim_conn *c, const char *q, size_t qlen)
         osim_reply_text(c, 400, msg);
         goto out;
     }
+    if (osim_query_get(q, qlen, "nodate", p->v, sizeof(p->v), &vlen) == 1)
+        c->rhdr_date = true; /* no Date at all: what does a cache downstream add? */
     if (osim_query_get(q, qlen, "drop", p->v, sizeof(p->v), &vlen) == 1) {
         osim_reply_drop(c);
         goto out;

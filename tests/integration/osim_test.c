@@ -251,6 +251,9 @@ test_resp_scripted(void **state)
     long seq = strtol(h_header(&r, "X-Osim-Seq", b, sizeof(b)), NULL, 10);
     assert_true(seq > 0);
     h_resp_free(&r);
+    assert_int_equal(h_http(&r, "GET", url(&shared, "/resp?nodate=1"), NULL, 0, NULL), 0);
+    assert_null(h_header(&r, "Date", b, sizeof(b)));
+    h_resp_free(&r);
     assert_int_equal(get_status(url(&shared, "/resp?h=nocolon"), NULL), 400);
     assert_int_equal(get_status(url(&shared, "/resp?h=Expires:@12x"), NULL), 400);
 
