@@ -481,7 +481,7 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
     struct req_conds q;
     bool not_modified;
     int status;
-    bool body;
+    bool body, have_date = false;
     struct byte_range rg[RANGES_MAX];
     int nr = -1;
     const char *ctype = "application/octet-stream";
@@ -540,6 +540,8 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
     while (cache_obj_header_next(o, &pos, &h)) {
         if (skip_stored(&h))
             continue;
+        if (h.nlen == 4 && strncasecmp(h.name, "date", 4) == 0)
+            have_date = true;
         if (status == 206 && nr > 1 && h.nlen == 12 && strncasecmp(h.name, "content-type", 12) == 0)
             continue; /* the parts carry it */
         if ((status == 206 || status == 416) && h.nlen == 13 &&
@@ -554,8 +556,22 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
     if (r->fx != NULL) {
         struct proxy_hdr ph;
         size_t apos = 0;
-        while (proxy_fx_next_added(r, 1, &apos, &ph))
+        while (proxy_fx_next_added(r, 1, &apos, &ph)) {
+            if (proxy_hdr_is(&ph, "date"))
+                have_date = true;
             proxy_hb_hdr(b, ph.name, ph.nlen, ph.value, ph.vlen);
+        }
+    }
+    if (!have_date) {
+        /* RFC 9110 6.6.1: an origin that sent no Date gets one from the cache
+         * that stores it: the time the response was received, the same on
+         * every hit (Age counts from it) */
+        char date[32];
+        if (cache_http_date_format(o->policy.date, date, sizeof(date)) > 0) {
+            proxy_hb_lit(b, "Date: ");
+            proxy_hb_str(b, date);
+            proxy_hb_lit(b, "\r\n");
+        }
     }
     if (status == 206 && nr == 1) {
         proxy_hb_lit(b, "Content-Range: bytes ");
