@@ -1350,12 +1350,14 @@ cache_decide(const struct cache_policy *p, const struct cache_req_info *rq,
 
     /* stale-if-error (RFC 5861 4), from the response or the route, or from the
      * request: either permission is enough (RFC 9111 4.2.4), unless the
-     * response forbids stale use */
+     * response forbids stale use: must-revalidate, proxy-revalidate,
+     * s-maxage, and no-cache too (4.2.4 names it; a response that must be
+     * validated before each use cannot be used unvalidated on an error) */
     sie = p->sie;
     if ((rf & CACHE_CC_SIE) && (sie == CACHE_UNSET || rq->cc.sie > sie))
         sie = rq->cc.sie;
-    out->stale_if_error =
-        !no_stale && sie != CACHE_UNSET && staleness <= sie && !(rf & CACHE_CC_NO_CACHE);
+    out->stale_if_error = !no_stale && !(p->flags & CACHE_POL_NO_CACHE) && sie != CACHE_UNSET &&
+                          staleness <= sie && !(rf & CACHE_CC_NO_CACHE);
     if (fresh) {
         out->use = CACHE_USE_FRESH;
         return;

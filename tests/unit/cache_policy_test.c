@@ -773,6 +773,11 @@ test_decide(void **state)
          CACHE_UNSET, CACHE_UNSET, CACHE_MUST_MISS, false, true, -3},
         {"Cache-Control: max-age=0, must-revalidate\n", "Cache-Control: stale-if-error=60\n", 3,
          CACHE_UNSET, CACHE_UNSET, CACHE_MUST_MISS, false, false, -3},
+        /* no-cache forbids a stale answer on error as well (RFC 9111 4.2.4) */
+        {"Cache-Control: max-age=1, no-cache, stale-if-error=60\n", "", 3, CACHE_UNSET, CACHE_UNSET,
+         CACHE_MUST_MISS, false, false, -3},
+        {"Cache-Control: no-cache\nETag: \"a\"\n", "", 3, CACHE_UNSET, 3600, CACHE_REVALIDATE,
+         false, false, -3},
         /* request directives */
         {"Cache-Control: max-age=60\nETag: \"a\"\n", "Cache-Control: no-cache\n", 1, CACHE_UNSET,
          CACHE_UNSET, CACHE_REVALIDATE, false, false, 59},
