@@ -670,6 +670,29 @@ test_freshness(void **state)
          50},
         {200, "CDN-Cache-Control: public\nExpires: Sun, 06 Nov 1994 09:49:37 GMT\n", 7, CACHE_UNSET,
          7},
+        /* the extremes: no overflow, no wrap-around to "fresh" */
+        {200, "Cache-Control: max-age=99999999999999999999999999\n", CACHE_UNSET, CACHE_UNSET,
+         CACHE_DELTA_MAX},
+        {200, "Cache-Control: s-maxage=-1, max-age=60\n", CACHE_UNSET, CACHE_UNSET, 0},
+        {200, "Date: Thu, 01 Jan 1970 00:00:00 GMT\nExpires: Fri, 31 Dec 9999 23:59:59 GMT\n",
+         CACHE_UNSET, CACHE_UNSET, 253402300799LL},
+        {200, "Date: Fri, 31 Dec 9999 23:59:59 GMT\nExpires: Thu, 01 Jan 1970 00:00:00 GMT\n",
+         CACHE_UNSET, CACHE_UNSET, 0},
+        {200, "Date: Fri, 31 Dec 9999 23:59:59 GMT\nLast-Modified: Thu, 01 Jan 1970 00:00:00 GMT\n",
+         CACHE_UNSET, CACHE_UNSET, CACHE_HEURISTIC_MAX},
+        {200, "Expires: Wed, 31 Dec 1969 23:59:59 GMT\n", CACHE_UNSET, CACHE_UNSET, 0},
+        /* heuristics only for statuses cacheable by default */
+        {203, "Date: Sun, 06 Nov 1994 08:49:37 GMT\nLast-Modified: Sun, 06 Nov 1994 07:49:37 GMT\n",
+         CACHE_UNSET, CACHE_UNSET, 360},
+        {302, "Date: Sun, 06 Nov 1994 08:49:37 GMT\nLast-Modified: Sun, 06 Nov 1994 07:49:37 GMT\n",
+         CACHE_UNSET, CACHE_UNSET, 0},
+        {201, "Date: Sun, 06 Nov 1994 08:49:37 GMT\nLast-Modified: Sun, 06 Nov 1994 07:49:37 GMT\n",
+         CACHE_UNSET, CACHE_UNSET, 0},
+        /* Surrogate-Control's max-age, like CDN-Cache-Control's, replaces Expires */
+        {200,
+         "Surrogate-Control: max-age=30\nDate: Sun, 06 Nov 1994 08:49:37 GMT\n"
+         "Expires: Sun, 06 Nov 1994 09:49:37 GMT\n",
+         CACHE_UNSET, CACHE_UNSET, 30},
     };
     size_t i;
 
@@ -710,6 +733,24 @@ test_age(void **state)
     assert_int_equal(cache_initial_age(&ri, T0 - 1, T0), 1);
     assert_int_equal(cache_current_age(10, T0, T0 + 50), 60);
     assert_int_equal(cache_current_age(10, T0, T0 - 50), 10);
+    /* the largest Age, a slow origin, a very old Date: no overflow */
+    resp("Date: Thu, 01 Jan 1970 00:00:00 GMT\nAge: 999999999999999999999\n", 200, &ri);
+    assert_int_equal(ri.age, CACHE_DELTA_MAX);
+    assert_int_equal(cache_initial_age(&ri, T0 - 100, T0), CACHE_DELTA_MAX + 100);
+    resp("Date: Thu, 01 Jan 1970 00:00:00 GMT\n", 200, &ri);
+    assert_int_equal(cache_initial_age(&ri, T0 - 100, T0), T0);
+    resp("Age: 2147483648\n", 200, &ri);
+    assert_int_equal(cache_initial_age(&ri, T0 - 100, T0), CACHE_DELTA_MAX + 100);
+    /* Age junk is ignored (RFC 9111 5.1): the list's first member counts */
+    static const char *const junk[] = {"abc", "-1", "1.5", "7200;foo=bar", "", " , 5", "0x10"};
+    for (size_t k = 0; k < sizeof(junk) / sizeof(junk[0]); k++) {
+        struct cache_hdr h = {"Age", 3, junk[k], strlen(junk[k])};
+        cache_resp_parse(&h, 1, 200, &ri);
+        if (ri.age != CACHE_UNSET)
+            fail_msg("Age '%s' gave %lld", junk[k], (long long)ri.age);
+    }
+    resp("Age:  42 , 7\n", 200, &ri);
+    assert_int_equal(ri.age, 42);
 }
 
 /* ---- decisions ------------------------------------------------------------------------------- */
