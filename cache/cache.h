@@ -14,7 +14,10 @@
  *                               5.2.1, RFC 5861)
  *       cache_status_format()   the Cache-Status value        (RFC 9211)
  *     CDN-Cache-Control (RFC 9213), when present and parseable, replaces
- *     Cache-Control and Expires for every decision of this cache.
+ *     Cache-Control and Expires for every decision of this cache; without
+ *     it, so does Surrogate-Control (W3C Edge Architecture) when it has a
+ *     max-age / no-store / no-store-remote for every surrogate or for the
+ *     device "edge" ("max-age=60;edge"; another device's are ignored).
  *
  *  2. Keys (key.c) — "scheme://host/path?query" normalised (host lower-cased,
  *     default port dropped, percent-escapes normalised, query params dropped /
@@ -216,6 +219,7 @@ enum cache_cc_flag {
     CACHE_CC_NO_TRANSFORM = 1u << 14,
     CACHE_CC_NO_CACHE_FIELDS = 1u << 15, /* no-cache="a, b": fields in nc_fields */
     CACHE_CC_PRIVATE_FIELDS = 1u << 16,  /* private="a, b": fields in priv_fields */
+    CACHE_CC_MUST_UNDERSTAND = 1u << 17, /* RFC 9111 5.2.2.3 */
 };
 
 struct cache_str {
@@ -224,9 +228,12 @@ struct cache_str {
 };
 
 /* A parsed Cache-Control (or CDN-Cache-Control). Durations in seconds,
- * capped at CACHE_DELTA_MAX. First occurrence of a directive wins; a
- * max-age / s-maxage with an invalid value counts as 0 (RFC 9111 4.2.1:
- * treat as stale). Views point into the parsed header values. */
+ * capped at CACHE_DELTA_MAX. Cache-Control: the first occurrence of a
+ * directive wins (RFC 9111 4.2.1), and a max-age / s-maxage with an invalid
+ * value ("3600a", "1.5", "-1") counts as 0 (4.2.1: treat as stale).
+ * CDN-Cache-Control: the last member with a key wins (a Dictionary), and a
+ * value of the wrong type is not used at all (RFC 9213 2.1). Views point
+ * into the parsed header values. */
 struct cache_cc {
     uint32_t flags; /* enum cache_cc_flag */
     int64_t max_age, s_maxage, swr, sie, max_stale, min_fresh;
@@ -237,10 +244,13 @@ struct cache_cc {
 };
 
 /* Parses one field value and merges it into cc (call once per header line;
- * start from a zeroed struct). strict: Structured-Field dictionary rules
- * (RFC 9213 / RFC 8941 as used by CDN-Cache-Control): returns false on a
- * syntax error, and the caller must ignore the whole field. Lenient mode
- * (Cache-Control) skips what it cannot parse and always returns true. */
+ * start from a zeroed struct). strict: a Structured-Field Dictionary (RFC
+ * 8941 4.2.2, as RFC 9213 2.1 reads CDN-Cache-Control; parameters are
+ * parsed and ignored, delta-seconds must be Integers >= 0, no-cache /
+ * private take a Boolean or a String of field names): returns false on a
+ * syntax error, and the caller must ignore the whole field (an empty one
+ * too). Lenient mode (Cache-Control) skips what it cannot parse and always
+ * returns true. */
 bool cache_cc_parse(const char *s, size_t len, bool strict, struct cache_cc *cc);
 
 /* HTTP-date (RFC 9110 5.6.7): IMF-fixdate, RFC 850 (two-digit year: 00-69 =
@@ -255,6 +265,7 @@ struct cache_resp_info {
     int status;
     struct cache_cc cc;    /* the effective one: CDN-Cache-Control when used, else CC */
     bool cdn_cc;           /* CDN-Cache-Control was present and valid, and is used */
+    bool surrogate;        /* else Surrogate-Control had a directive for us, and is used */
     bool has_cc;           /* some Cache-Control (or the CDN one) was present */
     int64_t date;          /* CACHE_UNSET when absent/invalid */
     int64_t expires;       /* CACHE_UNSET absent; invalid / "0" = 0 (the past) */
@@ -264,7 +275,7 @@ struct cache_resp_info {
     bool vary_star;        /* Vary: * (never reused: not stored) */
     bool has_vary;         /* a non-empty Vary other than '*' */
     bool set_cookie;
-    bool content_range; /* a partial response */
+    bool content_range; /* Content-Range present (a partial response when status is 206) */
 };
 void cache_resp_parse(const struct cache_hdr *h, size_t n, int status, struct cache_resp_info *out);
 
@@ -304,7 +315,8 @@ void cache_route_init(struct cache_route *r);
 enum cache_store_verdict {
     CACHE_STORE_OK = 0,
     CACHE_STORE_NO_METHOD,     /* not GET */
-    CACHE_STORE_NO_STATUS,     /* 1xx, 206, 304, or not final/understood */
+    CACHE_STORE_NO_STATUS,     /* 1xx, 206, 304, not understood, or not a plain 200 to a
+                                  request with Range */
     CACHE_STORE_NO_STORE,      /* no-store in the request or the response */
     CACHE_STORE_PRIVATE,       /* unqualified private */
     CACHE_STORE_AUTHORIZATION, /* request Authorization without public/s-maxage/must-rev. */
@@ -319,12 +331,13 @@ enum cache_store_verdict {
  * shared cache store such a response and serve its Set-Cookie to everyone):
  * a response with Set-Cookie is not stored (CACHE_STORE_SET_COOKIE) unless
  * the origin or the operator says it is shared anyway: the response has
- * 'public' or 's-maxage' (or a CDN-Cache-Control with max-age, which targets
- * this cache), or the route sets ttl=. A response whose Cache-Control names
- * Set-Cookie in private="..." or no-cache="..." is storable as usual: that
- * field is dropped from the stored copy. This is what Varnish's built-in VCL
- * and most CDNs do by default, and it keeps one user's session cookie from
- * being handed to the next when an origin forgets Cache-Control: private. */
+ * 'public' or 's-maxage' (or a CDN-Cache-Control or Surrogate-Control
+ * max-age, which targets this cache), or the route sets ttl=. A response
+ * whose Cache-Control names Set-Cookie in private="..." or no-cache="..." is
+ * storable as usual: that field is dropped from the stored copy. This is
+ * what Varnish's built-in VCL and most CDNs do by default, and it keeps one
+ * user's session cookie from being handed to the next when an origin
+ * forgets Cache-Control: private. */
 enum cache_store_verdict cache_storable(const char *method, size_t mlen,
                                         const struct cache_req_info *rq,
                                         const struct cache_resp_info *ri,
@@ -333,6 +346,11 @@ const char *cache_store_verdict_str(enum cache_store_verdict v);
 
 /* RFC 9110 15.1: statuses cacheable by default (heuristically). */
 bool cache_status_heuristic(int status);
+/* The final statuses whose caching rules this cache implements (those of
+ * RFC 9110, but 206 and 304, which it never stores): a response with
+ * must-understand is stored only with one of these, and then its no-store
+ * is ignored (RFC 9111 5.2.2.3). */
+bool cache_status_understood(int status);
 /* Explicit freshness present (s-maxage, max-age, or Expires unless CDN-CC used). */
 bool cache_has_explicit_freshness(const struct cache_resp_info *ri);
 
@@ -386,23 +404,39 @@ struct cache_decision {
     int64_t age;         /* current age: the Age header value */
     int64_t ttl;         /* lifetime - age (negative when stale): Cache-Status ttl= */
     bool revalidate;     /* USE_STALE: start a background revalidation */
-    bool stale_if_error; /* the stale object may be served if the origin fails */
+    bool stale_if_error; /* the stale object may be served if the origin fails (the
+                            response's, the route's or the request's stale-if-error) */
     bool only_if_cached; /* request only-if-cached: if not FRESH/STALE, answer 504 */
 };
 void cache_decide(const struct cache_policy *p, const struct cache_req_info *rq,
                   const struct cache_route *route, int64_t now, struct cache_decision *out);
 
 /* Header names a stored response keeps (RFC 9111 3.1): false for hop-by-hop
- * fields, those named by the response's Connection, Age (recomputed on serve),
- * and private= / no-cache= fields of cc. */
+ * fields, those named by the response's Connection, the proxy's own
+ * (Proxy-Authenticate, Proxy-Authentication-Info, Proxy-Authorization), Age
+ * (recomputed on serve), and private= / no-cache= fields of cc. */
 bool cache_hdr_storable(const struct cache_hdr *h, const struct cache_hdr *all, size_t n,
                         const struct cache_cc *cc);
-/* RFC 9111 3.2: may a field of a 304 replace the stored ones? false for the
- * fields not stored (above) and Content-Length, Content-Encoding,
- * Content-Range, Content-Type-less framing (Transfer-Encoding), ETag stays
- * updatable. */
+/* RFC 9111 3.2: may a field of a 304 (or of a 200 to a HEAD) replace the
+ * stored ones? false for the fields not stored (above), Content-Length and
+ * Content-Range; everything else is updated, Content-Encoding and ETag
+ * included (the stored body is the origin's bytes, never decoded). */
 bool cache_hdr_updatable(const struct cache_hdr *h, const struct cache_hdr *all, size_t n,
                          const struct cache_cc *cc);
+
+/* Is a stored field sent with a 304 answered from the cache (a client's
+ * If-None-Match / If-Modified-Since matched)? false for representation
+ * metadata (Content-Type, -Encoding, -Language, -Range, -MD5): RFC 9110
+ * 15.4.5. */
+bool cache_hdr_in_304(const struct cache_hdr *h);
+
+/* RFC 9111 4.3.5: may a 200 response to a HEAD request (its fields h, n)
+ * update the stored GET response o? True when each validator it carries
+ * (ETag, Last-Modified) equals o's and its Content-Length, if any, is o's
+ * body length; then cache_refresh() merges its fields as for a 304.
+ * Otherwise the stored response is out of date. */
+struct cache_obj;
+bool cache_head_matches(const struct cache_obj *o, const struct cache_hdr *h, size_t n);
 
 /* Cache-Status (RFC 9211) of one response. */
 enum cache_fwd {
@@ -477,8 +511,11 @@ void cache_id_hex(const uint8_t id[CACHE_ID_LEN], char hex[CACHE_ID_HEX + 1]);
 /* Vary secondary key: for each name of the Vary list (vary, vlen: the joined
  * Vary value(s) or the stored "a\nb\n" list), lower-cased, de-duplicated and
  * sorted, a line "name: value\n" where value is the request's field lines of
- * that name joined with ", ", each trimmed, inner whitespace runs collapsed to
- * one space ("" when absent). 0, CACHE_ETOOBIG, or CACHE_EINVAL for "*". */
+ * that name joined with ",", normalised (RFC 9111 4.1): outside quoted
+ * strings, whitespace next to a comma removed, other runs collapsed to one
+ * space, ends trimmed, and Accept-Language / Accept-Encoding lower-cased.
+ * A field the request does not have is the line "name\n" (absent does not
+ * match empty). 0, CACHE_ETOOBIG, or CACHE_EINVAL for "*". */
 int cache_vary_key(const char *vary, size_t vlen, const struct cache_hdr *req, size_t nreq,
                    char *out, size_t cap, size_t *outlen);
 /* The normalised Vary name list "a\nb\n" (lower-cased, sorted, unique) of a

@@ -679,23 +679,47 @@ cache_vary_names(const struct cache_hdr *h, size_t n, char *out, size_t cap, siz
     return 0;
 }
 
-/* Appends a value with inner whitespace runs collapsed to one space. */
+/* Fields whose values compare without case (RFC 4647 language ranges, RFC
+ * 9110 8.4.1 content codings), so their case is folded in a secondary key. */
+static bool
+vary_caseless(const struct vname *v)
+{
+    return (v->len == 15 && memcmp(v->s, "accept-language", 15) == 0) ||
+           (v->len == 15 && memcmp(v->s, "accept-encoding", 15) == 0);
+}
+
+/* Appends a request field value normalised for a secondary key (RFC 9111
+ * 4.1 allows normalising what is semantically the same): outside quoted
+ * strings, whitespace next to a comma goes ("1 , 2" = "1,2": list syntax,
+ * RFC 9110 5.6.1), other runs become one space, the ends are trimmed, and
+ * the case is folded when fold is set; quoted strings are kept as sent. */
 static void
-kb_collapsed(struct kbuf *b, const char *v, size_t vl)
+kb_normalised(struct kbuf *b, const char *v, size_t vl, bool fold)
 {
     size_t i;
-    bool sp = false;
+    bool sp = false, q = false, after_comma = true;
 
-    cache_trim(&v, &vl);
     for (i = 0; i < vl; i++) {
-        if (v[i] == ' ' || v[i] == '\t') {
+        char c = v[i];
+        if (q) {
+            kb_ch(b, c);
+            if (c == '\\' && i + 1 < vl)
+                kb_ch(b, v[++i]);
+            else if (c == '"')
+                q = false;
+            continue;
+        }
+        if (c == ' ' || c == '\t') {
             sp = true;
             continue;
         }
-        if (sp)
+        if (sp && !after_comma && c != ',')
             kb_ch(b, ' ');
         sp = false;
-        kb_ch(b, v[i]);
+        after_comma = c == ',';
+        if (c == '"')
+            q = true;
+        kb_ch(b, fold && c >= 'A' && c <= 'Z' ? (char)(c + 32) : c);
     }
 }
 
@@ -716,14 +740,15 @@ cache_vary_key(const char *vary, size_t vlen, const struct cache_hdr *req, size_
     for (i = 0; i < nv; i++) {
         bool first = true;
         kb_put(&b, v[i].s, v[i].len);
-        kb_put(&b, ": ", 2);
+        /* "name: value" when the request has the field (its lines joined as
+         * one list), "name" alone when it does not: an absent field matches
+         * only an absent one, not an empty one (RFC 9111 4.1) */
         for (k = 0; k < nreq; k++) {
             if (req[k].nlen != v[i].len || strncasecmp(req[k].name, v[i].s, v[i].len) != 0)
                 continue;
-            if (!first)
-                kb_put(&b, ", ", 2);
+            kb_put(&b, first ? ": " : ",", first ? 2 : 1);
             first = false;
-            kb_collapsed(&b, req[k].value, req[k].vlen);
+            kb_normalised(&b, req[k].value, req[k].vlen, vary_caseless(&v[i]));
         }
         kb_ch(&b, '\n');
     }

@@ -94,6 +94,7 @@ enum cc_dir {
     CC_MIN_FRESH,
     CC_ONLY_IF_CACHED,
     CC_NO_TRANSFORM,
+    CC_MUST_UNDERSTAND,
 };
 
 static const struct {
@@ -115,6 +116,7 @@ static const struct {
     {"min-fresh", CC_MIN_FRESH},
     {"only-if-cached", CC_ONLY_IF_CACHED},
     {"no-transform", CC_NO_TRANSFORM},
+    {"must-understand", CC_MUST_UNDERSTAND},
 };
 
 static enum cc_dir
@@ -219,6 +221,7 @@ cc_apply(struct cache_cc *cc, const char *name, size_t nlen, const char *v, size
     case CC_IMMUTABLE: cc->flags |= CACHE_CC_IMMUTABLE; break;
     case CC_ONLY_IF_CACHED: cc->flags |= CACHE_CC_ONLY_IF_CACHED; break;
     case CC_NO_TRANSFORM: cc->flags |= CACHE_CC_NO_TRANSFORM; break;
+    case CC_MUST_UNDERSTAND: cc->flags |= CACHE_CC_MUST_UNDERSTAND; break;
     }
 }
 
@@ -239,13 +242,13 @@ skip_member(const char *s, size_t len, size_t i)
     return len;
 }
 
-bool
-cache_cc_parse(const char *s, size_t len, bool strict, struct cache_cc *cc)
+/* Cache-Control (RFC 9111 5.2): #( token [ "=" ( token / quoted-string ) ] ),
+ * read leniently: a member that does not parse is skipped, the rest counts. */
+static void
+cc_parse_lenient(const char *s, size_t len, struct cache_cc *cc)
 {
     size_t i = 0;
 
-    if (s == NULL)
-        return !strict;
     while (i < len) {
         const char *name, *v = NULL;
         size_t nlen, vlen = 0;
@@ -259,7 +262,7 @@ cache_cc_parse(const char *s, size_t len, bool strict, struct cache_cc *cc)
         while (i < len && cache_is_tchar((unsigned char)s[i]))
             i++;
         nlen = (size_t)(s + i - name);
-        if (nlen == 0 || (strict && !(name[0] >= 'a' && name[0] <= 'z') && name[0] != '*'))
+        if (nlen == 0)
             goto bad;
         if (i < len && s[i] == '=') {
             i++;
@@ -280,19 +283,13 @@ cache_cc_parse(const char *s, size_t len, bool strict, struct cache_cc *cc)
                 vlen = i - start;
                 i++;
             } else {
+                /* up to the next comma or space: "max-age=3600a" is one
+                 * (invalid) value, not max-age=3600 and some junk */
                 v = s + i;
-                while (i < len && (cache_is_tchar((unsigned char)s[i]) ||
-                                   (!strict && s[i] != ',' && !is_ows(s[i]))))
+                while (i < len && s[i] != ',' && !is_ows(s[i]))
                     i++;
                 vlen = (size_t)(s + i - v);
-                if (vlen == 0 && strict)
-                    goto bad;
             }
-        }
-        if (strict && i < len && s[i] == ';') {
-            /* SF parameters: allowed and ignored */
-            while (i < len && s[i] != ',')
-                i++;
         }
         while (i < len && is_ows(s[i]))
             i++;
@@ -301,11 +298,406 @@ cache_cc_parse(const char *s, size_t len, bool strict, struct cache_cc *cc)
         cc_apply(cc, name, nlen, v, vlen, has_val, esc);
         continue;
     bad:
-        if (strict)
-            return false;
         i = skip_member(s, len, i);
     }
+}
+
+/* ---- CDN-Cache-Control: a Structured-Field Dictionary (RFC 9213 2.1, RFC 8941) ----------------
+ */
+
+enum sf_type { SF_BOOL, SF_INT, SF_DEC, SF_STR, SF_TOKEN, SF_BYTES, SF_INNER };
+
+struct sf_item {
+    enum sf_type type;
+    bool b;
+    int64_t i;
+    const char *p; /* SF_STR: the text between the quotes, escapes included */
+    size_t len;
+    bool esc; /* SF_STR with a \" or \\ in it */
+};
+
+static bool
+sf_lcalpha(char c)
+{
+    return c >= 'a' && c <= 'z';
+}
+
+static bool
+sf_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* key = ( lcalpha / "*" ) *( lcalpha / DIGIT / "_" / "-" / "." / "*" ) */
+static bool
+sf_key(const char *s, size_t len, size_t *i, const char **k, size_t *klen)
+{
+    size_t st = *i;
+
+    if (*i == len || !(sf_lcalpha(s[*i]) || s[*i] == '*'))
+        return false;
+    while (*i < len && (sf_lcalpha(s[*i]) || sf_digit(s[*i]) || strchr("_-.*", s[*i]) != NULL) &&
+           s[*i] != '\0')
+        (*i)++;
+    *k = s + st;
+    *klen = *i - st;
     return true;
+}
+
+/* RFC 8941 4.2.4: an Integer (at most 15 digits) or a Decimal (at most 12
+ * integer and 3 fractional digits). */
+static bool
+sf_number(const char *s, size_t len, size_t *i, struct sf_item *it)
+{
+    bool neg = false, dec = false;
+    size_t nd = 0, nf = 0;
+    int64_t v = 0;
+
+    if (*i < len && s[*i] == '-') {
+        neg = true;
+        (*i)++;
+    }
+    if (*i == len || !sf_digit(s[*i]))
+        return false;
+    for (; *i < len; (*i)++) {
+        char c = s[*i];
+        if (sf_digit(c)) {
+            if (dec) {
+                if (++nf > 3)
+                    return false;
+            } else {
+                if (++nd > 15)
+                    return false;
+                v = v * 10 + (c - '0');
+            }
+        } else if (c == '.' && !dec) {
+            if (nd > 12)
+                return false;
+            dec = true;
+        } else {
+            break;
+        }
+    }
+    if (dec && nf == 0)
+        return false;
+    it->type = dec ? SF_DEC : SF_INT;
+    it->i = neg ? -v : v;
+    return true;
+}
+
+static bool
+sf_bare_item(const char *s, size_t len, size_t *i, struct sf_item *it)
+{
+    char c;
+
+    memset(it, 0, sizeof(*it));
+    if (*i == len)
+        return false;
+    c = s[*i];
+    if (c == '-' || sf_digit(c))
+        return sf_number(s, len, i, it);
+    if (c == '"') {
+        size_t st = ++(*i);
+        for (; *i < len; (*i)++) {
+            c = s[*i];
+            if (c == '\\') {
+                if (++(*i) == len || (s[*i] != '"' && s[*i] != '\\'))
+                    return false;
+                it->esc = true;
+            } else if (c == '"') {
+                it->type = SF_STR;
+                it->p = s + st;
+                it->len = *i - st;
+                (*i)++;
+                return true;
+            } else if ((unsigned char)c < 0x20 || (unsigned char)c > 0x7e) {
+                return false;
+            }
+        }
+        return false; /* unterminated */
+    }
+    if ((c >= 'A' && c <= 'Z') || sf_lcalpha(c) || c == '*') {
+        size_t st = *i;
+        while (*i < len && (cache_is_tchar((unsigned char)s[*i]) || s[*i] == ':' || s[*i] == '/'))
+            (*i)++;
+        it->type = SF_TOKEN;
+        it->p = s + st;
+        it->len = *i - st;
+        return true;
+    }
+    if (c == ':') {
+        for ((*i)++; *i < len && s[*i] != ':'; (*i)++)
+            if (!((s[*i] >= 'A' && s[*i] <= 'Z') || sf_lcalpha(s[*i]) || sf_digit(s[*i]) ||
+                  s[*i] == '+' || s[*i] == '/' || s[*i] == '='))
+                return false;
+        if (*i == len)
+            return false;
+        (*i)++;
+        it->type = SF_BYTES;
+        return true;
+    }
+    if (c == '?') {
+        if (*i + 1 == len || (s[*i + 1] != '0' && s[*i + 1] != '1'))
+            return false;
+        it->type = SF_BOOL;
+        it->b = s[*i + 1] == '1';
+        *i += 2;
+        return true;
+    }
+    return false;
+}
+
+/* *( ";" *SP key [ "=" bare-item ] ): parsed and ignored (RFC 9213 2.1). */
+static bool
+sf_params(const char *s, size_t len, size_t *i)
+{
+    while (*i < len && s[*i] == ';') {
+        const char *k;
+        size_t kl;
+        struct sf_item v;
+        (*i)++;
+        while (*i < len && s[*i] == ' ')
+            (*i)++;
+        if (!sf_key(s, len, i, &k, &kl))
+            return false;
+        if (*i < len && s[*i] == '=') {
+            (*i)++;
+            if (!sf_bare_item(s, len, i, &v))
+                return false;
+        }
+    }
+    return true;
+}
+
+static bool
+sf_inner_list(const char *s, size_t len, size_t *i)
+{
+    struct sf_item v;
+
+    (*i)++; /* '(' */
+    for (;;) {
+        while (*i < len && s[*i] == ' ')
+            (*i)++;
+        if (*i == len)
+            return false;
+        if (s[*i] == ')') {
+            (*i)++;
+            return sf_params(s, len, i);
+        }
+        if (!sf_bare_item(s, len, i, &v) || !sf_params(s, len, i))
+            return false;
+        if (*i == len || (s[*i] != ' ' && s[*i] != ')'))
+            return false;
+    }
+}
+
+/* One dictionary member as a cache directive. RFC 9213 2.1 infers the
+ * types: delta-seconds are Integers (>= 0), argument-less directives are
+ * Booleans, and no-cache / private take a String of field names; a value of
+ * another type is not consumed (the directive counts as absent). As in any
+ * Dictionary, a later member with the same key replaces an earlier one. */
+static void
+sf_apply(struct cache_cc *cc, const char *k, size_t kl, const struct sf_item *it)
+{
+    enum cc_dir d = cc_lookup(k, kl);
+    bool flag = it->type == SF_BOOL && it->b;
+    char num[24];
+    int n;
+
+    switch (d) {
+    case CC_UNKNOWN: return;
+    case CC_MAX_AGE: cc->flags &= ~(uint32_t)CACHE_CC_MAX_AGE; break;
+    case CC_S_MAXAGE: cc->flags &= ~(uint32_t)CACHE_CC_S_MAXAGE; break;
+    case CC_SWR: cc->flags &= ~(uint32_t)CACHE_CC_SWR; break;
+    case CC_SIE: cc->flags &= ~(uint32_t)CACHE_CC_SIE; break;
+    case CC_MIN_FRESH: cc->flags &= ~(uint32_t)CACHE_CC_MIN_FRESH; break;
+    case CC_MAX_STALE: cc->flags &= ~(uint32_t)CACHE_CC_MAX_STALE; break;
+    case CC_NO_CACHE:
+        cc->flags &= ~(uint32_t)(CACHE_CC_NO_CACHE | CACHE_CC_NO_CACHE_FIELDS);
+        cc->n_nc_fields = 0;
+        break;
+    case CC_PRIVATE:
+        cc->flags &= ~(uint32_t)(CACHE_CC_PRIVATE | CACHE_CC_PRIVATE_FIELDS);
+        cc->n_priv_fields = 0;
+        break;
+    default: break;
+    }
+    switch (d) {
+    case CC_MAX_AGE:
+    case CC_S_MAXAGE:
+    case CC_SWR:
+    case CC_SIE:
+    case CC_MIN_FRESH:
+    case CC_MAX_STALE:
+        if (it->type != SF_INT || it->i < 0)
+            return;
+        n = snprintf(num, sizeof(num), "%lld", (long long)it->i);
+        cc_apply(cc, k, kl, num, (size_t)n, true, false);
+        return;
+    case CC_NO_CACHE:
+    case CC_PRIVATE:
+        if (it->type == SF_STR)
+            cc_apply(cc, k, kl, it->p, it->len, true, it->esc);
+        else if (flag)
+            cc_apply(cc, k, kl, NULL, 0, false, false);
+        return;
+    default:
+        if (flag)
+            cc_apply(cc, k, kl, NULL, 0, false, false);
+        else
+            switch (d) { /* "no-store=?0": the later member says it is not there */
+            case CC_NO_STORE: cc->flags &= ~(uint32_t)CACHE_CC_NO_STORE; break;
+            case CC_PUBLIC: cc->flags &= ~(uint32_t)CACHE_CC_PUBLIC; break;
+            case CC_MUST_REVALIDATE: cc->flags &= ~(uint32_t)CACHE_CC_MUST_REVALIDATE; break;
+            case CC_PROXY_REVALIDATE: cc->flags &= ~(uint32_t)CACHE_CC_PROXY_REVALIDATE; break;
+            case CC_IMMUTABLE: cc->flags &= ~(uint32_t)CACHE_CC_IMMUTABLE; break;
+            case CC_ONLY_IF_CACHED: cc->flags &= ~(uint32_t)CACHE_CC_ONLY_IF_CACHED; break;
+            case CC_NO_TRANSFORM: cc->flags &= ~(uint32_t)CACHE_CC_NO_TRANSFORM; break;
+            case CC_MUST_UNDERSTAND: cc->flags &= ~(uint32_t)CACHE_CC_MUST_UNDERSTAND; break;
+            default: break;
+            }
+        return;
+    }
+}
+
+/* RFC 8941 4.2.2: sf-dictionary = dict-member *( OWS "," OWS dict-member ),
+ * dict-member = key ( parameters / ( "=" ( sf-item / inner-list ) ) ). */
+static bool
+sf_dict_parse(const char *s, size_t len, struct cache_cc *cc)
+{
+    size_t i = 0;
+
+    while (i < len && s[i] == ' ')
+        i++;
+    if (i == len)
+        return true;
+    for (;;) {
+        const char *k;
+        size_t kl;
+        struct sf_item it = {.type = SF_BOOL, .b = true};
+        if (!sf_key(s, len, &i, &k, &kl))
+            return false;
+        if (i < len && s[i] == '=') {
+            i++;
+            if (i < len && s[i] == '(') {
+                if (!sf_inner_list(s, len, &i))
+                    return false;
+                it.type = SF_INNER;
+                it.b = false;
+            } else if (!sf_bare_item(s, len, &i, &it) || !sf_params(s, len, &i)) {
+                return false;
+            }
+        } else if (!sf_params(s, len, &i)) {
+            return false;
+        }
+        sf_apply(cc, k, kl, &it);
+        while (i < len && is_ows(s[i]))
+            i++;
+        if (i == len)
+            return true;
+        if (s[i] != ',')
+            return false;
+        i++;
+        while (i < len && is_ows(s[i]))
+            i++;
+        if (i == len)
+            return false; /* a trailing comma */
+    }
+}
+
+bool
+cache_cc_parse(const char *s, size_t len, bool strict, struct cache_cc *cc)
+{
+    if (s == NULL)
+        return !strict;
+    if (strict)
+        return sf_dict_parse(s, len, cc);
+    cc_parse_lenient(s, len, cc);
+    return true;
+}
+
+/* ---- Surrogate-Control (W3C Edge Architecture 1.0) ---------------------------------------- */
+
+/* The device token Surrogate-Control directives name this cache with
+ * ("max-age=60;edge"); a directive without one is for every surrogate. */
+#define SC_DEVICE "edge"
+
+/* One pass over a Surrogate-Control line: the directives targeted at this
+ * cache (targeted) or at every surrogate (!targeted), merged into cc. A
+ * member is name [ "=" value ] [ ";" device ], value max-age=N[+M] (the +M
+ * extension is not used) or a quoted string. Only max-age, no-store and
+ * no-store-remote (this cache is a remote surrogate: near the clients, not
+ * the origin) mean something here. True when one of those applied. */
+static bool
+sc_parse(const char *s, size_t len, bool targeted, struct cache_cc *cc)
+{
+    size_t i = 0;
+    bool applied = false;
+
+    while (i < len) {
+        const char *name, *v = NULL, *dev = NULL;
+        size_t nlen, vlen = 0, dlen = 0;
+        enum cc_dir d;
+
+        while (i < len && (is_ows(s[i]) || s[i] == ','))
+            i++;
+        if (i == len)
+            break;
+        name = s + i;
+        while (i < len && cache_is_tchar((unsigned char)s[i]))
+            i++;
+        nlen = (size_t)(s + i - name);
+        if (nlen == 0)
+            goto bad;
+        if (i < len && s[i] == '=') {
+            v = s + ++i;
+            if (i < len && s[i] == '"') {
+                for (i++; i < len && s[i] != '"'; i++)
+                    if (s[i] == '\\' && i + 1 < len)
+                        i++;
+                if (i == len)
+                    goto bad;
+                i++;
+            } else {
+                while (i < len && s[i] != ',' && s[i] != ';' && !is_ows(s[i]))
+                    i++;
+            }
+            vlen = (size_t)(s + i - v);
+            if (vlen == 0)
+                goto bad;
+        }
+        if (i < len && s[i] == ';') {
+            dev = s + ++i;
+            while (i < len && cache_is_tchar((unsigned char)s[i]))
+                i++;
+            dlen = (size_t)(s + i - dev);
+            if (dlen == 0)
+                goto bad;
+        }
+        while (i < len && is_ows(s[i]))
+            i++;
+        if (i < len && s[i] != ',')
+            goto bad;
+        if (targeted != (dev != NULL) || (dev != NULL && !cache_str_ieq(dev, dlen, SC_DEVICE)))
+            continue;
+        if (cache_str_ieq(name, nlen, "no-store-remote"))
+            d = CC_NO_STORE;
+        else
+            d = cc_lookup(name, nlen);
+        if (d == CC_MAX_AGE) {
+            const char *plus = v != NULL ? memchr(v, '+', vlen) : NULL;
+            cc_delta(cc, CACHE_CC_MAX_AGE, &cc->max_age, v,
+                     plus != NULL ? (size_t)(plus - v) : vlen, v != NULL, true);
+            applied = true;
+        } else if (d == CC_NO_STORE) {
+            cc->flags |= CACHE_CC_NO_STORE;
+            applied = true;
+        }
+        continue;
+    bad:
+        i = skip_member(s, len, i);
+    }
+    return applied;
 }
 
 /* ---- HTTP dates ------------------------------------------------------------------------------ */
@@ -359,6 +751,18 @@ d_lit(struct dcur *c, const char *lit)
     if (c->len - c->i < n || memcmp(c->s + c->i, lit, n) != 0)
         return false;
     c->i += n;
+    return true;
+}
+
+/* The zone: RFC 9110's grammar spells it "GMT", and recipients are asked to
+ * be robust with timestamps (5.6.7), so its case does not matter, as for
+ * the day and month names; any other zone is an invalid date. */
+static bool
+d_gmt(struct dcur *c)
+{
+    if (c->len - c->i < 4 || strncasecmp(c->s + c->i, " GMT", 4) != 0)
+        return false;
+    c->i += 4;
     return true;
 }
 
@@ -437,7 +841,7 @@ cache_http_date_parse(const char *s, size_t len, int64_t *t)
         c.i = 4;
         if (!(d_lit(&c, " ") && d_num(&c, 2, &d) && d_lit(&c, " ") && d_month(&c, &mo) &&
               d_lit(&c, " ") && d_num(&c, 4, &y) && d_lit(&c, " ") && d_time(&c, &h, &mi, &se) &&
-              d_lit(&c, " GMT") && c.i == len))
+              d_gmt(&c) && c.i == len))
             return false;
         return d_finish(y, mo, d, h, mi, se, t);
     }
@@ -464,7 +868,7 @@ cache_http_date_parse(const char *s, size_t len, int64_t *t)
     c.i = wlen;
     if (!(d_lit(&c, ", ") && d_num(&c, 2, &d) && d_lit(&c, "-") && d_month(&c, &mo) &&
           d_lit(&c, "-") && d_num(&c, 2, &y) && d_lit(&c, " ") && d_time(&c, &h, &mi, &se) &&
-          d_lit(&c, " GMT") && c.i == len))
+          d_gmt(&c) && c.i == len))
         return false;
     return d_finish(y < 70 ? 2000 + y : 1900 + y, mo, d, h, mi, se, t);
 }
@@ -526,6 +930,53 @@ cache_status_heuristic(int status)
     }
 }
 
+bool
+cache_status_understood(int status)
+{
+    switch (status) {
+    case 200:
+    case 201:
+    case 202:
+    case 203:
+    case 204:
+    case 205:
+    case 300:
+    case 301:
+    case 302:
+    case 303:
+    case 307:
+    case 308:
+    case 400:
+    case 401:
+    case 402:
+    case 403:
+    case 404:
+    case 405:
+    case 406:
+    case 407:
+    case 408:
+    case 409:
+    case 410:
+    case 411:
+    case 412:
+    case 413:
+    case 414:
+    case 415:
+    case 416:
+    case 417:
+    case 421:
+    case 422:
+    case 426:
+    case 500:
+    case 501:
+    case 502:
+    case 503:
+    case 504:
+    case 505: return true;
+    default: return false;
+    }
+}
+
 static void
 first_date(const struct cache_hdr *h, bool *seen, int64_t *out, bool invalid_is_past)
 {
@@ -543,13 +994,14 @@ first_date(const struct cache_hdr *h, bool *seen, int64_t *out, bool invalid_is_
 void
 cache_resp_parse(const struct cache_hdr *h, size_t n, int status, struct cache_resp_info *out)
 {
-    struct cache_cc cdn;
+    struct cache_cc cdn, sc;
     bool cdn_ok = true, cdn_seen = false, date_seen = false, exp_seen = false, lm_seen = false;
-    bool age_seen = false;
+    bool age_seen = false, sc_applies = false;
     size_t i;
 
     memset(out, 0, sizeof(*out));
     memset(&cdn, 0, sizeof(cdn));
+    memset(&sc, 0, sizeof(sc));
     out->status = status;
     out->date = out->expires = out->age = out->last_modified = CACHE_UNSET;
     for (i = 0; i < n; i++) {
@@ -558,8 +1010,14 @@ cache_resp_parse(const struct cache_hdr *h, size_t n, int status, struct cache_r
             out->has_cc = true;
             cache_cc_parse(f->value, f->vlen, false, &out->cc);
         } else if (cache_hdr_name_is(f, "cdn-cache-control")) {
+            const char *v = f->value;
+            size_t vl = f->vlen;
+            /* RFC 9213 2.1: an empty field is ignored, like an invalid one;
+             * an empty line among others would make the combined value
+             * invalid ("a, , b") */
+            cache_trim(&v, &vl);
             cdn_seen = true;
-            cdn_ok = cdn_ok && cache_cc_parse(f->value, f->vlen, true, &cdn);
+            cdn_ok = cdn_ok && vl > 0 && cache_cc_parse(v, vl, true, &cdn);
         } else if (cache_hdr_name_is(f, "date")) {
             first_date(f, &date_seen, &out->date, false);
         } else if (cache_hdr_name_is(f, "expires")) {
@@ -612,10 +1070,24 @@ cache_resp_parse(const struct cache_hdr *h, size_t n, int status, struct cache_r
             out->content_range = true;
         }
     }
+    /* Surrogate-Control: what is addressed to this cache by name first, then
+     * what is addressed to every surrogate (the first occurrence wins) */
+    for (int pass = 0; pass < 2 && !(cdn_seen && cdn_ok); pass++)
+        for (i = 0; i < n; i++)
+            if (cache_hdr_name_is(&h[i], "surrogate-control") &&
+                sc_parse(h[i].value, h[i].vlen, pass == 0, &sc))
+                sc_applies = true;
     if (cdn_seen && cdn_ok) {
         /* RFC 9213 2.2: the targeted field replaces Cache-Control and Expires */
         out->cc = cdn;
         out->cdn_cc = true;
+        out->has_cc = true;
+        out->expires = CACHE_UNSET;
+    } else if (sc_applies) {
+        /* Surrogate-Control, older and weaker: the same, when CDN-Cache-Control
+         * does not speak, and only when one of its directives is for us */
+        out->cc = sc;
+        out->surrogate = true;
         out->has_cc = true;
         out->expires = CACHE_UNSET;
     }
@@ -670,7 +1142,7 @@ bool
 cache_has_explicit_freshness(const struct cache_resp_info *ri)
 {
     return (ri->cc.flags & (CACHE_CC_S_MAXAGE | CACHE_CC_MAX_AGE)) != 0 ||
-           (!ri->cdn_cc && ri->expires != CACHE_UNSET);
+           (!ri->cdn_cc && !ri->surrogate && ri->expires != CACHE_UNSET);
 }
 
 static bool
@@ -707,11 +1179,23 @@ cache_storable(const char *method, size_t mlen, const struct cache_req_info *rq,
         return CACHE_STORE_DISABLED;
     if (mlen != 3 || memcmp(method, "GET", 3) != 0)
         return CACHE_STORE_NO_METHOD;
-    /* final, understood, complete: partial content and 304 are never stored */
-    if (ri->status < 200 || ri->status > 599 || ri->status == 206 || ri->status == 304 ||
-        ri->content_range)
+    /* final, understood, complete: partial content and 304 are never stored.
+     * Content-Range means something only in a 206 or a 416 (RFC 9110 14.4),
+     * so a 200 that carries one is stored like any other (RFC 9111 3.1 keeps
+     * the field); but a request with Range stores nothing but a plain 200:
+     * its 416 is about that range, not the representation, and a 200 with
+     * Content-Range there may well be a partial body under the wrong status. */
+    if (ri->status < 200 || ri->status > 599 || ri->status == 206 || ri->status == 304)
         return CACHE_STORE_NO_STATUS;
-    if ((f & CACHE_CC_NO_STORE) || (rq != NULL && (rq->cc.flags & CACHE_CC_NO_STORE)))
+    if (rq != NULL && rq->range && (ri->status != 200 || ri->content_range))
+        return CACHE_STORE_NO_STATUS;
+    /* RFC 9111 5.2.2.3: must-understand limits storing to caches that know the
+     * status code's caching rules, and those ignore the no-store sent along
+     * for the others */
+    if ((f & CACHE_CC_MUST_UNDERSTAND) && !cache_status_understood(ri->status))
+        return CACHE_STORE_NO_STATUS;
+    if (((f & CACHE_CC_NO_STORE) && !(f & CACHE_CC_MUST_UNDERSTAND)) ||
+        (rq != NULL && (rq->cc.flags & CACHE_CC_NO_STORE)))
         return CACHE_STORE_NO_STORE;
     if (f & CACHE_CC_PRIVATE)
         return CACHE_STORE_PRIVATE;
@@ -721,7 +1205,8 @@ cache_storable(const char *method, size_t mlen, const struct cache_req_info *rq,
         return CACHE_STORE_AUTHORIZATION;
     /* Set-Cookie: a deliberate choice beyond RFC 9111, see cache.h */
     if (ri->set_cookie && !(f & (CACHE_CC_PUBLIC | CACHE_CC_S_MAXAGE)) &&
-        !(ri->cdn_cc && (f & CACHE_CC_MAX_AGE)) && !route_ttl && !cookie_field_stripped(&ri->cc))
+        !((ri->cdn_cc || ri->surrogate) && (f & CACHE_CC_MAX_AGE)) && !route_ttl &&
+        !cookie_field_stripped(&ri->cc))
         return CACHE_STORE_SET_COOKIE;
     if (ri->vary_star)
         return CACHE_STORE_VARY_STAR;
@@ -772,7 +1257,7 @@ cache_freshness(const struct cache_resp_info *ri, const struct cache_route *rout
         life = ri->cc.s_maxage;
     } else if (f & CACHE_CC_MAX_AGE) {
         life = ri->cc.max_age;
-    } else if (!ri->cdn_cc && ri->expires != CACHE_UNSET) {
+    } else if (!ri->cdn_cc && !ri->surrogate && ri->expires != CACHE_UNSET) {
         life = ri->expires > date ? ri->expires - date : 0;
     } else if (cache_status_heuristic(ri->status) || (f & CACHE_CC_PUBLIC)) {
         if (route != NULL && route->ttl != CACHE_UNSET) {
@@ -843,7 +1328,7 @@ cache_decide(const struct cache_policy *p, const struct cache_req_info *rq,
     bool validators = (p->flags & (CACHE_POL_HAS_ETAG | CACHE_POL_HAS_LM)) != 0;
     bool no_stale = (p->flags & CACHE_POL_NO_STALE) != 0;
     bool fresh, usable_stale = false;
-    int64_t staleness;
+    int64_t staleness, sie;
 
     (void)route; /* route windows were folded into p at store time */
     memset(out, 0, sizeof(*out));
@@ -863,9 +1348,16 @@ cache_decide(const struct cache_policy *p, const struct cache_req_info *rq,
     if (rf & CACHE_CC_NO_CACHE)
         fresh = false;
 
-    /* stale-if-error (RFC 5861 4): allowed unless the response forbids stale use */
-    out->stale_if_error =
-        !no_stale && p->sie != CACHE_UNSET && staleness <= p->sie && !(rf & CACHE_CC_NO_CACHE);
+    /* stale-if-error (RFC 5861 4), from the response or the route, or from the
+     * request: either permission is enough (RFC 9111 4.2.4), unless the
+     * response forbids stale use: must-revalidate, proxy-revalidate,
+     * s-maxage, and no-cache too (4.2.4 names it; a response that must be
+     * validated before each use cannot be used unvalidated on an error) */
+    sie = p->sie;
+    if ((rf & CACHE_CC_SIE) && (sie == CACHE_UNSET || rq->cc.sie > sie))
+        sie = rq->cc.sie;
+    out->stale_if_error = !no_stale && !(p->flags & CACHE_POL_NO_CACHE) && sie != CACHE_UNSET &&
+                          staleness <= sie && !(rf & CACHE_CC_NO_CACHE);
     if (fresh) {
         out->use = CACHE_USE_FRESH;
         return;
@@ -891,9 +1383,21 @@ cache_decide(const struct cache_policy *p, const struct cache_req_info *rq,
 
 /* ---- header fields kept and updated ---------------------------------------------------------- */
 
+/* Never stored (RFC 9111 3.1): hop-by-hop fields (RFC 9110 7.6.1), and the
+ * fields that belong to the proxy a request went through (Proxy-Authenticate,
+ * Proxy-Authentication-Info, Proxy-Authorization), which the key does not
+ * name. */
 static const char *const hop_by_hop[] = {
-    "connection", "keep-alive",         "proxy-connection",    "te", "trailer", "transfer-encoding",
-    "upgrade",    "proxy-authenticate", "proxy-authorization",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-authentication-info",
 };
 
 /* Is h's name listed in a Connection header of all? */
@@ -963,10 +1467,98 @@ cache_hdr_updatable(const struct cache_hdr *h, const struct cache_hdr *all, size
 {
     if (!cache_hdr_storable(h, all, n, cc))
         return false;
-    /* RFC 9111 3.2: Content-Length never; fields describing the stored body's
-     * encoding and range would make it inconsistent with the body we keep. */
-    return !cache_hdr_name_is(h, "content-length") && !cache_hdr_name_is(h, "content-encoding") &&
-           !cache_hdr_name_is(h, "content-range");
+    /* RFC 9111 3.2: every other field of the 304 replaces the stored ones,
+     * except Content-Length (it describes the 304, not the stored body) and
+     * the fields an implementation processes away, which it may leave out:
+     * Content-Range. Content-Encoding is updated: the exception for it is
+     * for caches that decode what they store, and this one keeps the body
+     * exactly as the origin sent it. */
+    return !cache_hdr_name_is(h, "content-length") && !cache_hdr_name_is(h, "content-range");
+}
+
+bool
+cache_hdr_in_304(const struct cache_hdr *h)
+{
+    /* RFC 9110 15.4.5: a 304 carries Cache-Control, Content-Location, Date,
+     * ETag, Expires and Vary, and should not carry representation metadata
+     * beyond them: the client already has the representation, and fields
+     * that describe a body it is not sent invite mistakes (a Content-Type or
+     * Content-Encoding of a 304 applied to the wrong bytes). Content-Length
+     * and Transfer-Encoding are the writer's to decide. Last-Modified stays:
+     * it guides cache updates where there is no ETag. */
+    return !cache_hdr_name_is(h, "content-type") && !cache_hdr_name_is(h, "content-encoding") &&
+           !cache_hdr_name_is(h, "content-language") && !cache_hdr_name_is(h, "content-range") &&
+           !cache_hdr_name_is(h, "content-md5");
+}
+
+/* ---- HEAD responses (RFC 9111 4.3.5) --------------------------------------------------------- */
+
+/* The first field of that name in h, trimmed. */
+static bool
+first_field(const struct cache_hdr *h, size_t n, const char *name, struct cache_str *out)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        if (cache_hdr_name_is(&h[i], name)) {
+            out->p = h[i].value;
+            out->len = h[i].vlen;
+            cache_trim(&out->p, &out->len);
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool
+same_value(const struct cache_str *a, const struct cache_str *b)
+{
+    return a->len == b->len && memcmp(a->p, b->p, a->len) == 0;
+}
+
+bool
+cache_head_matches(const struct cache_obj *o, const struct cache_hdr *h, size_t n)
+{
+    struct cache_hdr sh;
+    struct cache_str etag = {NULL, 0}, lm = {NULL, 0}, got;
+    size_t pos = 0;
+    uint64_t cl = 0;
+
+    while (cache_obj_header_next(o, &pos, &sh)) {
+        struct cache_str *dst = cache_hdr_name_is(&sh, "etag")            ? &etag
+                                : cache_hdr_name_is(&sh, "last-modified") ? &lm
+                                                                          : NULL;
+        if (dst != NULL && dst->p == NULL) {
+            dst->p = sh.value;
+            dst->len = sh.vlen;
+            cache_trim(&dst->p, &dst->len);
+        }
+    }
+    /* every validator the HEAD response carries must be the stored one */
+    if (first_field(h, n, "etag", &got) && (etag.p == NULL || !same_value(&got, &etag)))
+        return false;
+    if (first_field(h, n, "last-modified", &got)) {
+        int64_t a, b;
+        if (lm.p == NULL)
+            return false;
+        if (!same_value(&got, &lm) && !(cache_http_date_parse(got.p, got.len, &a) &&
+                                        cache_http_date_parse(lm.p, lm.len, &b) && a == b))
+            return false;
+    }
+    /* and so must the length it announces */
+    if (first_field(h, n, "content-length", &got)) {
+        size_t i;
+        if (got.len == 0 || got.len > 19)
+            return false;
+        for (i = 0; i < got.len; i++) {
+            if (got.p[i] < '0' || got.p[i] > '9')
+                return false;
+            cl = cl * 10 + (uint64_t)(got.p[i] - '0');
+        }
+        if (cl != o->body_len)
+            return false;
+    }
+    return true;
 }
 
 /* ---- Cache-Status ---------------------------------------------------------------------------- */

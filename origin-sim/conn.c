@@ -162,6 +162,8 @@ osim_reason(int status)
 {
     switch (status) {
     case 100: return "Continue";
+    case 102: return "Processing";
+    case 103: return "Early Hints";
     case 200: return "OK";
     case 201: return "Created";
     case 202: return "Accepted";
@@ -224,8 +226,12 @@ resp_head(struct osim_conn *c, int status, const char *ctype, long long clen)
         c->keep_alive = false;
     }
     c->status = status;
-    n = snprintf(buf, 512, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: origin-sim\r\n", status,
-                 osim_reason(status), osim_date_now(c->srv));
+    if (c->rhdr_date) /* /resp's h=Date:...: the script's Date (or dates) instead */
+        n = snprintf(buf, 512, "HTTP/1.1 %d %s\r\nServer: origin-sim\r\n", status,
+                     osim_reason(status));
+    else
+        n = snprintf(buf, 512, "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: origin-sim\r\n", status,
+                     osim_reason(status), osim_date_now(c->srv));
     o = (size_t)n;
     if (!no_body_status(status)) {
         if (clen < 0)
@@ -274,6 +280,8 @@ osim_resp_header(struct osim_conn *c, const char *name, const char *fmt, ...)
         if (ch == '\r' || ch == '\n' || ch == '\0')
             goto over;
     }
+    if (strcasecmp(name, "Date") == 0)
+        c->rhdr_date = true;
     c->rhdr_len += (size_t)(n + m);
     memcpy(c->rhdr + c->rhdr_len, "\r\n", 2);
     c->rhdr_len += 2;
@@ -283,6 +291,26 @@ over:
 }
 
 /* ---- complete answers ---- */
+
+void
+osim_reply_interim(struct osim_conn *c, int status, const char *lines)
+{
+    char buf[256];
+    int n = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\n", status, osim_reason(status));
+
+    out_add(c, buf, (size_t)n);
+    out_add(c, lines, strlen(lines));
+    out_add(c, "\r\n", 2);
+}
+
+void
+osim_reply_drop(struct osim_conn *c)
+{
+    log_request(c, " dropped");
+    c->keep_alive = false;
+    evbuffer_drain(bufferevent_get_output(c->bev), out_len(c)); /* not even an interim */
+    conn_close_soon(c);
+}
 
 static bool
 sends_body(const struct osim_conn *c, int status)
@@ -531,6 +559,7 @@ on_message_begin(llhttp_t *p)
     c->err_status = 0;
     c->rhdr_len = 0;
     c->rhdr_over = false;
+    c->rhdr_date = false;
     c->counted = false;
     c->inject_error = false;
     c->reset = false;
@@ -744,6 +773,7 @@ parse_error(struct osim_conn *c, llhttp_errno_t err)
     c->head_req = false;
     c->rhdr_len = 0;
     c->rhdr_over = false;
+    c->rhdr_date = false;
     c->method = c->url_len > 0 ? (uint8_t)llhttp_get_method(&c->parser) : HTTP_GET;
     snprintf(msg, sizeof(msg), "%d %s (%s)\n", status, osim_reason(status), llhttp_errno_name(err));
     osim_reply_text(c, status, msg);

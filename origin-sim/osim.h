@@ -143,6 +143,7 @@ struct osim_conn {
     char rhdr[OSIM_RHDR_MAX];
     size_t rhdr_len;
     bool rhdr_over;
+    bool rhdr_date; /* a scripted Date line replaces the automatic one */
     struct osim_stream st;
 };
 
@@ -161,6 +162,12 @@ const char *osim_req_method_name(const struct osim_conn *c);
 /* Appends "Name: value\r\n" to the response being built (values checked for CR/LF). */
 void osim_resp_header(struct osim_conn *c, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* An interim (1xx) response head with the given header lines ("Name: v\r\n"
+ * each, may be empty), queued before the final answer. */
+void osim_reply_interim(struct osim_conn *c, int status, const char *lines);
+/* Closes the connection without answering (an origin that drops requests). */
+void osim_reply_drop(struct osim_conn *c);
 
 /* Complete answers. A HEAD request gets the same head without the body;
  * 1xx/204/304 carry neither body nor Content-Length. ctype may be NULL. */
@@ -209,6 +216,10 @@ long osim_pct_decode(const char *src, size_t len, char *dst, size_t cap, bool pl
  * 1 found, 0 absent, -1 undecodable or too long. */
 int osim_query_get(const char *q, size_t qlen, const char *name, char *dst, size_t cap,
                    size_t *outlen);
+/* The same for repeated parameters: looks from *pos on and moves *pos past
+ * the one found. Start with *pos = 0. */
+int osim_query_next(const char *q, size_t qlen, size_t *pos, const char *name, char *dst,
+                    size_t cap, size_t *outlen);
 int osim_parse_u64(const char *s, size_t len, uint64_t *out);
 bool osim_ieq(const char *a, size_t alen, const char *b); /* case-insensitive, b NUL-terminated */
 /* RFC 9110 If-None-Match: weak comparison against a list or '*'. */

@@ -202,9 +202,43 @@ route_bytes(struct osim_conn *c, const char *path, size_t plen)
 
 struct resp_params {
     char cc[PARAM_MAX], etag[PARAM_MAX], lm[PARAM_MAX], vary[PARAM_MAX], tag[PARAM_MAX];
-    char ctype[PARAM_MAX], loc[PARAM_MAX], v[64];
-    bool has_cc, has_etag, has_lm, has_vary, has_tag, has_ctype, has_loc;
+    char ctype[PARAM_MAX], loc[PARAM_MAX], body[PARAM_MAX], h[PARAM_MAX], v[64];
+    bool has_cc, has_etag, has_lm, has_vary, has_tag, has_ctype, has_loc, has_body;
 };
+
+/* The h=NAME:VALUE parameters, in order, as response header lines. A value
+ * "@N" (N a signed integer) is the HTTP-date N seconds from now, so that a
+ * test can script Date, Expires or Last-Modified relative to the origin's
+ * clock. A scripted Date replaces the automatic one. Returns a message for
+ * a malformed parameter, NULL when all went in. */
+static const char *
+scripted_headers(struct osim_conn *c, const char *q, size_t qlen, char *h, size_t cap)
+{
+    size_t pos = 0, n;
+    int rc;
+
+    while ((rc = osim_query_next(q, qlen, &pos, "h", h, cap, &n)) != 0) {
+        char *colon = rc > 0 ? memchr(h, ':', n) : NULL;
+        const char *v;
+        char date[64];
+        if (colon == NULL || colon == h || memchr(h, '\0', n) != NULL)
+            return "h= must be NAME:VALUE";
+        *colon = '\0';
+        v = colon + 1;
+        while (*v == ' ' || *v == '\t')
+            v++;
+        if (v[0] == '@' && (v[1] == '-' || v[1] == '+' || (v[1] >= '0' && v[1] <= '9'))) {
+            char *end;
+            long long off = strtoll(v + 1, &end, 10);
+            if (*end != '\0' || off < -(1LL << 40) || off > (1LL << 40))
+                return "h=NAME:@N needs N, a number of seconds";
+            osim_http_date(time(NULL) + (time_t)off, date, sizeof(date));
+            v = date;
+        }
+        osim_resp_header(c, h, "%s", v);
+    }
+    return NULL;
+}
 
 static int
 getp(const char *q, size_t qlen, const char *name, char *dst, size_t cap, bool *has)
@@ -224,7 +258,7 @@ route_resp(struct osim_conn *c, const char *q, size_t qlen)
 {
     struct resp_params params; /* ~12 KiB on the stack: no allocation per request */
     struct resp_params *p = &params;
-    uint64_t status = 200, size = 0, off, len, delay;
+    uint64_t status = 200, size = 0, off, len, delay, interim = 0;
     size_t vlen;
     time_t lm = 0;
     char etag[PARAM_MAX + 4], lmbuf[64];
@@ -247,8 +281,12 @@ route_resp(struct osim_conn *c, const char *q, size_t qlen)
         getp(q, qlen, "vary", p->vary, PARAM_MAX, &p->has_vary) < 0 ||
         getp(q, qlen, "tag", p->tag, PARAM_MAX, &p->has_tag) < 0 ||
         getp(q, qlen, "ctype", p->ctype, PARAM_MAX, &p->has_ctype) < 0 ||
-        getp(q, qlen, "loc", p->loc, PARAM_MAX, &p->has_loc) < 0)
+        getp(q, qlen, "loc", p->loc, PARAM_MAX, &p->has_loc) < 0 ||
+        getp(q, qlen, "body", p->body, PARAM_MAX, &p->has_body) < 0)
         bad = "a query value is badly percent-encoded or too long";
+    if (osim_query_get(q, qlen, "interim", p->v, sizeof(p->v), &vlen) == 1 &&
+        (osim_parse_u64(p->v, vlen, &interim) < 0 || interim < 100 || interim > 199))
+        bad = "interim must be 100..199";
     if (bad == NULL && p->has_etag) {
         bool quoted = p->etag[0] == '"' || (p->etag[0] == 'W' && p->etag[1] == '/');
         elen = (size_t)snprintf(etag, sizeof(etag), quoted ? "%s" : "\"%s\"", p->etag);
@@ -264,11 +302,33 @@ route_resp(struct osim_conn *c, const char *q, size_t qlen)
             bad = "lm must be unix seconds or an HTTP-date";
         }
     }
+    if (bad == NULL)
+        bad = scripted_headers(c, q, qlen, p->h, PARAM_MAX);
     if (bad != NULL) {
         char msg[128];
+        c->rhdr_len = 0;
+        c->rhdr_date = false;
         snprintf(msg, sizeof(msg), "bad /resp query: %s\n", bad);
         osim_reply_text(c, 400, msg);
         goto out;
+    }
+    if (osim_query_get(q, qlen, "nodate", p->v, sizeof(p->v), &vlen) == 1)
+        c->rhdr_date = true; /* no Date at all: what does a cache downstream add? */
+    if (osim_query_get(q, qlen, "drop", p->v, sizeof(p->v), &vlen) == 1) {
+        osim_reply_drop(c);
+        goto out;
+    }
+    if (interim > 0)
+        osim_reply_interim(c, (int)interim, "Link: </style.css>; rel=preload; as=style\r\n");
+    /* what reached the origin: its request count, and the validators asked with */
+    osim_resp_header(c, "X-Osim-Seq", "%llu", (unsigned long long)c->srv->stats.requests);
+    {
+        const char *cv = osim_req_header(c, "If-None-Match", &vlen);
+        if (cv != NULL)
+            osim_resp_header(c, "X-Osim-INM", "%.*s", (int)vlen, cv);
+        cv = osim_req_header(c, "If-Modified-Since", &vlen);
+        if (cv != NULL)
+            osim_resp_header(c, "X-Osim-IMS", "%.*s", (int)vlen, cv);
     }
 
     if (p->has_etag)
@@ -283,11 +343,21 @@ route_resp(struct osim_conn *c, const char *q, size_t qlen)
         osim_resp_header(c, "Surrogate-Key", "%s", p->tag);
     if (p->has_loc)
         osim_resp_header(c, "Location", "%s", p->loc);
-    if (status / 100 == 2 && not_modified(c, p->has_etag ? etag : NULL, elen, p->has_lm, lm)) {
+    /* nm=1: 304 to any conditional request, whatever the validators (a test
+     * scripting the origin's answer, e.g. a 304 that carries a new ETag) */
+    bool force_nm = osim_query_get(q, qlen, "nm", p->v, sizeof(p->v), &vlen) == 1 &&
+                    (osim_req_header(c, "If-None-Match", &vlen) != NULL ||
+                     osim_req_header(c, "If-Modified-Since", &vlen) != NULL);
+    if (status / 100 == 2 &&
+        (force_nm || not_modified(c, p->has_etag ? etag : NULL, elen, p->has_lm, lm))) {
         osim_reply(c, 304, NULL, NULL, 0);
         goto out;
     }
     const char *ctype = p->has_ctype ? p->ctype : "application/octet-stream";
+    if (p->has_body) {
+        osim_reply(c, (int)status, ctype, p->body, strlen(p->body));
+        goto out;
+    }
     if (status == 200) {
         osim_resp_header(c, "Accept-Ranges", "bytes");
         switch (parse_range(c, size, &off, &len)) {

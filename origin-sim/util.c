@@ -150,8 +150,17 @@ osim_pct_decode(const char *src, size_t len, char *dst, size_t cap, bool plus)
 int
 osim_query_get(const char *q, size_t qlen, const char *name, char *dst, size_t cap, size_t *outlen)
 {
+    size_t pos = 0;
+
+    return osim_query_next(q, qlen, &pos, name, dst, cap, outlen);
+}
+
+int
+osim_query_next(const char *q, size_t qlen, size_t *pos, const char *name, char *dst, size_t cap,
+                size_t *outlen)
+{
     size_t nlen = strlen(name);
-    size_t i = 0;
+    size_t i = *pos;
 
     while (i < qlen) {
         size_t end = i;
@@ -162,6 +171,7 @@ osim_query_get(const char *q, size_t qlen, const char *name, char *dst, size_t c
         if (klen == nlen && memcmp(q + i, name, nlen) == 0) {
             const char *v = eq != NULL ? eq + 1 : q + end;
             long n = osim_pct_decode(v, (size_t)(q + end - v), dst, cap, true);
+            *pos = end + 1;
             if (n < 0)
                 return -1;
             if (outlen != NULL)
@@ -170,6 +180,7 @@ osim_query_get(const char *q, size_t qlen, const char *name, char *dst, size_t c
         }
         i = end + 1;
     }
+    *pos = qlen;
     return 0;
 }
 

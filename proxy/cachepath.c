@@ -481,7 +481,7 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
     struct req_conds q;
     bool not_modified;
     int status;
-    bool body;
+    bool body, have_date = false;
     struct byte_range rg[RANGES_MAX];
     int nr = -1;
     const char *ctype = "application/octet-stream";
@@ -540,8 +540,15 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
     while (cache_obj_header_next(o, &pos, &h)) {
         if (skip_stored(&h))
             continue;
+        if (h.nlen == 4 && strncasecmp(h.name, "date", 4) == 0)
+            have_date = true;
         if (status == 206 && nr > 1 && h.nlen == 12 && strncasecmp(h.name, "content-type", 12) == 0)
             continue; /* the parts carry it */
+        if ((status == 206 || status == 416) && h.nlen == 13 &&
+            strncasecmp(h.name, "content-range", 13) == 0)
+            continue; /* a stored 200's own (meaningless there) would contradict ours */
+        if (not_modified && !cache_hdr_in_304(&h))
+            continue;
         if (r->fx != NULL && proxy_fx_hides(r, 1, h.name, h.nlen))
             continue;
         proxy_hb_hdr(b, h.name, h.nlen, h.value, h.vlen);
@@ -549,8 +556,22 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
     if (r->fx != NULL) {
         struct proxy_hdr ph;
         size_t apos = 0;
-        while (proxy_fx_next_added(r, 1, &apos, &ph))
+        while (proxy_fx_next_added(r, 1, &apos, &ph)) {
+            if (proxy_hdr_is(&ph, "date"))
+                have_date = true;
             proxy_hb_hdr(b, ph.name, ph.nlen, ph.value, ph.vlen);
+        }
+    }
+    if (!have_date) {
+        /* RFC 9110 6.6.1: an origin that sent no Date gets one from the cache
+         * that stores it: the time the response was received, the same on
+         * every hit (Age counts from it) */
+        char date[32];
+        if (cache_http_date_format(o->policy.date, date, sizeof(date)) > 0) {
+            proxy_hb_lit(b, "Date: ");
+            proxy_hb_str(b, date);
+            proxy_hb_lit(b, "\r\n");
+        }
     }
     if (status == 206 && nr == 1) {
         proxy_hb_lit(b, "Content-Range: bytes ");
@@ -742,8 +763,8 @@ lookup(struct proxy_req *r)
         break;
     case CACHE_MUST_MISS:
     default:
-        if (r->cache_d.stale_if_error)
-            r->cache_obj = o; /* kept in case the origin fails */
+        if (r->cache_d.stale_if_error || r->method == HTTP_HEAD)
+            r->cache_obj = o; /* kept in case the origin fails, or for a HEAD's 200 */
         else
             cache_obj_free(o);
         status_text(r, CACHE_FWD_STALE, 0, r->cache_d.ttl, false);
@@ -917,6 +938,29 @@ proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
         r->cache_serve_after = true;
         proxy_collapse_release(r, COLLAPSE_STORED);
         return 1;
+    }
+    if (r->cache_obj != NULL && status == 200 && r->method == HTTP_HEAD) {
+        /* RFC 9111 4.3.5: a 200 to a HEAD freshens the stored GET response when
+         * its validators and length agree with it (the client is then answered
+         * from the refreshed copy, as after a 304), else that copy is out of
+         * date: it goes */
+        struct cache_obj *fresh = NULL;
+        if (cache_head_matches(r->cache_obj, hv, n)) {
+            if (cache_refresh(e->cache, r->cache_obj, hv, n, r->cache_route, r->cache_req_time, now,
+                              &fresh) == CACHE_OK &&
+                fresh != NULL) {
+                cache_obj_free(r->cache_obj);
+                r->cache_obj = fresh;
+            }
+            STAT_INC(r->c->w, cache_revalidated);
+            status_text(r, CACHE_FWD_STALE, 200, r->cache_obj->policy.lifetime, true);
+            r->cache_serve_after = true;
+            return 1;
+        }
+        cache_invalidate_key(e->cache, r->cache_key, r->cache_key_len);
+        cache_obj_free(r->cache_obj);
+        r->cache_obj = NULL;
+        return 0;
     }
     if (r->cache_obj != NULL && status >= 500 && r->cache_d.stale_if_error) {
         status_text(r, CACHE_FWD_STALE, status, r->cache_d.ttl, false);

@@ -1011,16 +1011,28 @@ u_on_header_value(llhttp_t *p, const char *at, size_t len)
     return proxy_head_value(&u->head, at, len) < 0 ? HPE_USER : 0;
 }
 
+/* RFC 9112 6.3: the answer to a HEAD, and any 1xx, 204 or 304, ends with its
+ * header section whatever Content-Length it carries (a 304 often carries
+ * the length of the representation it stands for); llhttp is told to skip
+ * the body, else it would wait for bytes that never come. */
+static bool
+resp_has_no_body(const struct proxy_req *r, int status)
+{
+    return r->method == HTTP_HEAD || (status >= 100 && status < 200) || status == 204 ||
+           status == 304;
+}
+
 static int
 u_on_headers_complete(llhttp_t *p)
 {
     struct proxy_upconn *u = p->data;
     struct proxy_req *r = u->req;
     int status = llhttp_get_status_code(p);
+    int nobody = resp_has_no_body(r, status) ? 1 : 0;
 
     if (status >= 100 && status < 200 && status != 101) {
         u->interim = true; /* 100 Continue, 103 Early Hints: not forwarded */
-        return 0;
+        return 1;
     }
     event_del(u->timer);
     {
@@ -1031,19 +1043,17 @@ u_on_headers_complete(llhttp_t *p)
     u->state = UP_READING;
     r->t_up_head_us = proxy_now_us();
     if (proxy_cache_response_head(r, u))
-        return r->method == HTTP_HEAD ? 1 : 0; /* the client is answered from cache at the end */
+        return nobody; /* the client is answered from cache at the end */
     if (proxy_resp_head_fx(r, u)) {
         /* a function waits on KV before the head goes out: hold the body */
         u->fx_wait = true;
-        if (r->method == HTTP_HEAD)
+        if (nobody)
             p->flags |= F_SKIPBODY; /* what returning 1 would have said */
         return HPE_PAUSED;
     }
     if (status == 101)
         return 2;
-    if (r->method == HTTP_HEAD)
-        return 1;
-    return 0;
+    return nobody;
 }
 
 static int

@@ -11,7 +11,10 @@
  * Invariants checked: a template error names a column inside the template;
  * a built key is NUL-terminated at *outlen, shorter than cap, not empty, the
  * same when built twice, built identically with exactly len + 1 bytes of room
- * and refused (CACHE_ETOOBIG) with len bytes; errors leave "" and 0.
+ * and refused (CACHE_ETOOBIG) with len bytes; errors leave "" and 0. The
+ * request's "Vary" lines name a Vary list: its secondary key has one line
+ * per name, is the same when built from the normalised names, and
+ * normalising a value twice changes nothing.
  */
 #include "cache/cache.h"
 
@@ -23,6 +26,38 @@
 #define FIELDS 5
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void
+check_vary(const struct cache_hdr *h, size_t nh)
+{
+    static char names[CACHE_VARY_KEY_MAX], a[CACHE_VARY_KEY_MAX], b[CACHE_VARY_KEY_MAX];
+    size_t nl, al, bl, lines = 0, i;
+    int rc;
+
+    rc = cache_vary_names(h, nh, names, sizeof(names), &nl);
+    if (rc < 0) {
+        if (rc != CACHE_EINVAL && rc != CACHE_ETOOBIG)
+            abort();
+        return;
+    }
+    for (i = 0; i < nl; i++)
+        lines += names[i] == '\n';
+    rc = cache_vary_key(names, nl, h, nh, a, sizeof(a), &al);
+    if (rc < 0) {
+        if (rc != CACHE_ETOOBIG)
+            abort();
+        return;
+    }
+    if (al >= sizeof(a) || a[al] != '\0')
+        abort();
+    for (i = 0; i < al; i++)
+        lines -= a[i] == '\n';
+    if (lines != 0)
+        abort(); /* request values hold no '\n' here: one line per name */
+    if (cache_vary_key(names, nl, h, nh, b, sizeof(b), &bl) != 0 || bl != al ||
+        memcmp(a, b, al) != 0)
+        abort();
+}
 
 static void
 check_built(const struct cache_route *rt, const struct cache_key_parts *parts,
@@ -137,6 +172,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rt.key = NULL;
     check_built(&rt, &parts, h, nh);
     check_built(NULL, &parts, h, nh);
+    check_vary(h, nh);
     cache_key_tpl_free(tpl);
     return 0;
 }

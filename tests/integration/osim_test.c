@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -41,6 +42,20 @@ get_status(const char *u, const char *const *hdrs)
     long st = h_http(&r, "GET", u, NULL, 0, hdrs) == 0 ? r.status : -1;
     h_resp_free(&r);
     return st;
+}
+
+/* An IMF-fixdate to Unix seconds. */
+static int
+osim_test_date(const char *s, time_t *out)
+{
+    struct tm tm;
+    const char *end;
+
+    memset(&tm, 0, sizeof(tm));
+    if (s == NULL || (end = strptime(s, "%a, %d %b %Y %H:%M:%S GMT", &tm)) == NULL || *end != '\0')
+        return -1;
+    *out = timegm(&tm);
+    return 0;
 }
 
 static json_t *
@@ -202,6 +217,74 @@ test_ims_304(void **state)
     assert_int_equal(get_status(url(&shared, "/resp?lm=1700000000&etag=e1"), both), 200);
     /* no conditional answer for non-2xx */
     assert_int_equal(get_status(url(&shared, "/resp?status=404&lm=1700000000"), same), 404);
+}
+
+/* The /resp parameters cache conformance tests script answers with. */
+static void
+test_resp_scripted(void **state)
+{
+    struct h_resp r;
+    char b[256], raw[4096];
+    long n;
+
+    (void)state;
+    /* h= lines in order, twice the same name, an empty value, @N dates, a
+     * scripted Date instead of origin-sim's, body= */
+    assert_int_equal(h_http(&r, "GET",
+                            url(&shared, "/resp?h=Date:@-7200&h=Expires:@3600&h=A:1&h=A:2&h=Vary:"
+                                         "&h=X-Plain:a%2C%20b&body=hello"),
+                            NULL, 0, NULL),
+                     0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, 5);
+    assert_string_equal(r.body, "hello");
+    assert_non_null(strstr(r.headers, "\r\nA: 1\r\nA: 2\r\n"));
+    assert_non_null(strstr(r.headers, "\r\nVary: \r\n"));
+    assert_string_equal(h_header(&r, "X-Plain", b, sizeof(b)), "a, b");
+    time_t date, exp;
+    assert_int_equal(osim_test_date(h_header(&r, "Date", b, sizeof(b)), &date), 0);
+    assert_true(labs((long)(time(NULL) - 7200 - date)) <= 2);
+    assert_int_equal(osim_test_date(h_header(&r, "Expires", b, sizeof(b)), &exp), 0);
+    assert_true(labs((long)(exp - date - 10800)) <= 1);
+    const char *d = strstr(r.headers, "Date:");
+    assert_null(strstr(d + 1, "Date:")); /* only the scripted one */
+    long seq = strtol(h_header(&r, "X-Osim-Seq", b, sizeof(b)), NULL, 10);
+    assert_true(seq > 0);
+    h_resp_free(&r);
+    assert_int_equal(h_http(&r, "GET", url(&shared, "/resp?nodate=1"), NULL, 0, NULL), 0);
+    assert_null(h_header(&r, "Date", b, sizeof(b)));
+    h_resp_free(&r);
+    assert_int_equal(get_status(url(&shared, "/resp?h=nocolon"), NULL), 400);
+    assert_int_equal(get_status(url(&shared, "/resp?h=Expires:@12x"), NULL), 400);
+
+    /* the sequence number moves with every request; validators are echoed */
+    const char *inm[] = {"If-None-Match: \"zz\"",
+                         "If-Modified-Since: Tue, 14 Nov 2023 22:13:20 GMT", NULL};
+    assert_int_equal(h_http(&r, "GET", url(&shared, "/resp?size=1"), NULL, 0, inm), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(strtol(h_header(&r, "X-Osim-Seq", b, sizeof(b)), NULL, 10) > seq);
+    assert_string_equal(h_header(&r, "X-Osim-INM", b, sizeof(b)), "\"zz\"");
+    assert_string_equal(h_header(&r, "X-Osim-IMS", b, sizeof(b)), "Tue, 14 Nov 2023 22:13:20 GMT");
+    h_resp_free(&r);
+    /* nm=1: a 304 to any conditional request, with the h= lines */
+    assert_int_equal(h_http(&r, "GET", url(&shared, "/resp?nm=1&h=ETag:%22new%22"), NULL, 0, inm),
+                     0);
+    assert_int_equal(r.status, 304);
+    assert_string_equal(h_header(&r, "ETag", b, sizeof(b)), "\"new\"");
+    h_resp_free(&r);
+    assert_int_equal(get_status(url(&shared, "/resp?nm=1"), NULL), 200);
+
+    /* interim=103 comes first; drop=1 closes without a byte */
+    static const char req[] = "GET /resp?interim=103&body=x HTTP/1.1\r\nHost: a\r\n"
+                              "Connection: close\r\n\r\n";
+    n = h_raw("127.0.0.1", shared.port, req, sizeof(req) - 1, raw, sizeof(raw), 3000);
+    assert_true(n > 0);
+    static const char early[] = "HTTP/1.1 103 Early Hints\r\nLink: ";
+    assert_true(strncmp(raw, early, sizeof(early) - 1) == 0);
+    assert_non_null(strstr(raw, "\r\n\r\nHTTP/1.1 200 OK\r\n"));
+    static const char drop[] = "GET /resp?drop=1 HTTP/1.1\r\nHost: a\r\n\r\n";
+    n = h_raw("127.0.0.1", shared.port, drop, sizeof(drop) - 1, raw, sizeof(raw), 3000);
+    assert_int_equal(n, 0);
 }
 
 /* ---- /bytes ---- */
@@ -957,6 +1040,7 @@ main(void)
         cmocka_unit_test(test_slow),
         cmocka_unit_test(test_etag_304),
         cmocka_unit_test(test_ims_304),
+        cmocka_unit_test(test_resp_scripted),
         cmocka_unit_test(test_bytes_exact),
         cmocka_unit_test(test_bytes_range),
         cmocka_unit_test(test_bytes_large_rss),

@@ -251,7 +251,7 @@ test_vary(void **state)
     assert_string_equal(names, "accept-encoding\naccept-language\nx-a\n");
     assert_int_equal(nl, strlen(names));
     assert_int_equal(cache_vary_key(names, nl, req1, 3, k1, sizeof(k1), &l1), 0);
-    assert_string_equal(k1, "accept-encoding: gzip, br\naccept-language: \nx-a: 1, 2\n");
+    assert_string_equal(k1, "accept-encoding: gzip,br\naccept-language\nx-a: 1,2\n");
     /* same values, other order/case of names: same key */
     assert_int_equal(cache_vary_key(names, nl, req2, 3, k2, sizeof(k2), &l2), 0);
     assert_string_equal(k1, k2);
@@ -262,19 +262,79 @@ test_vary(void **state)
     assert_string_equal(k1, k2);
     assert_int_equal(cache_vary_names(star, 1, names, sizeof(names), &nl), CACHE_EINVAL);
     assert_int_equal(cache_vary_key("*", 1, req1, 3, k2, sizeof(k2), &l2), CACHE_EINVAL);
-    assert_int_equal(cache_vary_key("x-a", 3, req1, 3, k2, 10, &l2), CACHE_ETOOBIG);
-    assert_int_equal(cache_vary_key("x-a", 3, req1, 3, k2, 11, &l2), 0);
+    assert_int_equal(cache_vary_key("x-a", 3, req1, 3, k2, 9, &l2), CACHE_ETOOBIG);
+    assert_int_equal(cache_vary_key("x-a", 3, req1, 3, k2, 10, &l2), 0);
     assert_int_equal(cache_vary_key("", 0, req1, 3, k2, sizeof(k2), &l2), 0);
     assert_int_equal(l2, 0);
+}
+
+/* RFC 9111 4.1: what a secondary key treats as the same request value */
+static void
+test_vary_normalised(void **state)
+{
+    static const struct {
+        const char *vary;
+        struct cache_hdr a[2], b[2];
+        size_t na, nb;
+        bool same;
+    } t[] = {
+        /* lines combined, whitespace around commas and at the ends */
+        {"Foo", {{"Foo", 3, "1, 2", 4}}, {{"Foo", 3, "1", 1}, {"foo", 3, "2", 1}}, 1, 2, true},
+        {"Foo", {{"Foo", 3, "1,2", 3}}, {{"Foo", 3, " 1, 2 ", 6}}, 1, 1, true},
+        {"Foo", {{"Foo", 3, "a  b", 4}}, {{"Foo", 3, "a\tb", 3}}, 1, 1, true},
+        {"Foo", {{"Foo", 3, "ab", 2}}, {{"Foo", 3, "a b", 3}}, 1, 1, false},
+        {"Foo", {{"Foo", 3, "A", 1}}, {{"Foo", 3, "a", 1}}, 1, 1, false},
+        /* quoted strings are kept as sent */
+        {"Foo", {{"Foo", 3, "\"a, b\"", 6}}, {{"Foo", 3, "\"a,b\"", 5}}, 1, 1, false},
+        {"Foo", {{"Foo", 3, "\"a\\\" ,b\"", 8}}, {{"Foo", 3, "\"a\\\",b\"", 7}}, 1, 1, false},
+        /* language ranges and codings compare without case */
+        {"Accept-Language",
+         {{"Accept-Language", 15, "en, de", 6}},
+         {{"accept-language", 15, " eN ,   De", 10}},
+         1,
+         1,
+         true},
+        {"Accept-Encoding",
+         {{"Accept-Encoding", 15, "GZIP", 4}},
+         {{"Accept-Encoding", 15, "gzip", 4}},
+         1,
+         1,
+         true},
+        {"Accept-Language",
+         {{"Accept-Language", 15, "en, de", 6}},
+         {{"Accept-Language", 15, "de, en", 6}},
+         1,
+         1,
+         false},
+        /* absent and empty are not the same */
+        {"Foo", {{"Foo", 3, "", 0}}, {{"Bar", 3, "", 0}}, 1, 1, false},
+        {"Foo", {{"Bar", 3, "1", 1}}, {{"Baz", 3, "2", 1}}, 1, 1, true},
+    };
+    char k1[256], k2[256];
+    size_t l1, l2, i;
+
+    (void)state;
+    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        assert_int_equal(
+            cache_vary_key(t[i].vary, strlen(t[i].vary), t[i].a, t[i].na, k1, sizeof(k1), &l1), 0);
+        assert_int_equal(
+            cache_vary_key(t[i].vary, strlen(t[i].vary), t[i].b, t[i].nb, k2, sizeof(k2), &l2), 0);
+        if ((l1 == l2 && memcmp(k1, k2, l1) == 0) != t[i].same)
+            fail_msg("#%zu: [%s] [%s] same=%d", i, k1, k2, t[i].same);
+    }
 }
 
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_default_key),   cmocka_unit_test(test_query_options),
-        cmocka_unit_test(test_templates),     cmocka_unit_test(test_template_errors),
-        cmocka_unit_test(test_ids),           cmocka_unit_test(test_vary),
+        cmocka_unit_test(test_default_key),
+        cmocka_unit_test(test_query_options),
+        cmocka_unit_test(test_templates),
+        cmocka_unit_test(test_template_errors),
+        cmocka_unit_test(test_ids),
+        cmocka_unit_test(test_vary),
+        cmocka_unit_test(test_vary_normalised),
         cmocka_unit_test(test_control_bytes),
     };
 

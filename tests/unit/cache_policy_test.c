@@ -17,7 +17,7 @@
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-#define MAXH 16
+#define MAXH 32
 
 /* Parses "Name: value\n..." into views into 'text' (which must outlive them). */
 static size_t
@@ -116,6 +116,8 @@ test_cc_table(void **state)
         {"max-age=\"3", 0, 0, 0, 0, 0, 0, 0},
         {"ext=\"q\\\"x\", public", CACHE_CC_PUBLIC, 0, 0, 0, 0, 0, 0},
         {"\t public \t", CACHE_CC_PUBLIC, 0, 0, 0, 0, 0, 0},
+        {"no-store, Must-Understand", CACHE_CC_NO_STORE | CACHE_CC_MUST_UNDERSTAND, 0, 0, 0, 0, 0,
+         0},
     };
     size_t i;
 
@@ -174,6 +176,49 @@ test_cc_strict(void **state)
         {"max-age=", false},
         {"=5", false},
         {"", true},
+        /* RFC 8941 syntax */
+        {"max-age =10", false},
+        {"max-age= 10", false},
+        {"MaX-aGe=3600", false},
+        {"max-age=10, &&&&&", false},
+        {"max-age=5,", false},
+        {"max-age=5 , \tpublic", true},
+        {"max-age=1234567890123456", false}, /* Integers have at most 15 digits */
+        {"max-age=1.2345", false},
+        {"max-age=1.", false},
+        {"a=\"\\x\"", false}, /* only \" and \\ escape */
+        {"a=\"\x01\"", false},
+        {"a=?2", false},
+        {"a=:YWJj:, b=(x \"y\" 1);p, c=*tok/x:y, d=-1.5, e=?0;q=1", true},
+        {"a=(x", false},
+        {"a=:Y!:", false},
+        {"a;", false},
+    };
+    static const struct {
+        const char *in;
+        uint32_t flags;
+        int64_t max_age;
+    } v[] = {
+        /* a value of the wrong type is not consumed (RFC 9213 2.1) */
+        {"max-age=\"60\"", 0, 0},
+        {"max-age=60.0", 0, 0},
+        {"max-age=-1", 0, 0},
+        {"max-age=abc", 0, 0},
+        {"max-age", 0, 0},
+        {"max-age=60;x=1", CACHE_CC_MAX_AGE, 60},
+        {"max-age=99999999999", CACHE_CC_MAX_AGE, CACHE_DELTA_MAX},
+        /* a Dictionary: the last member with a key wins */
+        {"max-age=1, max-age=2", CACHE_CC_MAX_AGE, 2},
+        {"max-age=1, max-age=\"2\"", 0, 0},
+        {"no-store, no-store=?0", 0, 0},
+        {"no-store=?1, public", CACHE_CC_NO_STORE | CACHE_CC_PUBLIC, 0},
+        {"no-store=5", 0, 0},
+        {"private=\"set-cookie\"", CACHE_CC_PRIVATE_FIELDS, 0},
+        {"private", CACHE_CC_PRIVATE, 0},
+        {"private=(a b)", 0, 0},
+        {"no-cache=\"a\", no-cache", CACHE_CC_NO_CACHE, 0},
+        {"foobar, max-age=3600", CACHE_CC_MAX_AGE, 3600},
+        {"s-maxage=0", CACHE_CC_S_MAXAGE, 0},
     };
     size_t i;
 
@@ -183,6 +228,16 @@ test_cc_strict(void **state)
         memset(&cc, 0, sizeof(cc));
         if (cache_cc_parse(t[i].in, strlen(t[i].in), true, &cc) != t[i].ok)
             fail_msg("strict '%s': want %d", t[i].in, t[i].ok);
+    }
+    for (i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+        struct cache_cc cc;
+        memset(&cc, 0, sizeof(cc));
+        if (!cache_cc_parse(v[i].in, strlen(v[i].in), true, &cc))
+            fail_msg("strict '%s': refused", v[i].in);
+        if (cc.flags != v[i].flags)
+            fail_msg("strict '%s': flags %#x, want %#x", v[i].in, cc.flags, v[i].flags);
+        if ((cc.flags & CACHE_CC_MAX_AGE) && cc.max_age != v[i].max_age)
+            fail_msg("strict '%s': max_age %lld", v[i].in, (long long)cc.max_age);
     }
 }
 
@@ -209,6 +264,16 @@ test_dates(void **state)
         {"Thursday, 01-Jan-37 00:00:00 GMT", true, 2114380800},
         {"Thu Jan  1 00:00:00 1970", true, 0},
         {"Sat Dec 31 23:59:60 2016", true, 1483228799},
+        {"Sun, 06 Nov 1994 08:49:37 gMT", true, T0},
+        {"SUN, 06 NOV 1994 08:49:37 GMT", true, T0},
+        {"sunday, 06-nov-94 08:49:37 gmt", true, T0},
+        {"Thu, 18 Aug 2050 02:01:18 AEST", false, 0},
+        {"Thu, 18 Aug 50 02:01:18 GMT", false, 0},
+        {"Thu 18 Aug 2050 02:01:18 GMT", false, 0},
+        {"Thu, 18  Aug  2050 02:01:18 GMT", false, 0},
+        {"Thu, 18-Aug-2050 02:01:18 GMT", false, 0},
+        {"Thu, 18 Aug 2050 02.01.18 GMT", false, 0},
+        {"Thu, 18 Aug 2050 2:01:18 GMT", false, 0},
         {"Sun, 06 Nov 1994 08:49:37 UTC", false, 0},
         {"Sun, 06 Nov 1994 08:49:37", false, 0},
         {"Sun, 6 Nov 1994 08:49:37 GMT", false, 0},
@@ -313,6 +378,86 @@ test_resp_parse(void **state)
     resp("CDN-Cache-Control: no-store\n", 200, &ri);
     assert_true(ri.cdn_cc);
     assert_true(ri.cc.flags & CACHE_CC_NO_STORE);
+    /* an empty one is ignored too (RFC 9213 2.1), also among other lines */
+    resp("Cache-Control: max-age=5\nCDN-Cache-Control: \n", 200, &ri);
+    assert_false(ri.cdn_cc);
+    assert_int_equal(ri.cc.max_age, 5);
+    resp("Cache-Control: max-age=5\nCDN-Cache-Control: max-age=9\nCDN-Cache-Control: \n", 200, &ri);
+    assert_false(ri.cdn_cc);
+    /* lines of one Dictionary: the last max-age wins */
+    resp("CDN-Cache-Control: max-age=9\nCDN-Cache-Control: max-age=7, public\n", 200, &ri);
+    assert_true(ri.cdn_cc);
+    assert_int_equal(ri.cc.max_age, 7);
+    /* valid, but its only directive has the wrong type: no freshness, and
+     * Cache-Control is still replaced */
+    resp("Cache-Control: no-store\nCDN-Cache-Control: max-age=\"10000\"\n", 200, &ri);
+    assert_true(ri.cdn_cc);
+    assert_int_equal(ri.cc.flags, 0);
+}
+
+/* Surrogate-Control: after CDN-Cache-Control, before Cache-Control and Expires */
+static void
+test_surrogate_control(void **state)
+{
+    static const struct {
+        const char *in;
+        bool used;
+        uint32_t flags;
+        int64_t max_age;
+    } t[] = {
+        {"Surrogate-Control: max-age=3600\n", true, CACHE_CC_MAX_AGE, 3600},
+        {"Surrogate-Control: MaX-aGe=3600\n", true, CACHE_CC_MAX_AGE, 3600},
+        {"Surrogate-Control: foobar, max-age=3600\n", true, CACHE_CC_MAX_AGE, 3600},
+        {"Surrogate-Control: max-age=99999999999\n", true, CACHE_CC_MAX_AGE, CACHE_DELTA_MAX},
+        {"Surrogate-Control: max-age=60+600\n", true, CACHE_CC_MAX_AGE, 60},
+        {"Surrogate-Control: max-age=abc\n", true, CACHE_CC_MAX_AGE, 0},
+        /* shorter or longer than Cache-Control: it wins either way */
+        {"Cache-Control: max-age=3600\nSurrogate-Control: max-age=1\n", true, CACHE_CC_MAX_AGE, 1},
+        {"Cache-Control: no-store\nSurrogate-Control: max-age=600\n", true, CACHE_CC_MAX_AGE, 600},
+        {"Cache-Control: max-age=60\nSurrogate-Control: no-store\n", true, CACHE_CC_NO_STORE, 0},
+        {"Surrogate-Control: no-store-remote\n", true, CACHE_CC_NO_STORE, 0},
+        /* targeted: ours, someone else's */
+        {"Surrogate-Control: max-age=3600;edge\n", true, CACHE_CC_MAX_AGE, 3600},
+        {"Cache-Control: max-age=5\nSurrogate-Control: max-age=3600;not-for-you\n", false,
+         CACHE_CC_MAX_AGE, 5},
+        {"Surrogate-Control: max-age=60, max-age=600;edge\n", true, CACHE_CC_MAX_AGE, 600},
+        {"Surrogate-Control: max-age=60\nSurrogate-Control: no-store;edge\n", true,
+         CACHE_CC_MAX_AGE | CACHE_CC_NO_STORE, 60},
+        /* nothing for a cache in it, or not parseable: Cache-Control decides */
+        {"Cache-Control: max-age=5\nSurrogate-Control: content=\"ESI/1.0\"\n", false,
+         CACHE_CC_MAX_AGE, 5},
+        {"Cache-Control: max-age=1\nSurrogate-Control: max-age =100\n", false, CACHE_CC_MAX_AGE, 1},
+        {"Cache-Control: max-age=1\nSurrogate-Control: max-age= 100\n", false, CACHE_CC_MAX_AGE, 1},
+        {"Cache-Control: max-age=1\nSurrogate-Control: max-age=5;\n", false, CACHE_CC_MAX_AGE, 1},
+        /* CDN-Cache-Control is first */
+        {"CDN-Cache-Control: max-age=7\nSurrogate-Control: max-age=600\n", false, CACHE_CC_MAX_AGE,
+         7},
+    };
+    size_t i;
+    struct cache_resp_info ri;
+
+    (void)state;
+    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        resp(t[i].in, 200, &ri);
+        if (ri.surrogate != t[i].used || ri.cc.flags != t[i].flags ||
+            ((ri.cc.flags & CACHE_CC_MAX_AGE) && ri.cc.max_age != t[i].max_age))
+            fail_msg("'%s': used %d flags %#x max-age %lld", t[i].in, ri.surrogate, ri.cc.flags,
+                     (long long)ri.cc.max_age);
+    }
+    /* it replaces Expires too */
+    resp("Expires: Sun, 06 Nov 1994 09:49:37 GMT\nDate: Sun, 06 Nov 1994 08:49:37 GMT\n"
+         "Surrogate-Control: max-age=0\n",
+         200, &ri);
+    assert_true(ri.surrogate);
+    assert_true(ri.expires == CACHE_UNSET);
+    assert_int_equal(cache_freshness(&ri, NULL, T0), 0);
+    resp("Expires: Sun, 06 Nov 1994 09:49:37 GMT\nDate: Sun, 06 Nov 1994 08:49:37 GMT\n"
+         "Surrogate-Control: max-age=60\nSet-Cookie: a=b\n",
+         200, &ri);
+    assert_int_equal(cache_freshness(&ri, NULL, T0), 60);
+    /* a lifetime set for this cache declares the response shared, as
+     * CDN-Cache-Control's does (the Set-Cookie rule of cache_storable) */
+    assert_int_equal(cache_storable("GET", 3, NULL, &ri, NULL), CACHE_STORE_OK);
 }
 
 static void
@@ -354,8 +499,18 @@ test_storable(void **state)
         {"GET", 206, "", "Cache-Control: max-age=60\n", CACHE_UNSET, CACHE_STORE_NO_STATUS},
         {"GET", 304, "", "Cache-Control: max-age=60\n", CACHE_UNSET, CACHE_STORE_NO_STATUS},
         {"GET", 100, "", "Cache-Control: max-age=60\n", CACHE_UNSET, CACHE_STORE_NO_STATUS},
+        /* Content-Range means nothing in a 200 (RFC 9110 14.4): stored as is... */
         {"GET", 200, "", "Cache-Control: max-age=60\nContent-Range: bytes 0-1/2\n", CACHE_UNSET,
+         CACHE_STORE_OK},
+        /* ...but a request with Range stores only a plain 200 */
+        {"GET", 200, "Range: bytes=0-1\n",
+         "Cache-Control: max-age=60\nContent-Range: bytes 0-1/2\n", CACHE_UNSET,
          CACHE_STORE_NO_STATUS},
+        {"GET", 416, "Range: bytes=9-\n", "Cache-Control: max-age=60\nContent-Range: bytes */2\n",
+         CACHE_UNSET, CACHE_STORE_NO_STATUS},
+        {"GET", 416, "", "Cache-Control: max-age=60\n", CACHE_UNSET, CACHE_STORE_OK},
+        {"GET", 200, "Range: bytes=0-1\n", "Cache-Control: max-age=60\n", CACHE_UNSET,
+         CACHE_STORE_OK},
         /* any status with explicit freshness */
         {"GET", 500, "", "Cache-Control: max-age=60\n", CACHE_UNSET, CACHE_STORE_OK},
         {"GET", 302, "", "Expires: Sun, 06 Nov 1994 09:49:37 GMT\n", CACHE_UNSET, CACHE_STORE_OK},
@@ -419,6 +574,21 @@ test_storable(void **state)
          CACHE_UNSET, CACHE_STORE_OK},
         {"GET", 200, "", "Cache-Control: max-age=60, private=\"x-user\"\nSet-Cookie: s=1\n",
          CACHE_UNSET, CACHE_STORE_SET_COOKIE},
+        /* must-understand: a known status ignores no-store, an unknown one is not stored */
+        {"GET", 200, "", "Cache-Control: max-age=60, no-store, must-understand\n", CACHE_UNSET,
+         CACHE_STORE_OK},
+        {"GET", 404, "", "Cache-Control: max-age=60, no-store, must-understand\n", CACHE_UNSET,
+         CACHE_STORE_OK},
+        {"GET", 599, "", "Cache-Control: max-age=60, no-store, must-understand\n", CACHE_UNSET,
+         CACHE_STORE_NO_STATUS},
+        {"GET", 599, "", "Cache-Control: max-age=60, must-understand\n", CACHE_UNSET,
+         CACHE_STORE_NO_STATUS},
+        {"GET", 299, "", "Cache-Control: max-age=60\n", CACHE_UNSET, CACHE_STORE_OK},
+        {"GET", 200, "Cache-Control: no-store\n",
+         "Cache-Control: max-age=60, no-store, must-understand\n", CACHE_UNSET,
+         CACHE_STORE_NO_STORE},
+        {"GET", 200, "", "Cache-Control: no-store\nCDN-Cache-Control: must-understand, max-age=9\n",
+         CACHE_UNSET, CACHE_STORE_OK},
         /* the stronger verdicts come first */
         {"GET", 200, "", "Cache-Control: private, max-age=60\nSet-Cookie: s=1\n", CACHE_UNSET,
          CACHE_STORE_PRIVATE},
@@ -500,6 +670,29 @@ test_freshness(void **state)
          50},
         {200, "CDN-Cache-Control: public\nExpires: Sun, 06 Nov 1994 09:49:37 GMT\n", 7, CACHE_UNSET,
          7},
+        /* the extremes: no overflow, no wrap-around to "fresh" */
+        {200, "Cache-Control: max-age=99999999999999999999999999\n", CACHE_UNSET, CACHE_UNSET,
+         CACHE_DELTA_MAX},
+        {200, "Cache-Control: s-maxage=-1, max-age=60\n", CACHE_UNSET, CACHE_UNSET, 0},
+        {200, "Date: Thu, 01 Jan 1970 00:00:00 GMT\nExpires: Fri, 31 Dec 9999 23:59:59 GMT\n",
+         CACHE_UNSET, CACHE_UNSET, 253402300799LL},
+        {200, "Date: Fri, 31 Dec 9999 23:59:59 GMT\nExpires: Thu, 01 Jan 1970 00:00:00 GMT\n",
+         CACHE_UNSET, CACHE_UNSET, 0},
+        {200, "Date: Fri, 31 Dec 9999 23:59:59 GMT\nLast-Modified: Thu, 01 Jan 1970 00:00:00 GMT\n",
+         CACHE_UNSET, CACHE_UNSET, CACHE_HEURISTIC_MAX},
+        {200, "Expires: Wed, 31 Dec 1969 23:59:59 GMT\n", CACHE_UNSET, CACHE_UNSET, 0},
+        /* heuristics only for statuses cacheable by default */
+        {203, "Date: Sun, 06 Nov 1994 08:49:37 GMT\nLast-Modified: Sun, 06 Nov 1994 07:49:37 GMT\n",
+         CACHE_UNSET, CACHE_UNSET, 360},
+        {302, "Date: Sun, 06 Nov 1994 08:49:37 GMT\nLast-Modified: Sun, 06 Nov 1994 07:49:37 GMT\n",
+         CACHE_UNSET, CACHE_UNSET, 0},
+        {201, "Date: Sun, 06 Nov 1994 08:49:37 GMT\nLast-Modified: Sun, 06 Nov 1994 07:49:37 GMT\n",
+         CACHE_UNSET, CACHE_UNSET, 0},
+        /* Surrogate-Control's max-age, like CDN-Cache-Control's, replaces Expires */
+        {200,
+         "Surrogate-Control: max-age=30\nDate: Sun, 06 Nov 1994 08:49:37 GMT\n"
+         "Expires: Sun, 06 Nov 1994 09:49:37 GMT\n",
+         CACHE_UNSET, CACHE_UNSET, 30},
     };
     size_t i;
 
@@ -540,6 +733,24 @@ test_age(void **state)
     assert_int_equal(cache_initial_age(&ri, T0 - 1, T0), 1);
     assert_int_equal(cache_current_age(10, T0, T0 + 50), 60);
     assert_int_equal(cache_current_age(10, T0, T0 - 50), 10);
+    /* the largest Age, a slow origin, a very old Date: no overflow */
+    resp("Date: Thu, 01 Jan 1970 00:00:00 GMT\nAge: 999999999999999999999\n", 200, &ri);
+    assert_int_equal(ri.age, CACHE_DELTA_MAX);
+    assert_int_equal(cache_initial_age(&ri, T0 - 100, T0), CACHE_DELTA_MAX + 100);
+    resp("Date: Thu, 01 Jan 1970 00:00:00 GMT\n", 200, &ri);
+    assert_int_equal(cache_initial_age(&ri, T0 - 100, T0), T0);
+    resp("Age: 2147483648\n", 200, &ri);
+    assert_int_equal(cache_initial_age(&ri, T0 - 100, T0), CACHE_DELTA_MAX + 100);
+    /* Age junk is ignored (RFC 9111 5.1): the list's first member counts */
+    static const char *const junk[] = {"abc", "-1", "1.5", "7200;foo=bar", "", " , 5", "0x10"};
+    for (size_t k = 0; k < sizeof(junk) / sizeof(junk[0]); k++) {
+        struct cache_hdr h = {"Age", 3, junk[k], strlen(junk[k])};
+        cache_resp_parse(&h, 1, 200, &ri);
+        if (ri.age != CACHE_UNSET)
+            fail_msg("Age '%s' gave %lld", junk[k], (long long)ri.age);
+    }
+    resp("Age:  42 , 7\n", 200, &ri);
+    assert_int_equal(ri.age, 42);
 }
 
 /* ---- decisions ------------------------------------------------------------------------------- */
@@ -592,6 +803,22 @@ test_decide(void **state)
          -40},
         {"Cache-Control: max-age=60, stale-if-error=10\n", "", 10, CACHE_UNSET, 3600,
          CACHE_USE_FRESH, false, true, 50},
+        /* ... also when the request asks for it (RFC 5861 4) */
+        {"Cache-Control: max-age=0\n", "Cache-Control: stale-if-error=3600\n", 100, CACHE_UNSET,
+         CACHE_UNSET, CACHE_MUST_MISS, false, true, -100},
+        {"Cache-Control: max-age=0\n", "Cache-Control: stale-if-error=1\n", 3, CACHE_UNSET,
+         CACHE_UNSET, CACHE_MUST_MISS, false, false, -3},
+        {"Cache-Control: max-age=0, stale-if-error=1\n", "Cache-Control: stale-if-error=60\n", 3,
+         CACHE_UNSET, CACHE_UNSET, CACHE_MUST_MISS, false, true, -3},
+        {"Cache-Control: max-age=0, stale-if-error=60\n", "Cache-Control: stale-if-error=1\n", 3,
+         CACHE_UNSET, CACHE_UNSET, CACHE_MUST_MISS, false, true, -3},
+        {"Cache-Control: max-age=0, must-revalidate\n", "Cache-Control: stale-if-error=60\n", 3,
+         CACHE_UNSET, CACHE_UNSET, CACHE_MUST_MISS, false, false, -3},
+        /* no-cache forbids a stale answer on error as well (RFC 9111 4.2.4) */
+        {"Cache-Control: max-age=1, no-cache, stale-if-error=60\n", "", 3, CACHE_UNSET, CACHE_UNSET,
+         CACHE_MUST_MISS, false, false, -3},
+        {"Cache-Control: no-cache\nETag: \"a\"\n", "", 3, CACHE_UNSET, 3600, CACHE_REVALIDATE,
+         false, false, -3},
         /* request directives */
         {"Cache-Control: max-age=60\nETag: \"a\"\n", "Cache-Control: no-cache\n", 1, CACHE_UNSET,
          CACHE_UNSET, CACHE_REVALIDATE, false, false, 59},
@@ -718,7 +945,14 @@ test_hdr_storable_updatable(void **state)
                        "ETag: \"v\"\n"
                        "Cache-Control: private=\"x-user\", no-cache=\"set-cookie\", max-age=9\n"
                        "Upgrade: h2c\n"
-                       "Proxy-Authenticate: Basic\n";
+                       "Proxy-Authenticate: Basic\n"
+                       "Proxy-Authentication-Info: nextnonce=\"x\"\n"
+                       "Proxy-Authorization: Basic y\n"
+                       "Proxy-Connection: keep-alive\n"
+                       "TE: trailers\n"
+                       "Trailer: X-Sum\n"
+                       "Content-Range: bytes 0-1/2\n"
+                       "Content-Type: text/plain\n";
     static const struct {
         const char *name;
         bool store, update;
@@ -729,19 +963,34 @@ test_hdr_storable_updatable(void **state)
         {"Transfer-Encoding", false, false},
         {"Age", false, false},
         {"Content-Length", true, false},
-        {"Content-Encoding", true, false},
+        {"Content-Encoding", true, true},
         {"Set-Cookie", false, false},
         {"X-User", false, false},
         {"ETag", true, true},
         {"Cache-Control", true, true},
         {"Upgrade", false, false},
         {"Proxy-Authenticate", false, false},
+        {"Proxy-Authentication-Info", false, false},
+        {"Proxy-Authorization", false, false},
+        {"Proxy-Connection", false, false},
+        {"TE", false, false},
+        {"Trailer", false, false},
+        {"Content-Range", true, false},
+        {"Content-Type", true, true},
     };
     size_t n = hdrs(text, h), i;
 
     (void)state;
     cache_resp_parse(h, n, 200, &ri);
     assert_int_equal(n, sizeof(want) / sizeof(want[0]));
+    /* what a 304 from the cache leaves out (RFC 9110 15.4.5) */
+    for (i = 0; i < n; i++) {
+        bool meta = strcmp(want[i].name, "Content-Type") == 0 ||
+                    strcmp(want[i].name, "Content-Encoding") == 0 ||
+                    strcmp(want[i].name, "Content-Range") == 0;
+        if (cache_hdr_in_304(&h[i]) == meta)
+            fail_msg("%s: in a 304", want[i].name);
+    }
     for (i = 0; i < n; i++) {
         if (cache_hdr_storable(&h[i], h, n, &ri.cc) != want[i].store)
             fail_msg("%s: storable", want[i].name);
@@ -802,6 +1051,7 @@ main(void)
         cmocka_unit_test(test_dates),
         cmocka_unit_test(test_date_format),
         cmocka_unit_test(test_resp_parse),
+        cmocka_unit_test(test_surrogate_control),
         cmocka_unit_test(test_req_parse),
         cmocka_unit_test(test_storable),
         cmocka_unit_test(test_freshness),

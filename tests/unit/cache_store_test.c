@@ -1,8 +1,8 @@
 /*
  * Unit tests of the disk store and index: write/commit/open, abort and
- * max_object, Vary variants, corrupt and truncated files, 304 refresh,
- * persistence across reopen (and a crash's tmp files), eviction, purges
- * (key, prefix, tag, soft) with no resurrection after reopen, a purge
+ * max_object, Vary variants, corrupt and truncated files, 304 refresh and
+ * HEAD freshening, persistence across reopen (and a crash's tmp files),
+ * eviction, purges (key, prefix, tag, soft) with no resurrection after reopen, a purge
  * racing a writer, and RFC 9111 4.4 invalidation (variants, writers that
  * started before it, a commit racing it).
  */
@@ -361,6 +361,64 @@ test_refresh_304(void **state)
     body_is(o, "keep me"); /* the old handle still reads */
     cache_obj_free(o);
     cache_obj_free(o2);
+    cache_free(c);
+}
+
+/* RFC 9111 4.3.5: which 200s to a HEAD may freshen the stored GET response,
+ * and what the refresh keeps. */
+static void
+test_head_matches(void **state)
+{
+    static const struct {
+        struct cache_hdr h[3];
+        size_t n;
+        bool match;
+    } t[] = {
+        {{H("X-Other", "1")}, 1, true}, /* no validator, no length: nothing disagrees */
+        {{H("ETag", "\"v1\"")}, 1, true},
+        {{H("ETag", " \"v1\" ")}, 1, true},
+        {{H("ETag", "\"v2\"")}, 1, false},
+        {{H("ETag", "W/\"v1\"")}, 1, false},
+        {{H("Last-Modified", "Tue, 14 Nov 2023 22:13:20 GMT")}, 1, true},
+        {{H("Last-Modified", "Tuesday, 14-Nov-23 22:13:20 GMT")}, 1, true},
+        {{H("Last-Modified", "Tue, 14 Nov 2023 22:13:21 GMT")}, 1, false},
+        {{H("Content-Length", "7")}, 1, true},
+        {{H("Content-Length", "8")}, 1, false},
+        {{H("Content-Length", "7x")}, 1, false},
+        {{H("ETag", "\"v1\""), H("Content-Length", "70")}, 2, false},
+        {{H("ETag", "\"v1\""), H("Last-Modified", "Tue, 14 Nov 2023 22:13:20 GMT"),
+          H("Content-Length", "7")},
+         3,
+         true},
+    };
+    static const struct cache_hdr head[] = {H("Cache-Control", "max-age=600"), H("X-New", "yes"),
+                                            H("Content-Length", "7"), H("ETag", "\"v1\"")};
+    static const struct cache_hdr nolm[] = {H("Cache-Control", "max-age=60")};
+    static const struct cache_hdr lm[] = {H("Last-Modified", "Tue, 14 Nov 2023 22:13:20 GMT")};
+    struct cache *c = open_cache(1 << 20, 0);
+    struct cache_obj *o, *o2;
+    size_t i;
+
+    (void)state;
+    assert_int_equal(store(c, "http://h/head", NULL, 0, basic, NBASIC, "keep me"), 0);
+    assert_int_equal(cache_open(c, "http://h/head", 13, NULL, 0, &o), CACHE_OK);
+    for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        if (cache_head_matches(o, t[i].h, t[i].n) != t[i].match)
+            fail_msg("#%zu: want %d", i, t[i].match);
+    /* the refresh a match leads to: the HEAD's fields merged, the body kept */
+    assert_true(cache_head_matches(o, head, 4));
+    assert_int_equal(cache_refresh(c, o, head, 4, NULL, T0 + 100, T0 + 101, &o2), 0);
+    body_is(o2, "keep me");
+    assert_true(has_header(o2, "X-New", "yes"));
+    assert_true(has_header(o2, "Content-Type", "text/plain"));
+    assert_int_equal(o2->policy.lifetime, 600);
+    cache_obj_free(o2);
+    cache_obj_free(o);
+    /* a validator the stored response does not have is a mismatch */
+    assert_int_equal(store(c, "http://h/nolm", NULL, 0, nolm, 1, "x"), 0);
+    assert_int_equal(cache_open(c, "http://h/nolm", 13, NULL, 0, &o), CACHE_OK);
+    assert_false(cache_head_matches(o, lm, 1));
+    cache_obj_free(o);
     cache_free(c);
 }
 
@@ -728,6 +786,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_corrupt_and_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_304, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refresh_304_variant, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_head_matches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persist_and_tmp_cleanup, setup, teardown),
         cmocka_unit_test_setup_teardown(test_eviction, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge, setup, teardown),
