@@ -710,6 +710,80 @@ cache_writer_abort(struct cache_writer *w)
     free(w);
 }
 
+/* Bytes in front of the body: meta, key, vary block, headers. */
+static uint64_t
+head_size(const struct cache_writer *w)
+{
+    return sizeof(w->m) + (uint64_t)w->m.key_len + w->m.vary_len + w->m.headers_len;
+}
+
+int
+cache_writer_flush(struct cache_writer *w)
+{
+    if (w->dead)
+        return CACHE_EIO;
+    if (wbuf_flush(w) < 0) {
+        w->dead = true;
+        atomic_fetch_add(&w->c->n.write_errors, 1);
+        return CACHE_EIO;
+    }
+    return 0;
+}
+
+uint64_t
+cache_writer_body_written(const struct cache_writer *w)
+{
+    uint64_t head = head_size(w);
+    return w->woff > head ? w->woff - head : 0;
+}
+
+int
+cache_writer_view(struct cache_writer *w, struct cache_obj **out)
+{
+    size_t tail = (size_t)(head_size(w) - sizeof(w->m));
+    char *buf;
+    int fd;
+
+    *out = NULL;
+    /* the head is still in the buffer (nothing was written yet) */
+    if (w->dead || w->woff != 0 || w->wlen < sizeof(w->m) + tail)
+        return CACHE_EINVAL;
+    buf = malloc(tail + 1);
+    if (buf == NULL)
+        return CACHE_ENOMEM;
+    memcpy(buf, w->wbuf + sizeof(w->m), tail);
+    buf[tail] = '\0';
+    fd = openat(w->c->dirfd, w->tmp, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        free(buf);
+        return CACHE_EIO;
+    }
+    *out = obj_make(w->id, fd, &w->m, buf);
+    if (*out == NULL) {
+        close(fd);
+        free(buf);
+        return CACHE_ENOMEM;
+    }
+    (*out)->body_len = 0;
+    (*out)->_purge_seq = w->purge_seq;
+    (*out)->_inval_gen = w->inval_gen;
+    return 0;
+}
+
+bool
+cache_obj_purged(struct cache *c, const struct cache_obj *o)
+{
+    return atomic_load(&c->purge_seq) != o->_purge_seq ||
+           (uint32_t)atomic_load(&c->inval_gen[cache_inval_slot(o->_id)]) != o->_inval_gen;
+}
+
+const char *
+cache_writer_vary_names(const struct cache_writer *w, size_t *len)
+{
+    *len = w->vary_names_len;
+    return w->vary_names;
+}
+
 /* Writes (or keeps) the Vary stub at the id's path. */
 static int
 write_stub(struct cache_writer *w)
