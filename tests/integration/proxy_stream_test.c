@@ -1,8 +1,8 @@
 /*
  * Collapsed misses read the leader's response while it is stored: origin-sim
  * drips a body (/resp?drip=), cuts it (cut=) or chunks it (te=chunked); the
- * clients are curl (HTTP/1.1, HTTP/1.0, h2c) and raw sockets that stop
- * reading. /_stats proves how many requests reached the origin, /metrics
+ * clients are curl (HTTP/1.1, HTTP/1.0, h2c, HTTPS with h1 and h2) and raw
+ * sockets that stop reading. /_stats proves how many requests reached the origin, /metrics
  * what was stored, /proc the engine's memory.
  */
 #include <setjmp.h>
@@ -27,25 +27,36 @@
 
 static struct h_osim osim;
 static struct h_edge edge;
+static int tls_port; /* listen tls h2: a self-signed certificate for 127.0.0.1 */
 
 static int
 setup(void **state)
 {
-    char conf[2048], saved[512], opts[600];
+    char conf[2048], saved[512], opts[600], out[4096];
     const char *old = getenv("ASAN_OPTIONS");
     int port, admin, rc;
     (void)state;
     if (h_osim_start(&osim, NULL) < 0)
         return -1;
+    if (h_sh(out, sizeof(out),
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "
+             "srv.key -out srv.crt -days 30 -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1") != 0) {
+        fprintf(stderr, "certificate generation failed:\n%s\n", out);
+        return -1;
+    }
     port = h_free_port();
     admin = h_free_port();
+    tls_port = h_free_port();
     /* h2 on the listener: HTTP/1.1 and h2c clients share one authority, so one key */
     snprintf(conf, sizeof(conf),
-             "workers 2;\nlisten 127.0.0.1:%d h2;\nadmin 127.0.0.1:%d;\naccess_log off;\n"
+             "workers 2;\nlisten 127.0.0.1:%d h2;\nlisten 127.0.0.1:%d tls h2;\n"
+             "admin 127.0.0.1:%d;\naccess_log off;\n"
+             "tls_certificate %s/srv.crt %s/srv.key;\n"
              "cache_dir %s/cache max_size=1g mem=8m mem_object=16k;\n"
              "origin app { server 127.0.0.1:%d; retries 0; }\n"
              "site * { route / { origin app; cache on; } }\n",
-             port, admin, h_tmpdir(), osim.port);
+             port, tls_port, admin, h_tmpdir(), h_tmpdir(), h_tmpdir(), osim.port);
     /* Under ASan freed chunks wait in a quarantine (256 MiB by default),
      * which would read as growth in the memory test: keep it small for edge. */
     snprintf(saved, sizeof(saved), "%s", old ? old : "");
@@ -82,6 +93,8 @@ struct cl {
     struct h_opts o;
     const char *method;
     h_body_fn body_fn; /* default cl_body */
+    bool tls;          /* https:// to the tls listener (its own key: the scheme) */
+    int pause_ms;      /* stop reading this long after the first body byte */
     /* results */
     int rc;
     long status;
@@ -96,8 +109,11 @@ cl_body(const void *data, size_t len, void *arg)
 {
     struct cl *c = arg;
 
-    if (c->bytes == 0)
+    if (c->bytes == 0) {
         c->t_first = h_now_ms();
+        if (c->pause_ms > 0)
+            h_sleep_ms(c->pause_ms);
+    }
     if (c->bad_at < 0) {
         long long k = osim_bytes_check(data, c->bytes, len);
         if (k >= 0)
@@ -115,7 +131,10 @@ cl_main(void *arg)
     struct h_resp r;
     char u[512];
 
-    snprintf(u, sizeof(u), "%s%s", edge.url, c->path);
+    if (c->tls)
+        snprintf(u, sizeof(u), "https://127.0.0.1:%d%s", tls_port, c->path);
+    else
+        snprintf(u, sizeof(u), "%s%s", edge.url, c->path);
     c->o.on_body = c->body_fn != NULL ? c->body_fn : cl_body;
     c->o.arg = c;
     if (c->o.timeout_ms == 0)
@@ -452,6 +471,52 @@ test_slow_leader_client_does_not_hold_waiters(void **state)
     assert_int_equal(origin_requests() - before, 1);
 }
 
+/* TLS: no sendfile; the readers get the file in bounded pieces (one of
+ * them stops reading for 1.5 s without the engine growing). */
+static void
+test_tls_waiters(void **state)
+{
+    static struct cl c[4];
+    const char *path = "/resp?cc=max-age%3D60&size=16777216&drip=1500ms&k=tls";
+    pid_t engine = h_child_pid(edge.proc.pid);
+    long before = origin_requests(), rss0 = h_rss_kb(engine), rss_max = 0;
+    (void)state;
+
+    memset(c, 0, sizeof(c));
+    for (int i = 0; i < 4; i++) {
+        c[i].tls = true;
+        c[i].o.h2 = i == 2; /* h2 over TLS as well */
+        c[i].o.timeout_ms = 30000;
+    }
+    c[3].pause_ms = 1500;
+    cl_start(&c[0], path);
+    h_sleep_ms(150);
+    for (int i = 1; i < 4; i++)
+        cl_start(&c[i], path);
+    for (int i = 0; i < 20; i++) {
+        long kb = h_rss_kb(engine);
+        if (kb > rss_max)
+            rss_max = kb;
+        h_sleep_ms(100);
+    }
+    for (int i = 0; i < 4; i++)
+        cl_join(&c[i]);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(c[i].rc, 0);
+        assert_int_equal(c[i].status, 200);
+        assert_int_equal(c[i].bytes, 16777216);
+        assert_int_equal(c[i].bad_at, -1);
+        if (i > 0) {
+            assert_non_null(strstr(c[i].cs, "collapsed"));
+            assert_true(c[i].t_first - c[i].t_start < 1000);
+        }
+    }
+    assert_int_equal(origin_requests() - before, 1);
+    print_message("16 MiB over TLS, a reader paused 1.5 s: engine RSS %ld KiB, at most %ld KiB\n",
+                  rss0, rss_max);
+    assert_true(rss_max - rss0 < 16 * 1024);
+}
+
 /* ---- Vary --------------------------------------------------------------------------------- */
 
 /* A waiter of the same variant reads the fill; one of another variant
@@ -496,6 +561,7 @@ main(void)
         cmocka_unit_test(test_leader_client_leaves_fill_goes_on),
         cmocka_unit_test(test_slow_waiter_bounded_memory),
         cmocka_unit_test(test_slow_leader_client_does_not_hold_waiters),
+        cmocka_unit_test(test_tls_waiters),
         cmocka_unit_test(test_vary_waiter_reads_only_its_variant),
     };
     return H_RUN(tests, setup, teardown);
