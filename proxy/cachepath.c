@@ -986,8 +986,15 @@ proxy_cache_fill_run(struct proxy_worker *w)
         return;
     for (r = TAILQ_FIRST(&w->fill_leaders); r != NULL; r = next) {
         next = TAILQ_NEXT(r, fill_lead_link);
-        if (atomic_exchange(&r->fill->want_flush, false))
-            fill_publish(r);
+        if (!atomic_exchange(&r->fill->want_flush, false))
+            continue;
+        fill_publish(r);
+        /* A reader came while the origin waits for this leader's client
+         * to drain (which may be never): read on for the reader. r may be
+         * done after this; next is another request. */
+        if (r->fill_lead && !r->fill_self && r->up != NULL && proxy_client_congested(r) &&
+            proxy_cache_fill_decouple(r))
+            proxy_upstream_resume(r);
     }
     for (r = TAILQ_FIRST(&w->fill_readers); r != NULL; r = next) {
         next = TAILQ_NEXT(r, fill_read_link);

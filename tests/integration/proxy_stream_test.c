@@ -429,7 +429,7 @@ test_slow_waiter_bounded_memory(void **state)
 
 /* The leader's own client is slow: once others read the file it reads the
  * file too, so the origin is read at the pace of the disk and the waiters
- * are not held back by it. */
+ * are not held back by it. One leader reads slowly, another stops. */
 static int
 slow_body(const void *data, size_t len, void *arg)
 {
@@ -439,16 +439,17 @@ slow_body(const void *data, size_t len, void *arg)
 }
 
 static void
-test_slow_leader_client_does_not_hold_waiters(void **state)
+slow_leader(const char *path, bool stop)
 {
     static struct cl c[3];
-    const char *path = "/resp?cc=max-age%3D60&size=16777216&k=slowlead";
     long before = origin_requests();
-    (void)state;
 
     memset(c, 0, sizeof(c));
     c[0].o.timeout_ms = 60000;
-    c[0].body_fn = slow_body;
+    if (stop)
+        c[0].pause_ms = 3000; /* reads its first piece, then nothing for 3 s */
+    else
+        c[0].body_fn = slow_body;
     cl_start(&c[0], path);
     h_sleep_ms(300);
     cl_start(&c[1], path);
@@ -469,6 +470,14 @@ test_slow_leader_client_does_not_hold_waiters(void **state)
         assert_true(c[i].t_end < c[0].t_end - 500);
     }
     assert_int_equal(origin_requests() - before, 1);
+}
+
+static void
+test_slow_leader_client_does_not_hold_waiters(void **state)
+{
+    (void)state;
+    slow_leader("/resp?cc=max-age%3D60&size=16777216&k=slowlead", false);
+    slow_leader("/resp?cc=max-age%3D60&size=16777216&k=stoplead", true);
 }
 
 /* TLS: no sendfile; the readers get the file in bounded pieces (one of
