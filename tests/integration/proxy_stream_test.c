@@ -333,6 +333,42 @@ test_leader_client_leaves_fill_goes_on(void **state)
     assert_int_equal(h_edge_metric(&edge, "edge_cache_stores_total"), stores + 1);
 }
 
+/* Readers that go away mid-body (HTTP/1.1 and h2c) leave the others, the
+ * leader and the store alone. */
+static void
+test_reader_leaves(void **state)
+{
+    static struct cl c[5];
+    const char *path = "/resp?cc=max-age%3D60&size=400000&drip=1s&k=readerleaves";
+    long before = origin_requests(), stores = h_edge_metric(&edge, "edge_cache_stores_total");
+    (void)state;
+
+    memset(c, 0, sizeof(c));
+    cl_start(&c[0], path);
+    h_sleep_ms(150);
+    for (int i = 1; i < 5; i++) {
+        c[i].o.h2c = i == 2;
+        if (i <= 2)
+            c[i].o.timeout_ms = 400; /* gone mid-body */
+        cl_start(&c[i], path);
+    }
+    for (int i = 0; i < 5; i++)
+        cl_join(&c[i]);
+    for (int i = 1; i <= 2; i++) {
+        assert_true(c[i].rc != 0);
+        assert_true(c[i].bytes > 0 && c[i].bytes < 400000);
+    }
+    for (int i = 0; i < 5; i++) {
+        if (i == 1 || i == 2)
+            continue;
+        assert_int_equal(c[i].rc, 0);
+        assert_int_equal(c[i].bytes, 400000);
+        assert_int_equal(c[i].bad_at, -1);
+    }
+    assert_int_equal(origin_requests() - before, 1);
+    assert_int_equal(h_edge_metric(&edge, "edge_cache_stores_total"), stores + 1);
+}
+
 /* ---- slow clients ------------------------------------------------------------------------- */
 
 static int
@@ -568,6 +604,7 @@ main(void)
         cmocka_unit_test(test_waiters_chunked_head_and_conditional),
         cmocka_unit_test(test_origin_dies_mid_body_cuts_readers),
         cmocka_unit_test(test_leader_client_leaves_fill_goes_on),
+        cmocka_unit_test(test_reader_leaves),
         cmocka_unit_test(test_slow_waiter_bounded_memory),
         cmocka_unit_test(test_slow_leader_client_does_not_hold_waiters),
         cmocka_unit_test(test_tls_waiters),
