@@ -375,10 +375,10 @@ stream_fill(struct osim_conn *c)
 
     if (st->drip_ms > 0) {
         double ms = ms_since(&st->t0);
-        uint64_t due = ms >= (double)st->drip_ms
-                           ? st->end
-                           : st->start + (uint64_t)((double)(st->end - st->start) * ms /
-                                                    (double)st->drip_ms);
+        uint64_t due =
+            ms >= (double)st->drip_ms
+                ? st->end
+                : st->start + (uint64_t)((double)(st->end - st->start) * ms / (double)st->drip_ms);
         if (due < upto)
             upto = due;
     }

@@ -886,8 +886,8 @@ stream_start(struct proxy_req *r, struct proxy_fill *f)
     req_conds_scan(r, &q);
     not_modified = client_not_modified(&q, f->obj);
     status = not_modified ? 304 : f->obj->status;
-    body = !not_modified && r->method != HTTP_HEAD && f->length != 0 && status >= 200 &&
-           status != 204;
+    body =
+        !not_modified && r->method != HTTP_HEAD && f->length != 0 && status >= 200 && status != 204;
     stream_head(r, f, status, body);
     STAT_INC(w, cache_hits); /* answered without a fetch of its own */
     if (!body) {
@@ -901,8 +901,8 @@ stream_start(struct proxy_req *r, struct proxy_fill *f)
     TAILQ_INSERT_TAIL(&w->fill_readers, r, fill_read_link);
     atomic_fetch_or(&f->workers, 1ull << w->id);
     atomic_fetch_add(&f->nreaders, 1);
-    fill_want_flush(f);          /* what the leader buffered becomes readable */
-    proxy_worker_fill_wake(w);   /* the body starts from the loop, not this stack */
+    fill_want_flush(f);        /* what the leader buffered becomes readable */
+    proxy_worker_fill_wake(w); /* the body starts from the loop, not this stack */
     return 0;
 }
 

@@ -264,7 +264,7 @@ struct proxy_req {
     bool cache_collapsed;   /* answered after waiting on another request's fetch */
     bool collapse_leader;   /* collapse.c: this request fetches for the waiters */
     bool collapse_waiting;  /* collapse.c: parked until the leader is done */
-    bool collapse_counted;  /* collapse.c: in edge_cache_collapsed_total */
+    bool collapse_counted; /* collapse.c: in edge_cache_collapsed_total */
     TAILQ_ENTRY(proxy_req) collapse_link;
     /* cachepath.c: a response read from its cache file while it is stored */
     struct proxy_fill *fill; /* a reference while fill_lead or fill_read */

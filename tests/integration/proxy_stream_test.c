@@ -231,8 +231,8 @@ test_waiters_chunked_head_and_conditional(void **state)
     memset(c, 0, sizeof(c));
     cl_start(&c[0], path);
     h_sleep_ms(150);
-    cl_start(&c[1], path);                 /* HTTP/1.1: chunked */
-    c[2].o.http10 = true;                  /* HTTP/1.0: until the close */
+    cl_start(&c[1], path); /* HTTP/1.1: chunked */
+    c[2].o.http10 = true;  /* HTTP/1.0: until the close */
     cl_start(&c[2], path);
     c[3].method = "HEAD";
     c[3].o.timeout_ms = 20000;
@@ -286,9 +286,9 @@ test_origin_dies_mid_body_cuts_readers(void **state)
     for (int i = 0; i < 6; i++)
         cl_join(&c[i]);
     for (int i = 0; i < 6; i++) {
-        assert_true(c[i].rc != 0);           /* the transfer failed ... */
-        assert_true(c[i].bytes < 400000);    /* ... short */
-        assert_int_equal(c[i].bad_at, -1);   /* what came was right */
+        assert_true(c[i].rc != 0);         /* the transfer failed ... */
+        assert_true(c[i].bytes < 400000);  /* ... short */
+        assert_int_equal(c[i].bad_at, -1); /* what came was right */
         if (i > 0)
             assert_true(c[i].bytes > 0); /* streamed before the cut */
     }
@@ -446,7 +446,7 @@ test_slow_waiter_bounded_memory(void **state)
     memset(&leader, 0, sizeof(leader));
     cl_start(&leader, path);
     h_sleep_ms(150);
-    fd = raw_get(path); /* sends the request, reads nothing yet */
+    fd = raw_get(path);            /* sends the request, reads nothing yet */
     for (int i = 0; i < 25; i++) { /* 2.5 s: the fill completes meanwhile */
         long kb = h_rss_kb(engine);
         if (kb > rss_max)
