@@ -583,6 +583,31 @@ int cache_writer_commit(struct cache_writer *w);
 /* Drops the object (unlinks the tmp file); frees w. NULL is fine. */
 void cache_writer_abort(struct cache_writer *w);
 
+/* Reading an object while it is written (the proxy streams a response to
+ * collapsed requests from the file as it grows). The writer buffers what it
+ * is given (large aligned writes keep the page cache in large folios);
+ * cache_writer_flush() puts everything given so far into the file, and
+ * cache_writer_body_written() says how many body bytes are there. 0, or <0
+ * (the writer is then dead: cache_writer_abort()). */
+int cache_writer_flush(struct cache_writer *w);
+uint64_t cache_writer_body_written(const struct cache_writer *w);
+/* An object for what w writes: status, policy, headers, the Vary secondary
+ * key (the vary block, between key and headers) and an fd of its own, read
+ * only, on the temp file. It stays valid after w is committed or aborted
+ * (the file is renamed or unlinked, never truncated) and may be used and
+ * freed (cache_obj_free()) on any thread. body_len is 0: what is readable
+ * is cache_writer_body_written(). Call it before the first
+ * cache_writer_write(). 0, CACHE_EINVAL (too late), CACHE_ENOMEM, CACHE_EIO. */
+struct cache_obj;
+int cache_writer_view(struct cache_writer *w, struct cache_obj **out);
+/* True when a purge or an invalidation that may cover o's key ran since o
+ * was opened (for a cache_writer_view: since the writer started, which then
+ * does not publish): o is not to be served to requests that come now. */
+bool cache_obj_purged(struct cache *c, const struct cache_obj *o);
+/* The response's Vary names as cache_vary_key() takes them ("a\nb\n"), or
+ * NULL (*len 0) when it does not vary. Valid while w is. */
+const char *cache_writer_vary_names(const struct cache_writer *w, size_t *len);
+
 /* An opened object (a hit). Its body is either in memory (body != NULL: the
  * memory tier) or in a file (fd, at body_off). Both stay valid after the
  * object is replaced, purged or evicted. Single-threaded use; free with

@@ -44,6 +44,7 @@
 #define OSIM_IDLE_TIMEOUT_S 60  /* keep-alive idle and request head/body */
 #define OSIM_WRITE_TIMEOUT_S 60 /* client not reading */
 #define OSIM_RESET_POLL_MAX 500 /* x 1 ms: wait for the kernel to send the partial body */
+#define OSIM_DRIP_TICK_MS 50
 
 static void conn_process(struct osim_conn *c);
 static void conn_free(struct osim_conn *c);
@@ -398,9 +399,19 @@ stream_fill(struct osim_conn *c)
 {
     struct osim_stream *st = &c->st;
     char hex[32];
+    uint64_t upto = st->cut; /* what may be sent by now */
 
+    if (st->drip_ms > 0) {
+        double ms = ms_since(&st->t0);
+        uint64_t due =
+            ms >= (double)st->drip_ms
+                ? st->end
+                : st->start + (uint64_t)((double)(st->end - st->start) * ms / (double)st->drip_ms);
+        if (due < upto)
+            upto = due;
+    }
     while (out_len(c) < OSIM_STREAM_HIGH) {
-        if (st->chunked && st->chunk_left == 0 && st->off < st->cut) {
+        if (st->chunked && !st->chunk_pieces && st->chunk_left == 0 && st->off < st->cut) {
             if (st->chunks_left == 0)
                 break;
             int n = snprintf(hex, sizeof(hex), "%llx\r\n", (unsigned long long)st->chunk_size);
@@ -408,11 +419,16 @@ stream_fill(struct osim_conn *c)
             st->chunk_left = st->chunk_size;
             st->chunks_left--;
         }
-        if (st->off >= st->cut)
+        if (st->off >= upto)
             break;
-        uint64_t n = st->cut - st->off;
+        uint64_t n = upto - st->off;
         if (n > OSIM_STREAM_PIECE)
             n = OSIM_STREAM_PIECE;
+        if (st->chunked && st->chunk_pieces) {
+            int k = snprintf(hex, sizeof(hex), "%llx\r\n", (unsigned long long)n);
+            out_add(c, hex, (size_t)k);
+            st->chunk_left = n;
+        }
         if (st->chunked && n > st->chunk_left)
             n = st->chunk_left;
         out_add_ref(c, st->off, (size_t)n);
@@ -423,8 +439,11 @@ stream_fill(struct osim_conn *c)
                 out_add(c, "\r\n", 2);
         }
     }
-    if (st->off < st->cut)
+    if (st->off < st->cut) {
+        if (st->off >= upto) /* dripping: the next piece on the timer */
+            conn_timer_in(c, OSIM_DRIP_TICK_MS * 1000);
         return; /* more on the next write event */
+    }
     if (st->cut < st->end) {
         conn_reset_soon(c);
         return;
@@ -455,6 +474,34 @@ osim_reply_bytes(struct osim_conn *c, int status, const char *ctype, uint64_t of
     c->st.off = off;
     c->st.end = off + len;
     c->st.cut = c->reset ? off + len / 2 : c->st.end;
+    stream_start(c);
+}
+
+void
+osim_reply_paced(struct osim_conn *c, int status, const char *ctype, uint64_t off, uint64_t len,
+                 const struct osim_pace *pace)
+{
+    bool chunked = pace->chunked && !(c->vmajor == 1 && c->vminor == 0);
+
+    resp_head(c, status, ctype, chunked ? -1 : (long long)len);
+    if (!sends_body(c, c->status)) {
+        resp_done(c);
+        return;
+    }
+    memset(&c->st, 0, sizeof(c->st));
+    c->st.off = c->st.start = off;
+    c->st.end = off + len;
+    c->st.cut = c->reset ? off + len / 2 : c->st.end;
+    if (pace->cut > 0 && pace->cut < len && off + pace->cut < c->st.cut)
+        c->st.cut = off + pace->cut;
+    c->st.chunked = chunked;
+    c->st.chunk_pieces = chunked;
+    c->st.drip_ms = pace->drip_ms;
+    clock_gettime(CLOCK_MONOTONIC, &c->st.t0);
+    if (len == 0 && !chunked) {
+        resp_done(c);
+        return;
+    }
     stream_start(c);
 }
 
@@ -912,6 +959,7 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     switch (c->state) {
     case OSIM_S_WAIT: handle(c); break;
+    case OSIM_S_STREAM: stream_fill(c); break; /* dripping */
     case OSIM_S_CLOSING: conn_free(c); break;
     case OSIM_S_RESET: conn_reset_poll(c); break;
     default: break;

@@ -109,7 +109,19 @@ struct osim_stream {
     uint64_t off, end; /* payload offsets in the byte sequence: [off, end) left */
     uint64_t cut;      /* stop (and reset) at this offset; == end when not resetting */
     bool chunked;
+    bool chunk_pieces; /* chunked: each piece added is a chunk (no chunk_size) */
     uint64_t chunk_size, chunk_left, chunks_left;
+    /* drip: [start, end) is spread evenly over drip_ms from t0, a piece
+     * every OSIM_DRIP_TICK_MS (a slow origin, for streaming tests) */
+    uint64_t drip_ms, start;
+    struct timespec t0;
+};
+
+/* How a generated body is sent (osim_reply_paced); zero = at once, whole. */
+struct osim_pace {
+    uint64_t drip_ms; /* spread the body over this long */
+    uint64_t cut;     /* reset the connection after this many body bytes (0: no) */
+    bool chunked;     /* chunked framing (HTTP/1.1 clients) */
 };
 
 #define OSIM_CONN_MAGIC 0x6f73636eu /* "oscn" */
@@ -179,6 +191,9 @@ void osim_reply_evbuf(struct osim_conn *c, int status, const char *ctype, struct
 void osim_reply_bytes(struct osim_conn *c, int status, const char *ctype, uint64_t off,
                       uint64_t len);
 /* n chunks of size bytes each (sequence bytes 0..n*size), chunked framing. */
+/* osim_reply_bytes, paced: dripping, cut, or chunked (see struct osim_pace). */
+void osim_reply_paced(struct osim_conn *c, int status, const char *ctype, uint64_t off,
+                      uint64_t len, const struct osim_pace *pace);
 void osim_reply_chunked(struct osim_conn *c, int status, const char *ctype, uint64_t n,
                         uint64_t size);
 /* len bytes of fd from off (sendfile); takes ownership of fd. */

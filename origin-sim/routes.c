@@ -259,6 +259,7 @@ route_resp(struct osim_conn *c, const char *q, size_t qlen)
     struct resp_params params; /* ~12 KiB on the stack: no allocation per request */
     struct resp_params *p = &params;
     uint64_t status = 200, size = 0, off, len, delay, interim = 0;
+    struct osim_pace pace = {0};
     size_t vlen;
     time_t lm = 0;
     char etag[PARAM_MAX + 4], lmbuf[64];
@@ -275,6 +276,18 @@ route_resp(struct osim_conn *c, const char *q, size_t qlen)
     if (osim_query_get(q, qlen, "delay", p->v, sizeof(p->v), &vlen) == 1 &&
         param_ms(p->v, vlen, &delay) < 0)
         bad = "delay must be a duration (250ms, 2s) or milliseconds";
+    if (osim_query_get(q, qlen, "drip", p->v, sizeof(p->v), &vlen) == 1 &&
+        param_ms(p->v, vlen, &pace.drip_ms) < 0)
+        bad = "drip must be a duration (250ms, 2s) or milliseconds";
+    if (osim_query_get(q, qlen, "cut", p->v, sizeof(p->v), &vlen) == 1 &&
+        (osim_parse_u64(p->v, vlen, &pace.cut) < 0 || pace.cut == 0))
+        bad = "cut must be a byte count > 0";
+    if (osim_query_get(q, qlen, "te", p->v, sizeof(p->v), &vlen) == 1) {
+        if (vlen == 7 && memcmp(p->v, "chunked", 7) == 0)
+            pace.chunked = true;
+        else
+            bad = "te must be chunked";
+    }
     if (getp(q, qlen, "cc", p->cc, PARAM_MAX, &p->has_cc) < 0 ||
         getp(q, qlen, "etag", p->etag, PARAM_MAX, &p->has_etag) < 0 ||
         getp(q, qlen, "lm", p->lm, PARAM_MAX, &p->has_lm) < 0 ||
@@ -370,7 +383,7 @@ route_resp(struct osim_conn *c, const char *q, size_t qlen)
         case RANGE_NONE: break;
         }
     }
-    osim_reply_bytes(c, (int)status, ctype, 0, size);
+    osim_reply_paced(c, (int)status, ctype, 0, size, &pace);
 out:
     return;
 }

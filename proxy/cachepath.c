@@ -118,9 +118,12 @@ status_text(struct proxy_req *r, enum cache_fwd fwd, int fwd_status, int64_t ttl
         r->cache_status[0] = '\0';
 }
 
+static void fill_detach(struct proxy_req *r);
+
 void
 proxy_cache_req_free(struct proxy_req *r)
 {
+    fill_detach(r);
     proxy_collapse_forget(r);
     if (r->cache_w != NULL) {
         cache_writer_abort(r->cache_w);
@@ -631,6 +634,462 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
     proxy_conn_want_flush(c);
 }
 
+/* ---- streaming a response to collapsed requests while it is stored ------------------------ */
+
+/*
+ * The leader of a collapsed miss stores the origin's response through a
+ * cache writer; once the head is known to be stored, a fill (struct
+ * proxy_fill) lets the requests that wait for the key read the response
+ * from the writer's temp file as it grows, on their own workers:
+ *
+ *   leader   proxy_cache_body: the writer buffers; when the fill has
+ *            readers the leader's worker is woken (w->fill_wake, eventfd)
+ *            and, after the current callback, writes out what is buffered,
+ *            publishes how many body bytes are in the file (avail) and wakes
+ *            the workers of the readers. Done: the last avail, then DONE;
+ *            the origin failed or the writer did: FAILED.
+ *   reader   gets the stored head at once (Content-Length when the origin
+ *            gave one, else chunked), then the body from the file: by
+ *            sendfile (evbuffer_add_file) on plain connections, in pieces of
+ *            STREAM_CHUNK elsewhere (TLS, h2 streams: libevent maps them),
+ *            each time only while the client's output holds less than
+ *            STREAM_LOW: a reader that does not read costs no memory. Woken
+ *            by the leader's progress and by its own client draining.
+ *            FAILED cuts the connection (the head is out).
+ *   leader's client  falls behind while others read: it reads the file too
+ *            (fill_self), so the origin is read at the pace of the disk,
+ *            not of that client. Goes away while others read: the request
+ *            runs on without it (proxy_cache_fill_orphan) until the
+ *            response is stored.
+ */
+#define STREAM_CHUNK (256 * 1024)
+#define STREAM_LOW (64 * 1024)
+
+void
+proxy_fill_unref(struct proxy_fill *f)
+{
+    if (f == NULL || atomic_fetch_sub(&f->refs, 1) != 1)
+        return;
+    cache_obj_free(f->obj);
+    free(f->vary_names);
+    free(f);
+}
+
+static void
+fill_wake_readers(struct proxy_engine *e, struct proxy_fill *f)
+{
+    uint64_t mask = atomic_load(&f->workers);
+
+    for (unsigned i = 0; i < e->nworkers && mask != 0; i++)
+        if (mask & (1ull << i))
+            proxy_worker_fill_wake(&e->workers[i]);
+}
+
+/* Asks the leader's worker to write out what the writer buffers (after the
+ * callback it is in, when it is the caller's own). */
+static void
+fill_want_flush(struct proxy_fill *f)
+{
+    if (!atomic_exchange(&f->want_flush, true))
+        proxy_worker_fill_wake(f->leader_w);
+}
+
+/* r stops reading the fill; drops r's reference unless it still leads it. */
+static void
+stream_stop(struct proxy_req *r)
+{
+    struct proxy_fill *f = r->fill;
+
+    if (!r->fill_read)
+        return;
+    TAILQ_REMOVE(&r->c->w->fill_readers, r, fill_read_link);
+    r->fill_read = false;
+    r->fill_self = false;
+    atomic_fetch_sub(&f->nreaders, 1);
+    if (!r->fill_lead) {
+        r->fill = NULL;
+        proxy_fill_unref(f);
+    }
+}
+
+/* The leader is done with its fill: the last avail is published (DONE) or
+ * it never will be (FAILED). */
+static void
+fill_end(struct proxy_req *r, enum proxy_fill_state state)
+{
+    struct proxy_fill *f = r->fill;
+    struct proxy_worker *w = r->c->w;
+
+    if (!r->fill_lead)
+        return;
+    r->fill_lead = false;
+    TAILQ_REMOVE(&w->fill_leaders, r, fill_lead_link);
+    atomic_store(&f->state, (int)state);
+    fill_wake_readers(w->e, f);
+    if (!r->fill_read) {
+        r->fill = NULL;
+        proxy_fill_unref(f);
+    }
+}
+
+/* The writer failed: served uncached; the fill's readers are cut. */
+static void
+store_fail(struct proxy_req *r, const char *what, int rc)
+{
+    if (rc != CACHE_ETOOBIG)
+        store_error(r, what, rc);
+    cache_writer_abort(r->cache_w);
+    r->cache_w = NULL;
+    proxy_collapse_release(r, COLLAPSE_FAILED);
+    fill_end(r, FILL_FAILED);
+}
+
+/* Leader: what was written so far becomes readable. */
+static void
+fill_publish(struct proxy_req *r)
+{
+    int rc;
+
+    if (r->cache_w == NULL || !r->fill_lead)
+        return;
+    if ((rc = cache_writer_flush(r->cache_w)) < 0) {
+        store_fail(r, "writing a cache file", rc);
+        return;
+    }
+    atomic_store(&r->fill->avail, cache_writer_body_written(r->cache_w));
+    fill_wake_readers(r->c->w->e, r->fill);
+}
+
+/* In proxy_cache_response_head: the leader's response is stored through
+ * r->cache_w; from here on waiters read it. length: of the body, or -1. */
+static void
+fill_start(struct proxy_req *r, int64_t length, int64_t ttl)
+{
+    struct proxy_worker *w = r->c->w;
+    struct proxy_fill *f;
+    const char *names;
+    size_t nlen;
+
+    if (!r->collapse_leader || (f = calloc(1, sizeof(*f))) == NULL)
+        return; /* waiters are answered after completion, as without fills */
+    if (cache_writer_view(r->cache_w, &f->obj) != 0)
+        goto fail;
+    names = cache_writer_vary_names(r->cache_w, &nlen);
+    if (names != NULL && nlen > 0) {
+        if ((f->vary_names = malloc(nlen)) == NULL)
+            goto fail;
+        memcpy(f->vary_names, names, nlen);
+        f->vary_names_len = nlen;
+    }
+    atomic_init(&f->refs, 1);
+    atomic_init(&f->state, FILL_RUNNING);
+    f->leader_w = w;
+    f->length = length;
+    f->ttl = ttl;
+    r->fill = f;
+    r->fill_lead = true;
+    TAILQ_INSERT_TAIL(&w->fill_leaders, r, fill_lead_link);
+    proxy_collapse_set_fill(r, f);
+    return;
+fail:
+    cache_obj_free(f->obj);
+    free(f);
+}
+
+/* Would r get this response from the stored copy? A GET or HEAD without
+ * Range, for the same Vary variant, fresh for its Cache-Control, not purged
+ * since the fetch began, and no RESPONSE function to run on the head
+ * (those wait for the stored copy). */
+static bool
+fill_fits(struct proxy_req *r, const struct proxy_fill *f)
+{
+    struct cache_decision d;
+
+    if ((r->method != HTTP_GET && r->method != HTTP_HEAD) || r->cache_rq.range)
+        return false;
+    if (r->fx != NULL && proxy_fx_has_phase(r, FX_RESPONSE))
+        return false;
+    if (cache_obj_purged(r->c->w->e->cache, f->obj))
+        return false; /* purged meanwhile: it will not be stored; wait, then fetch */
+    cache_decide(&f->obj->policy, &r->cache_rq, r->cache_route, unix_now(), &d);
+    if (d.use != CACHE_USE_FRESH)
+        return false; /* no-cache, max-age=0 …: revalidated once stored */
+    if (f->vary_names != NULL) {
+        const struct cache_hdr *hv;
+        size_t nh = req_views(r, &hv), vlen;
+        const char *mine = f->obj->key + f->obj->key_len;
+        size_t mlen = (size_t)(f->obj->headers - mine);
+        char vkey[CACHE_VARY_KEY_MAX];
+
+        if ((hv == NULL && nh > 0) ||
+            cache_vary_key(f->vary_names, f->vary_names_len, hv, nh, vkey, sizeof(vkey), &vlen) !=
+                0 ||
+            vlen != mlen || memcmp(vkey, mine, vlen) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* The head for a reader of f, from the stored fields like serve_obj_write,
+ * framed for a body that is still arriving. */
+static void
+stream_head(struct proxy_req *r, const struct proxy_fill *f, int status, bool body)
+{
+    struct proxy_conn *c = r->c;
+    struct proxy_hb *b = &c->w->hb;
+    const struct cache_obj *o = f->obj;
+    struct cache_hdr h;
+    size_t pos = 0;
+    int64_t age = cache_current_age(o->policy.initial_age, o->policy.response_time, unix_now());
+
+    if (!r->keepalive || c->w->draining)
+        r->resp_close = true;
+    if (!r->body_done && (r->chunked || r->content_length > 65536))
+        r->resp_close = true;
+    if (body && f->length < 0) {
+        /* the origin did not say how long: chunks, or the close for HTTP/1.0 */
+        if (r->http_major == 1 && r->http_minor >= 1)
+            r->resp_chunked = true;
+        else
+            r->resp_close = true;
+    }
+    r->status = status;
+    r->resp_started = true;
+    b->out = bufferevent_get_output(c->bev);
+    b->len = 0;
+    proxy_hb_lit(b, "HTTP/1.1 ");
+    proxy_hb_u64(b, (uint64_t)status);
+    proxy_hb_lit(b, " ");
+    proxy_hb_str(b, proxy_status_reason(status));
+    proxy_hb_lit(b, "\r\n");
+    while (cache_obj_header_next(o, &pos, &h))
+        if (!skip_stored(&h))
+            proxy_hb_hdr(b, h.name, h.nlen, h.value, h.vlen);
+    if (status != 304 && f->length >= 0) {
+        proxy_hb_lit(b, "Content-Length: ");
+        proxy_hb_u64(b, (uint64_t)f->length);
+        proxy_hb_lit(b, "\r\n");
+    }
+    if (r->resp_chunked)
+        proxy_hb_lit(b, "Transfer-Encoding: chunked\r\n");
+    proxy_hb_lit(b, "Age: ");
+    proxy_hb_u64(b, age < 0 ? 0 : (uint64_t)age);
+    proxy_hb_lit(b, "\r\nCache-Status: ");
+    proxy_hb_str(b, r->cache_status);
+    proxy_hb_lit(b, "\r\nX-Request-Id: ");
+    proxy_hb_str(b, r->request_id);
+    proxy_hb_lit(b, "\r\nVia: 1.1 edge\r\n");
+    if (r->resp_close)
+        proxy_hb_lit(b, "Connection: close\r\n");
+    proxy_hb_lit(b, "\r\n");
+    proxy_hb_flush(b);
+    proxy_conn_want_flush(c);
+}
+
+/* A miss reads f (whose reference it is given): the head now, the body as
+ * it comes. 0, or -1 when f failed already (the caller waits or fetches). */
+static int
+stream_start(struct proxy_req *r, struct proxy_fill *f)
+{
+    struct proxy_worker *w = r->c->w;
+    struct req_conds q;
+    bool not_modified, body;
+    int status;
+
+    if (atomic_load(&f->state) == FILL_FAILED)
+        return -1;
+    r->cache_collapsed = true;
+    if (r->cache_obj != NULL) { /* the stale copy the leader revalidates */
+        cache_obj_free(r->cache_obj);
+        r->cache_obj = NULL;
+    }
+    status_text(r, (enum cache_fwd)r->cache_fwd, f->obj->status, f->ttl, false);
+    req_conds_scan(r, &q);
+    not_modified = client_not_modified(&q, f->obj);
+    status = not_modified ? 304 : f->obj->status;
+    body =
+        !not_modified && r->method != HTTP_HEAD && f->length != 0 && status >= 200 && status != 204;
+    stream_head(r, f, status, body);
+    STAT_INC(w, cache_hits); /* answered without a fetch of its own */
+    if (!body) {
+        r->resp_done = true;
+        proxy_fill_unref(f);
+        return 0;
+    }
+    r->fill = f;
+    r->fill_read = true;
+    r->fill_sent = 0;
+    TAILQ_INSERT_TAIL(&w->fill_readers, r, fill_read_link);
+    atomic_fetch_or(&f->workers, 1ull << w->id);
+    atomic_fetch_add(&f->nreaders, 1);
+    fill_want_flush(f);        /* what the leader buffered becomes readable */
+    proxy_worker_fill_wake(w); /* the body starts from the loop, not this stack */
+    return 0;
+}
+
+/* Adds what the client can take of the readable body. 1: the response is
+ * complete (the caller ends it: proxy_req_check_done); 0: more later; -1:
+ * the fill failed and the connection is cut (r may be gone). */
+static int
+stream_feed(struct proxy_req *r)
+{
+    struct proxy_conn *c = r->c;
+    struct proxy_fill *f = r->fill;
+    struct proxy_hb *b = &c->w->hb;
+    struct evbuffer *out;
+    bool sendfile_ok;
+    uint64_t avail;
+    int state;
+
+    if (!r->fill_read || c->orphan)
+        return 0;
+    state = atomic_load(&f->state); /* before avail: DONE means avail is the last */
+    avail = atomic_load(&f->avail);
+    if (state == FILL_FAILED) {
+        stream_stop(r);
+        proxy_resp_error(r, 502, "origin failed while the response was streamed");
+        return -1;
+    }
+    out = bufferevent_get_output(c->bev);
+    sendfile_ok = c->fd >= 0 && c->tls == NULL;
+    b->out = out;
+    if (r->fill_sent < avail && evbuffer_get_length(out) < STREAM_LOW)
+        proxy_conn_want_flush(c); /* only then: a flush calls back here */
+    while (r->fill_sent < avail && evbuffer_get_length(out) < STREAM_LOW) {
+        struct byte_range rg = {r->fill_sent, avail - r->fill_sent};
+        if (!sendfile_ok && rg.len > STREAM_CHUNK)
+            rg.len = STREAM_CHUNK;
+        b->len = 0;
+        if (r->resp_chunked) {
+            char hex[24];
+            size_t i = sizeof(hex);
+            uint64_t v = rg.len;
+            do {
+                hex[--i] = "0123456789abcdef"[v & 15];
+                v >>= 4;
+            } while (v != 0);
+            proxy_hb_add(b, hex + i, sizeof(hex) - i);
+            proxy_hb_lit(b, "\r\n");
+        }
+        if (!body_range(b, f->obj, &rg)) {
+            stream_stop(r);
+            proxy_resp_error(r, 502, "cannot read the cache file being written");
+            return -1;
+        }
+        if (r->resp_chunked)
+            proxy_hb_lit(b, "\r\n");
+        proxy_hb_flush(b);
+        r->fill_sent += rg.len;
+        r->resp_bytes += rg.len;
+    }
+    if (r->fill_sent < avail || state != FILL_DONE)
+        return 0;
+    if (r->resp_chunked)
+        evbuffer_add(out, "0\r\n\r\n", 5);
+    stream_stop(r);
+    r->resp_done = true;
+    return 1; /* proxy_req_check_done flushes */
+}
+
+void
+proxy_cache_fill_drained(struct proxy_req *r)
+{
+    if (stream_feed(r) > 0)
+        proxy_req_check_done(r);
+}
+
+void
+proxy_cache_fill_run(struct proxy_worker *w)
+{
+    struct proxy_req *r, *next;
+
+    if (!atomic_exchange(&w->fill_wake, false))
+        return;
+    for (r = TAILQ_FIRST(&w->fill_leaders); r != NULL; r = next) {
+        next = TAILQ_NEXT(r, fill_lead_link);
+        if (!atomic_exchange(&r->fill->want_flush, false))
+            continue;
+        fill_publish(r);
+        /* A reader came while the origin waits for this leader's client
+         * to drain (which may be never): read on for the reader. r may be
+         * done after this; next is another request. */
+        if (r->fill_lead && !r->fill_self && r->up != NULL && proxy_client_congested(r) &&
+            proxy_cache_fill_decouple(r))
+            proxy_upstream_resume(r);
+    }
+    for (r = TAILQ_FIRST(&w->fill_readers); r != NULL; r = next) {
+        next = TAILQ_NEXT(r, fill_read_link);
+        proxy_cache_fill_drained(r);
+    }
+}
+
+bool
+proxy_cache_fill_decouple(struct proxy_req *r)
+{
+    struct proxy_worker *w = r->c->w;
+    struct proxy_fill *f = r->fill;
+
+    if (r->fill_self)
+        return true;
+    if (!r->fill_lead || r->cache_w == NULL || r->fx_replaced || r->resp_nobody || r->c->orphan ||
+        atomic_load(&f->nreaders) == 0)
+        return false;
+    /* every body byte the client got went to the writer first */
+    r->fill_self = true;
+    r->fill_read = true;
+    r->fill_sent = r->resp_bytes;
+    TAILQ_INSERT_TAIL(&w->fill_readers, r, fill_read_link);
+    atomic_fetch_or(&f->workers, 1ull << w->id);
+    atomic_fetch_add(&f->nreaders, 1);
+    fill_publish(r);
+    return true;
+}
+
+bool
+proxy_cache_fill_orphan(struct proxy_req *r)
+{
+    struct proxy_fill *f = r->fill;
+
+    if (!r->fill_lead || r->cache_w == NULL || r->up == NULL)
+        return false;
+    if (atomic_load(&f->nreaders) <= (r->fill_self ? 1u : 0u))
+        return false; /* nobody else reads it: abort as before */
+    stream_stop(r);   /* the origin's body goes to the file alone */
+    r->status = 499;  /* logged as a client that went away */
+    return true;
+}
+
+/* The request ends: it stops reading, and a fill it still leads failed. */
+static void
+fill_detach(struct proxy_req *r)
+{
+    if (r->fill == NULL)
+        return;
+    stream_stop(r);
+    fill_end(r, FILL_FAILED);
+}
+
+/* A miss that may wait for another request's fetch of its key: read the
+ * response while it is stored (1), wait until it is stored (1), or go to
+ * the origin (0). */
+static int
+collapse(struct proxy_req *r)
+{
+    struct proxy_fill *f = NULL;
+    int rc;
+
+    if ((r->method != HTTP_GET && r->method != HTTP_HEAD) || r->cache_rq.range)
+        return 0;
+    rc = proxy_collapse_join(r, r->fill_refused ? NULL : &f);
+    if (rc != 2)
+        return rc;
+    if (fill_fits(r, f) && stream_start(r, f) == 0)
+        return 1;
+    proxy_fill_unref(f);
+    r->fill_refused = true;
+    return proxy_collapse_join(r, NULL);
+}
+
 struct refresh {
     struct proxy_engine *e;
     size_t klen;
@@ -738,8 +1197,8 @@ lookup(struct proxy_req *r)
             proxy_resp_error(r, 504, "only-if-cached and not in the cache");
             return 1;
         }
-        if (r->method == HTTP_GET && !r->cache_rq.range && proxy_collapse_join(r))
-            return 1; /* parked: proxy_cache_resume() goes on */
+        if (collapse(r))
+            return 1; /* reading another request's fetch, or parked: proxy_cache_resume() goes on */
         if (r->method == HTTP_GET && r->cache_rq.range)
             start_background_fetch(r, false); /* the whole object, for the next ranges */
         STAT_INC(r->c->w, cache_misses);
@@ -774,7 +1233,7 @@ lookup(struct proxy_req *r)
         proxy_resp_error(r, 504, "only-if-cached and the stored response is not usable");
         return 1;
     }
-    if (r->method == HTTP_GET && !r->cache_rq.range && proxy_collapse_join(r))
+    if (collapse(r))
         return 1;
     STAT_INC(r->c->w, cache_misses);
     return 0;
@@ -914,7 +1373,7 @@ proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
     int status = llhttp_get_status_code(&u->parser);
     struct cache_resp_info ri;
     enum cache_store_verdict v;
-    int64_t now = unix_now();
+    int64_t now = unix_now(), body_len = -1;
 
     if (e->cache == NULL)
         return 0;
@@ -992,6 +1451,7 @@ proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
             snprintf(num, sizeof(num), "%.*s", (int)(cl.vlen < 31 ? cl.vlen : 31), cl.value);
             a.content_length = strtoll(num, NULL, 10);
         }
+        body_len = a.content_length;
         r->cache_w = cache_writer_new(e->cache, &a, &rc);
         if (r->cache_w == NULL && rc != CACHE_ETOOBIG)
             store_error(r, "opening a cache file", rc);
@@ -1005,6 +1465,15 @@ proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
         cache_decide(&pol, &r->cache_rq, r->cache_route, now, &d);
         status_text(r, (enum cache_fwd)r->cache_fwd, status,
                     r->cache_w != NULL ? d.ttl : CACHE_UNSET, r->cache_w != NULL);
+        if (r->cache_w != NULL) {
+            /* the body's length as the leader's client gets it (proxy_resp_head) */
+            int64_t length = -1;
+            if (status == 204 || status == 304 || status < 200)
+                length = 0;
+            else if (!(u->parser.flags & F_CHUNKED))
+                length = body_len;
+            fill_start(r, length, d.ttl);
+        }
     }
     if (r->cache_obj != NULL) {
         /* a new full response replaces the stale object */
@@ -1014,18 +1483,21 @@ proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
     return 0;
 }
 
-/* A piece of the origin's body (already sent on to the client). */
+/* A piece of the origin's body (sent on to the client next, unless it
+ * reads the file: fill_self). */
 void
 proxy_cache_body(struct proxy_req *r, const char *at, size_t len)
 {
     int rc;
-    if (r->cache_w != NULL && (rc = cache_writer_write(r->cache_w, at, len)) < 0) {
-        if (rc != CACHE_ETOOBIG)
-            store_error(r, "writing a cache file", rc);
-        cache_writer_abort(r->cache_w);
-        r->cache_w = NULL;
-        proxy_collapse_release(r, COLLAPSE_FAILED);
+
+    if (r->cache_w == NULL)
+        return;
+    if ((rc = cache_writer_write(r->cache_w, at, len)) < 0) {
+        store_fail(r, "writing a cache file", rc);
+        return;
     }
+    if (r->fill_lead && atomic_load(&r->fill->nreaders) > 0)
+        fill_want_flush(r->fill); /* once this read is through (proxy_cache_fill_run) */
 }
 
 /* The origin's response ended. 1: the client was answered from cache here. */
@@ -1033,6 +1505,11 @@ int
 proxy_cache_response_done(struct proxy_req *r)
 {
     if (r->cache_w != NULL) {
+        /* the fill's readers have the whole body once it is in the file,
+         * whether or not the object is then published */
+        bool whole = r->fill_lead && cache_writer_flush(r->cache_w) == 0;
+        if (whole)
+            atomic_store(&r->fill->avail, cache_writer_body_written(r->cache_w));
         int rc = cache_writer_commit(r->cache_w);
         r->cache_w = NULL;
         if (rc == CACHE_OK)
@@ -1040,7 +1517,10 @@ proxy_cache_response_done(struct proxy_req *r)
         else if (rc != CACHE_EPURGED)
             store_error(r, "publishing a cache file", rc);
         proxy_collapse_release(r, rc == CACHE_OK ? COLLAPSE_STORED : COLLAPSE_FAILED);
+        fill_end(r, whole ? FILL_DONE : FILL_FAILED);
     }
+    if (r->fill_self)
+        return 1; /* its client reads the rest from the file (stream_feed ends it) */
     if (r->cache_serve_after && r->cache_obj != NULL && !r->resp_started) {
         int64_t age = cache_current_age(r->cache_obj->policy.initial_age,
                                         r->cache_obj->policy.response_time, unix_now());
@@ -1060,6 +1540,7 @@ proxy_cache_upstream_failed(struct proxy_req *r)
         r->cache_w = NULL;
     }
     proxy_collapse_release(r, COLLAPSE_FAILED);
+    fill_end(r, FILL_FAILED); /* its readers are cut: their heads are out */
     if (r->cache_obj == NULL || r->resp_started || !r->cache_d.stale_if_error)
         return 0;
     status_text(r, CACHE_FWD_STALE, 0, r->cache_d.ttl, false);

@@ -1,15 +1,20 @@
 /*
  * Request collapsing: concurrent cache misses for one key, on any worker,
  * send one request to the origin. The first miss leads; later ones wait
- * (event-driven: no polling) until the leader's response is stored, then
- * are answered from the cache. A response that turns out uncacheable
- * releases the waiters at once (they go to the origin themselves) and the
- * key remembers "pass" for a short while so later requests do not queue.
+ * (event-driven: no polling). Once the leader's response head is known to
+ * be stored, its entry holds the fill (cachepath.c): parked waiters are
+ * resumed and read the response from its temp file while it arrives, and
+ * so do misses that come later. Those a fill does not fit (another Vary
+ * variant, a RESPONSE function, a no-cache request) wait until the
+ * leader's copy is stored and are answered from the cache. A response that
+ * turns out uncacheable releases the waiters at once (they go to the
+ * origin themselves) and the key remembers "pass" for a short while so
+ * later requests do not queue.
  *
  * The table is shared by the workers (one mutex; it is touched once per
- * miss and once per completion, never per byte). Waiters stay on their own
- * worker: the leader posts the key to each waiting worker's queue and wakes
- * it through its eventfd.
+ * miss, once when the head is known and once per completion, never per
+ * byte). Waiters stay on their own worker: the leader posts the key to
+ * each waiting worker's queue and wakes it through its eventfd.
  */
 #include "proxy/internal.h"
 
@@ -29,6 +34,7 @@ struct collapse_entry {
     bool in_flight;   /* a leader is fetching */
     uint64_t pass_until_ms;
     uint64_t refresh_until_ms; /* a background revalidation runs (stale-while-revalidate) */
+    struct proxy_fill *fill;   /* the leader's response, readable while stored (a reference) */
     size_t klen;
     char key[]; /* NUL-terminated */
 };
@@ -67,6 +73,7 @@ proxy_collapse_free(struct proxy_collapse *t)
         struct collapse_entry *e = t->b[i], *n;
         for (; e != NULL; e = n) {
             n = e->next;
+            proxy_fill_unref(e->fill);
             free(e);
         }
     }
@@ -84,17 +91,20 @@ find(struct proxy_collapse *t, const char *k, size_t n, uint64_t h)
     return pp;
 }
 
-/* On a cacheable miss. 0: go to the origin (as the leader, or because the
- * key is in "pass"); 1: wait for the leader (the request is parked). */
+/* See internal.h. Only a GET leads: a HEAD waits for a GET in flight, or
+ * goes to the origin itself. */
 int
-proxy_collapse_join(struct proxy_req *r)
+proxy_collapse_join(struct proxy_req *r, struct proxy_fill **fill)
 {
     struct proxy_worker *w = r->c->w;
     struct proxy_collapse *t = w->e->collapse;
     uint64_t h, now = proxy_now_ms();
     struct collapse_entry **pp, *e;
+    bool may_lead = r->method == HTTP_GET;
     int rc = 0;
 
+    if (fill != NULL)
+        *fill = NULL;
     if (t == NULL || r->cache_key == NULL || w->id >= 64)
         return 0;
     h = hash_key(r->cache_key, r->cache_key_len);
@@ -102,7 +112,7 @@ proxy_collapse_join(struct proxy_req *r)
     pp = find(t, r->cache_key, r->cache_key_len, h);
     e = *pp;
     if (e == NULL) {
-        e = calloc(1, sizeof(*e) + r->cache_key_len + 1);
+        e = may_lead ? calloc(1, sizeof(*e) + r->cache_key_len + 1) : NULL;
         if (e != NULL) {
             e->hash = h;
             e->klen = r->cache_key_len;
@@ -112,24 +122,42 @@ proxy_collapse_join(struct proxy_req *r)
             r->collapse_leader = true;
         }
     } else if (!e->in_flight) {
-        if (e->pass_until_ms > now) {
+        if (e->pass_until_ms > now || !may_lead) {
             rc = 0; /* uncacheable lately: no queueing */
         } else {
             e->in_flight = true; /* the pass expired: lead again */
             e->pass_until_ms = 0;
             r->collapse_leader = true;
         }
+    } else if (fill != NULL && e->fill != NULL) {
+        atomic_fetch_add(&e->fill->refs, 1);
+        *fill = e->fill;
+        rc = 2;
     } else {
         e->workers |= 1ull << w->id;
         rc = 1;
     }
     pthread_mutex_unlock(&t->lock);
+    if (rc != 0 && !r->collapse_counted) {
+        r->collapse_counted = true; /* once, though a waiter may join again */
+        STAT_INC(w, cache_collapsed);
+    }
     if (rc == 1) {
         r->collapse_waiting = true;
         TAILQ_INSERT_TAIL(&w->collapse_waiters, r, collapse_link);
-        STAT_INC(w, cache_collapsed);
     }
     return rc;
+}
+
+void
+proxy_worker_fill_wake(struct proxy_worker *w)
+{
+    uint64_t one = 1;
+
+    if (!atomic_exchange(&w->fill_wake, true)) {
+        ssize_t n = write(w->notify_fd, &one, sizeof(one));
+        (void)n;
+    }
 }
 
 static void
@@ -159,6 +187,30 @@ post(struct proxy_worker *w, const char *key, size_t klen)
     (void)n;
 }
 
+static void post_mask(struct proxy_worker *w, uint64_t mask, const char *key, size_t klen);
+
+void
+proxy_collapse_set_fill(struct proxy_req *r, struct proxy_fill *f)
+{
+    struct proxy_worker *w = r->c->w;
+    struct proxy_collapse *t = w->e->collapse;
+    struct collapse_entry *e;
+    uint64_t mask = 0;
+
+    if (!r->collapse_leader || t == NULL)
+        return;
+    pthread_mutex_lock(&t->lock);
+    e = *find(t, r->cache_key, r->cache_key_len, hash_key(r->cache_key, r->cache_key_len));
+    if (e != NULL && e->in_flight && e->fill == NULL) {
+        atomic_fetch_add(&f->refs, 1);
+        e->fill = f;
+        mask = e->workers; /* they look again: those it does not fit park again */
+        e->workers = 0;
+    }
+    pthread_mutex_unlock(&t->lock);
+    post_mask(w, mask, r->cache_key, r->cache_key_len);
+}
+
 /* The leader is done: stored (waiters are answered from the cache), or not
  * (pass: waiters and later requests go to the origin for a while; failed:
  * the waiters retry and one of them leads). */
@@ -168,6 +220,7 @@ proxy_collapse_release(struct proxy_req *r, enum proxy_collapse_outcome how)
     struct proxy_worker *w = r->c->w;
     struct proxy_collapse *t = w->e->collapse;
     struct collapse_entry **pp, *e;
+    struct proxy_fill *fill = NULL;
     uint64_t mask = 0;
 
     if (!r->collapse_leader || t == NULL)
@@ -180,6 +233,8 @@ proxy_collapse_release(struct proxy_req *r, enum proxy_collapse_outcome how)
         mask = e->workers;
         e->workers = 0;
         e->in_flight = false;
+        fill = e->fill; /* its readers go on with their own references */
+        e->fill = NULL;
         if (how == COLLAPSE_PASS) {
             e->pass_until_ms = proxy_now_ms() + COLLAPSE_PASS_MS;
         } else if (e->refresh_until_ms <= proxy_now_ms()) {
@@ -188,12 +243,20 @@ proxy_collapse_release(struct proxy_req *r, enum proxy_collapse_outcome how)
         }
     }
     pthread_mutex_unlock(&t->lock);
-    for (unsigned i = 0; i < w->e->nworkers && mask != 0; i++)
-        if (mask & (1ull << i))
-            post(&w->e->workers[i], r->cache_key, r->cache_key_len);
+    proxy_fill_unref(fill);
+    post_mask(w, mask, r->cache_key, r->cache_key_len);
 }
 
-/* Worker side: keys whose leader finished; resume their waiters here. */
+static void
+post_mask(struct proxy_worker *w, uint64_t mask, const char *key, size_t klen)
+{
+    for (unsigned i = 0; i < w->e->nworkers && mask != 0; i++)
+        if (mask & (1ull << i))
+            post(&w->e->workers[i], key, klen);
+}
+
+/* Worker side: keys whose leader finished, or whose response can be read
+ * while it is stored; resume their waiters here. */
 void
 proxy_collapse_run_queue(struct proxy_worker *w)
 {

@@ -134,6 +134,7 @@ worker_notify_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     proxy_collapse_run_queue(w);
+    proxy_cache_fill_run(w);
     pthread_mutex_lock(&e->lock);
     next = e->pending_conf[w->id];
     e->pending_conf[w->id] = NULL;
@@ -180,6 +181,8 @@ worker_init(struct proxy_engine *e, struct proxy_worker *w, unsigned id)
     TAILQ_INIT(&w->conns);
     TAILQ_INIT(&w->srvs);
     TAILQ_INIT(&w->collapse_waiters);
+    TAILQ_INIT(&w->fill_leaders);
+    TAILQ_INIT(&w->fill_readers);
     pthread_mutex_init(&w->cq_lock, NULL);
     w->access_fd = e->access_fd;
     if (getrandom(&w->reqid_state, sizeof(w->reqid_state), 0) != sizeof(w->reqid_state))

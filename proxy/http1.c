@@ -676,6 +676,8 @@ proxy_fx_respond_result(struct proxy_req *r, int result)
 bool
 proxy_client_congested(const struct proxy_req *r)
 {
+    if (r->c->orphan)
+        return false; /* its output is discarded */
     return evbuffer_get_length(bufferevent_get_output(r->c->bev)) > PROXY_HIGH_WATER;
 }
 
@@ -1359,9 +1361,31 @@ conn_feed(struct proxy_conn *c)
         req_maybe_finish(c->req);
 }
 
+/* The client went while its request leads a response that other requests
+ * read from the cache file as it is written (proxy_cache_fill_orphan): the
+ * request runs on to store it, without a client; what it writes is
+ * discarded and the connection is freed when the request ends. */
+static void
+conn_orphan(struct proxy_conn *c)
+{
+    c->orphan = true;
+    c->want_free = false;
+    c->req->resp_close = true;
+    event_del(c->timer);
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    evbuffer_drain(conn_out(c), evbuffer_get_length(conn_out(c)));
+    proxy_upstream_resume(c->req); /* it may have paused for that client */
+}
+
 static void
 conn_close_after_flush(struct proxy_conn *c)
 {
+    if (c->orphan) {
+        evbuffer_drain(conn_out(c), evbuffer_get_length(conn_out(c)));
+        c->want_free = true;
+        conn_defer(c);
+        return;
+    }
     c->state = CONN_CLOSING;
     event_del(c->timer);
     bufferevent_disable(c->bev, EV_READ);
@@ -1574,6 +1598,8 @@ conn_writecb(struct bufferevent *bev, void *arg)
         bufferevent_disable(bev, EV_WRITE); /* back to direct writes */
     if (c->req != NULL && c->req->up != NULL && left <= PROXY_HIGH_WATER / 4)
         proxy_upstream_resume(c->req);
+    if (c->req != NULL && c->req->fill_read)
+        proxy_cache_fill_drained(c->req); /* more of the cache file being written */
 }
 
 static void
@@ -1632,12 +1658,18 @@ conn_defer_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     CHECK_MAGIC(c, PROXY_CONN_MAGIC);
     if (c->want_free) {
+        if (c->req != NULL && !c->orphan && proxy_cache_fill_orphan(c->req)) {
+            conn_orphan(c);
+            return;
+        }
         proxy_conn_free(c);
         return;
     }
     if (c->flush_wanted) {
         c->flush_wanted = false;
-        if (c->state != CONN_TUNNEL && proxy_bev_flush(c->bev) < 0) {
+        if (c->orphan) {
+            evbuffer_drain(conn_out(c), evbuffer_get_length(conn_out(c)));
+        } else if (c->state != CONN_TUNNEL && proxy_bev_flush(c->bev) < 0) {
             c->want_free = true;
             conn_defer(c);
             return;
@@ -1646,6 +1678,8 @@ conn_defer_cb(evutil_socket_t fd, short what, void *arg)
         if (c->req != NULL && c->req->up != NULL &&
             evbuffer_get_length(conn_out(c)) <= PROXY_HIGH_WATER / 4)
             proxy_upstream_resume(c->req);
+        if (c->req != NULL && c->req->fill_read)
+            proxy_cache_fill_drained(c->req); /* one sendfile pump: feed, flush, feed */
     }
     if (c->want_resume) {
         c->want_resume = false;

@@ -264,7 +264,16 @@ struct proxy_req {
     bool cache_collapsed;   /* answered after waiting on another request's fetch */
     bool collapse_leader;   /* collapse.c: this request fetches for the waiters */
     bool collapse_waiting;  /* collapse.c: parked until the leader is done */
+    bool collapse_counted; /* collapse.c: in edge_cache_collapsed_total */
     TAILQ_ENTRY(proxy_req) collapse_link;
+    /* cachepath.c: a response read from its cache file while it is stored */
+    struct proxy_fill *fill; /* a reference while fill_lead or fill_read */
+    bool fill_lead;          /* this request's origin response is the fill (w->fill_leaders) */
+    bool fill_read;          /* the client gets the fill's body from the file (w->fill_readers) */
+    bool fill_self;          /* fill_read of the leader itself: its client fell behind */
+    bool fill_refused;       /* a fill did not fit this request: wait for the stored copy */
+    uint64_t fill_sent;      /* body bytes of the fill queued to the client */
+    TAILQ_ENTRY(proxy_req) fill_lead_link, fill_read_link;
     void *_tried; /* upstream.c: (server, address) pairs tried */
     unsigned ntried;
 
@@ -323,6 +332,9 @@ struct proxy_conn {
     unsigned listen_flags; /* PROXY_LISTEN_* of the listener that accepted it */
     /* h2 (h2.c): a plain listener marked h2 looks for the h2c preface first */
     bool h2_sniff;
+    /* The client went while its request leads a fill that others read: the
+     * request runs on, what it writes is discarded (http1.c conn_orphan). */
+    bool orphan;
     /* An internal connection's owner (an h2 stream) hears once when it is freed. */
     void (*gone)(void *arg);
     void *gone_arg;
@@ -420,6 +432,11 @@ struct proxy_worker {
     pthread_mutex_t cq_lock;                  /* guards cq: keys posted by other workers */
     char **cq;
     size_t ncq, cqcap;
+    /* cachepath.c: fills this worker's requests lead, requests reading a
+     * fill, and the flag that coalesces wake-ups for them (notify_fd) */
+    TAILQ_HEAD(, proxy_req) fill_leaders;
+    TAILQ_HEAD(, proxy_req) fill_readers;
+    _Atomic bool fill_wake;
     struct proxy_dns *dns;
     struct kv_client *kv;     /* fn.c: this worker's Redis connection (NULL: no functions) */
     struct kv_client *kv_old; /* replaced by a reload, freed when its last handle is */
@@ -517,12 +534,46 @@ struct bufferevent *proxy_upconn_detach_bev(struct proxy_upconn *u); /* for tunn
 /* Logs what a conf does that weakens security (tls_verify off), at start and reload. */
 void proxy_upstream_conf_warn(const struct conf *c);
 
+/* ---- a response streamed to collapsed requests while it is stored ---------------------- */
+
+enum proxy_fill_state { FILL_RUNNING, FILL_DONE, FILL_FAILED };
+
+/* cachepath.c, collapse.c: the cacheable response a collapse leader is
+ * storing, read from its temp file while it grows by the requests that
+ * waited for it, on any worker. Set before it is shared and then read
+ * only, but for the atomics. References: the leader's request, the
+ * collapse table's entry while the leader runs, each reader. */
+struct proxy_fill {
+    _Atomic unsigned refs;
+    _Atomic int state;         /* enum proxy_fill_state: stored after the last avail */
+    _Atomic uint64_t avail;    /* body bytes in the file */
+    _Atomic unsigned nreaders; /* requests reading it (fill_read) */
+    _Atomic uint64_t workers;  /* bit per worker that had readers: woken on progress */
+    _Atomic bool want_flush;   /* the leader is to write out what its writer buffers */
+    struct proxy_worker *leader_w;
+    struct cache_obj *obj; /* the object being written (cache_writer_view) */
+    int64_t length;        /* of the body; -1 when the origin did not say (chunked) */
+    int64_t ttl;           /* Cache-Status ttl= */
+    char *vary_names;      /* cache_writer_vary_names(), NULL when it does not vary */
+    size_t vary_names_len;
+};
+void proxy_fill_unref(struct proxy_fill *f);
+
 /* collapse.c */
 enum proxy_collapse_outcome { COLLAPSE_STORED, COLLAPSE_PASS, COLLAPSE_FAILED };
 struct proxy_collapse;
 struct proxy_collapse *proxy_collapse_new(void);
 void proxy_collapse_free(struct proxy_collapse *t);
-int proxy_collapse_join(struct proxy_req *r);
+/* A cacheable miss (GET, or a HEAD that only waits). 0: go to the origin
+ * (as the leader, or because the key is in "pass"); 1: parked until the
+ * leader is done; 2: the leader's response is being stored: *fill (a
+ * reference) can be read now (fill == NULL: park instead). */
+int proxy_collapse_join(struct proxy_req *r, struct proxy_fill **fill);
+/* The leader's response can be read while it is stored: parked waiters
+ * are resumed to read it, later misses read it at once. */
+void proxy_collapse_set_fill(struct proxy_req *r, struct proxy_fill *f);
+/* Wakes w for its fills (coalesced): it runs proxy_cache_fill_run. */
+void proxy_worker_fill_wake(struct proxy_worker *w);
 void proxy_collapse_release(struct proxy_req *r, enum proxy_collapse_outcome how);
 void proxy_collapse_run_queue(struct proxy_worker *w);
 void proxy_collapse_forget(struct proxy_req *r);
@@ -545,6 +596,17 @@ int proxy_cache_response_done(struct proxy_req *r);
 int proxy_cache_upstream_failed(struct proxy_req *r);
 bool proxy_cache_cond(const struct proxy_req *r, const char **hdrs, size_t *len);
 void proxy_cache_req_free(struct proxy_req *r);
+/* Fills: the worker was woken (leaders write out, readers feed their clients) */
+void proxy_cache_fill_run(struct proxy_worker *w);
+/* r reads a fill and its client's output drained: add more of the file */
+void proxy_cache_fill_drained(struct proxy_req *r);
+/* The client of r went: true when r must run on without it (it leads a
+ * fill that others read); http1.c then orphans the connection. */
+bool proxy_cache_fill_orphan(struct proxy_req *r);
+/* upstream.c: the leader's client is congested; true when it now reads the
+ * fill from the file instead, so that the origin is read at the pace of the
+ * file, not of that client (u_on_body then skips it: r->fill_self). */
+bool proxy_cache_fill_decouple(struct proxy_req *r);
 
 /* fn.c — edge functions on the request path */
 enum proxy_fx_phase { FX_REQUEST, FX_ORIGIN, FX_RESPONSE };

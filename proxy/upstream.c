@@ -1066,6 +1066,8 @@ u_on_body(llhttp_t *p, const char *at, size_t len)
     proxy_cache_body(r, at, len);
     if (r->fx_replaced)
         return 0; /* a function answered instead */
+    if (r->fill_self)
+        return 0; /* the client reads the cache file (proxy_cache_fill_decouple) */
     return proxy_resp_body(r, at, len);
 }
 
@@ -1124,7 +1126,7 @@ up_feed(struct proxy_upconn *u)
             bufferevent_disable(u->bev, EV_READ); /* proxy_upstream_fx_resumed goes on */
             return;
         }
-        if (u->head_done && proxy_client_congested(r)) {
+        if (u->head_done && proxy_client_congested(r) && !proxy_cache_fill_decouple(r)) {
             bufferevent_disable(u->bev, EV_READ); /* the client write callback resumes us */
             return;
         }

@@ -689,6 +689,74 @@ test_chunked(void **state)
     assert_true(memcmp(raw + n - 5, "0\r\n\r\n", 5) == 0);
 }
 
+/* /resp?drip= spreads the body over time, cut= resets it part way,
+ * te=chunked frames it in chunks (Content-Length for HTTP/1.0). */
+struct drip {
+    double t0, first, last;
+    size_t len;
+};
+
+static int
+drip_body(const void *data, size_t len, void *arg)
+{
+    struct drip *d = arg;
+    double now = h_now_ms();
+
+    if (d->len == 0)
+        d->first = now;
+    d->last = now;
+    if (osim_bytes_check(data, d->len, len) != -1)
+        return 1;
+    d->len += len;
+    return 0;
+}
+
+static void
+test_resp_drip_cut_chunked(void **state)
+{
+    struct h_client *cl = h_client_new();
+    struct drip d = {0};
+    struct h_opts o = {.on_body = drip_body, .arg = &d};
+    struct h_resp r;
+    char b[64];
+
+    (void)state;
+    d.t0 = h_now_ms();
+    assert_int_equal(h_client_http_opts(cl, &r, &o, "GET",
+                                        url(&shared, "/resp?size=200000&drip=600ms&te=chunked"),
+                                        NULL, 0, NULL),
+                     0);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(h_header(&r, "Transfer-Encoding", b, sizeof(b)), "chunked");
+    assert_int_equal(d.len, 200000);
+    assert_true(d.first - d.t0 < 300); /* the first piece comes early ... */
+    assert_true(d.last - d.t0 >= 550); /* ... the last one after the drip */
+    h_resp_free(&r);
+
+    memset(&d, 0, sizeof(d));
+    o.http10 = true;
+    assert_int_equal(h_client_http_opts(cl, &r, &o, "GET",
+                                        url(&shared, "/resp?size=1000&te=chunked"), NULL, 0, NULL),
+                     0);
+    assert_string_equal(h_header(&r, "Content-Length", b, sizeof(b)), "1000");
+    assert_int_equal(d.len, 1000);
+    h_resp_free(&r);
+
+    memset(&d, 0, sizeof(d));
+    o.http10 = false;
+    assert_int_equal(h_client_http_opts(cl, &r, &o, "GET",
+                                        url(&shared, "/resp?size=100000&drip=300ms&cut=40000"),
+                                        NULL, 0, NULL),
+                     -1);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(d.len, 40000); /* the bytes before the cut, then RST */
+    h_resp_free(&r);
+    h_client_free(cl);
+    assert_int_equal(get_status(url(&shared, "/resp?drip=x"), NULL), 400);
+    assert_int_equal(get_status(url(&shared, "/resp?cut=0"), NULL), 400);
+    assert_int_equal(get_status(url(&shared, "/resp?te=gzip"), NULL), 400);
+}
+
 static void
 test_pipelining(void **state)
 {
@@ -1055,6 +1123,7 @@ main(void)
         cmocka_unit_test(test_half_close_and_limits),
         cmocka_unit_test(test_error_rate),
         cmocka_unit_test(test_reset_rate),
+        cmocka_unit_test(test_resp_drip_cut_chunked),
         cmocka_unit_test(test_seed),
         cmocka_unit_test(test_static),
         cmocka_unit_test(test_static_cc_flag),

@@ -4,7 +4,8 @@
  * HEAD freshening, persistence across reopen (and a crash's tmp files),
  * eviction, purges (key, prefix, tag, soft) with no resurrection after reopen, a purge
  * racing a writer, and RFC 9111 4.4 invalidation (variants, writers that
- * started before it, a commit racing it).
+ * started before it, a commit racing it), and reading an object while it
+ * is written.
  */
 #include "cache/cache.h"
 
@@ -776,6 +777,100 @@ test_purge_then_kill(void **state)
     cache_free(c);
 }
 
+/* A writer read while it writes (request collapsing streams from it): the
+ * view has the head at once; body bytes are in the file after a flush (the
+ * writer buffers up to 256 KiB); the view outlives commit and abort; a purge
+ * marks it. Bodies larger than the buffer are written in aligned pieces and
+ * read back whole. */
+static void
+test_writer_view(void **state)
+{
+    struct cache *c = open_cache(64 << 20, 16 << 20);
+    struct cache_hdr resp[] = {H("Cache-Control", "max-age=60"), H("Vary", "Accept"),
+                               H("Content-Type", "text/plain")};
+    struct cache_hdr req[] = {H("Accept", "text/plain")};
+    struct cache_resp_info ri;
+    struct cache_writer *w;
+    struct cache_obj *v = NULL, *o = NULL;
+    static char big[600000], back[600000];
+    const char *names;
+    size_t nlen;
+    int rc = 0;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (char)(i * 7 + i / 4096);
+    cache_resp_parse(resp, 3, 200, &ri);
+    w = cache_writer_new(c,
+                         &(struct cache_store_args){.key = "http://h/view",
+                                                    .key_len = 13,
+                                                    .req = req,
+                                                    .nreq = 1,
+                                                    .resp = resp,
+                                                    .nresp = 3,
+                                                    .ri = &ri,
+                                                    .request_time = T0,
+                                                    .response_time = T0,
+                                                    .content_length = -1},
+                         &rc);
+    assert_non_null(w);
+    assert_int_equal(cache_writer_view(w, &v), 0);
+    assert_int_equal(v->status, 200);
+    assert_true(has_header(v, "content-type", "text/plain"));
+    assert_int_equal(v->body_len, 0);
+    /* the vary block is the request's secondary key */
+    assert_memory_equal(v->key + v->key_len, "accept: text/plain\n", 19);
+    names = cache_writer_vary_names(w, &nlen);
+    assert_int_equal(nlen, 7);
+    assert_memory_equal(names, "accept\n", 7);
+    assert_false(cache_obj_purged(c, v));
+
+    assert_int_equal(cache_writer_write(w, big, 1000), 0);
+    assert_int_equal(cache_writer_body_written(w), 0); /* buffered */
+    assert_int_equal(cache_writer_flush(w), 0);
+    assert_int_equal(cache_writer_body_written(w), 1000);
+    assert_int_equal(pread(v->fd, back, 1000, (off_t)v->body_off), 1000);
+    assert_memory_equal(back, big, 1000);
+    assert_int_equal(cache_writer_view(w, &o), CACHE_EINVAL); /* too late: written */
+    assert_int_equal(cache_writer_write(w, big + 1000, sizeof(big) - 1000), 0);
+    assert_true(cache_writer_body_written(w) > 1000); /* full pieces went out */
+    assert_int_equal(cache_writer_commit(w), 0);
+    assert_int_equal(pread(v->fd, back, sizeof(back), (off_t)v->body_off), (ssize_t)sizeof(back));
+    assert_memory_equal(back, big, sizeof(back));
+    cache_obj_free(v);
+
+    /* what was stored reads back the same */
+    assert_int_equal(cache_open(c, "http://h/view", 13, req, 1, &o), CACHE_OK);
+    assert_int_equal(o->body_len, sizeof(big));
+    assert_int_equal(pread(o->fd, back, sizeof(back), (off_t)o->body_off), (ssize_t)sizeof(back));
+    assert_memory_equal(back, big, sizeof(back));
+    cache_obj_free(o);
+
+    /* an aborted writer's view still reads what was flushed; a purge marks it */
+    w = cache_writer_new(c,
+                         &(struct cache_store_args){.key = "http://h/view2",
+                                                    .key_len = 14,
+                                                    .resp = resp + 2,
+                                                    .nresp = 1,
+                                                    .ri = &ri,
+                                                    .request_time = T0,
+                                                    .response_time = T0,
+                                                    .content_length = 5},
+                         &rc);
+    assert_non_null(w);
+    assert_int_equal(cache_writer_view(w, &v), 0);
+    assert_null(cache_writer_vary_names(w, &nlen));
+    assert_int_equal(cache_writer_write(w, "hello", 5), 0);
+    assert_int_equal(cache_writer_flush(w), 0);
+    assert_int_equal(cache_purge_key(c, "http://h/other", 14, false), 0);
+    assert_true(cache_obj_purged(c, v));
+    cache_writer_abort(w);
+    assert_int_equal(pread(v->fd, back, 5, (off_t)v->body_off), 5);
+    assert_memory_equal(back, "hello", 5);
+    cache_obj_free(v);
+    cache_free(c);
+}
+
 int
 main(void)
 {
@@ -793,6 +888,7 @@ main(void)
         cmocka_unit_test_setup_teardown(test_purge_then_kill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalidate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalidate_race, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_writer_view, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
