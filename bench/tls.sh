@@ -152,7 +152,8 @@ if [ -n "${PROFILE:-}" ]; then
     echo "edge https://localhost:$EDGE$OBJ (pid $(pgrep -n -f "edge -c $T/edge.conf"))"
     echo "nginx https://localhost:$NGX$OBJ"
     echo "ca $T/ca.crt; Ctrl-C or kill $$ to stop"
-    while :; do sleep 3600 & wait $!; done
+    # the sleep joins $pids: cleanup's 'wait' would otherwise wait for it
+    while :; do sleep 3600 & pids="$pids $!"; wait $!; done
 fi
 origin_requests() { curl -s "http://127.0.0.1:$ORIGIN/_stats" | sed -n 's/.*"requests":\([0-9]*\).*/\1/p'; }
 
