@@ -173,6 +173,58 @@ st_drop_conn(struct h2_stream *st, bool now)
     }
 }
 
+/* Frees a stream object and its buffers for good. */
+static void
+st_destroy(void *arg)
+{
+    struct h2_stream *st = arg;
+
+    proxy_h2_req_fini(&st->req);
+    if (st->pending != NULL)
+        evbuffer_free(st->pending);
+    if (st->body != NULL)
+        evbuffer_free(st->body);
+    proxy_head_fini(&st->head);
+    free(st);
+}
+
+/* A stream object with empty buffers: from the worker's free list, or new.
+ * The response head starts small and grows to H2_RESP_HEAD_MAX: a stream
+ * used to cost a 64 KiB malloc and free. NULL when out of memory. */
+static struct h2_stream *
+st_get(struct proxy_h2 *s)
+{
+    const struct conf_limits *lim = &s->w->conf->limits;
+    struct h2_stream *st = proxy_pool_get(&s->w->h2_pool);
+
+    if (st != NULL) {
+        struct proxy_h2_req req = st->req;
+        struct evbuffer *pending = st->pending, *body = st->body;
+        struct proxy_head head = st->head;
+
+        memset(st, 0, sizeof(*st));
+        st->req = req;
+        st->pending = pending;
+        st->body = body;
+        st->head = head;
+        proxy_head_reset(&st->head);
+        proxy_h2_req_reset(&st->req, lim->max_header_size, lim->max_headers,
+                           lim->max_uri_length);
+        return st;
+    }
+    st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return NULL;
+    if (proxy_h2_req_init(&st->req, lim->max_header_size, lim->max_headers,
+                          lim->max_uri_length) < 0 ||
+        (st->pending = evbuffer_new()) == NULL || (st->body = evbuffer_new()) == NULL ||
+        proxy_head_init_grow(&st->head, 2048, H2_RESP_HEAD_MAX, H2_RESP_FIELDS) < 0) {
+        st_destroy(st);
+        return NULL;
+    }
+    return st;
+}
+
 static void
 st_free(struct h2_stream *st, bool now)
 {
@@ -185,14 +237,17 @@ st_free(struct h2_stream *st, bool now)
     if (st->bev != NULL)
         bufferevent_free(st->bev);
     s->conn_unconsumed += st->unconsumed; /* the connection window still counts them */
-    proxy_h2_req_fini(&st->req);
-    if (st->pending != NULL)
-        evbuffer_free(st->pending);
-    if (st->body != NULL)
-        evbuffer_free(st->body);
-    proxy_head_fini(&st->head);
     st->magic = PROXY_DEAD_MAGIC;
-    free(st);
+    evbuffer_drain(st->pending, evbuffer_get_length(st->pending));
+    evbuffer_drain(st->body, evbuffer_get_length(st->body));
+    if (!proxy_pool_put(&s->w->h2_pool, st))
+        st_destroy(st);
+}
+
+void
+proxy_h2_pool_fini(struct proxy_worker *w)
+{
+    proxy_pool_fini(&w->h2_pool, st_destroy);
 }
 
 /* Something for nghttp2 to send (or the stream is over): pump from the loop. */
@@ -281,10 +336,6 @@ st_answer(struct h2_stream *st, int status)
                       : status == 503 ? "out of memory"
                                       : "malformed request";
 
-    if (st->body == NULL && (st->body = evbuffer_new()) == NULL) {
-        st_fail(st);
-        return;
-    }
     evbuffer_add_printf(st->body, "%d %s: %s\n", status, proxy_status_reason(status), why);
     snprintf(len, sizeof(len), "%zu", evbuffer_get_length(st->body));
     f[0] = (struct proxy_hdr){"content-type", 12, "text/plain; charset=utf-8", 25};
@@ -365,9 +416,7 @@ st_start(struct h2_stream *st)
     struct bufferevent *pair[2];
 
     st->ready = false;
-    if ((st->body = evbuffer_new()) == NULL ||
-        proxy_head_init(&st->head, H2_RESP_HEAD_MAX, H2_RESP_FIELDS) < 0 ||
-        bufferevent_pair_new(s->w->base, BEV_OPT_CLOSE_ON_FREE, pair) < 0) {
+    if (bufferevent_pair_new(s->w->base, BEV_OPT_CLOSE_ON_FREE, pair) < 0) {
         st_fail(st);
         return;
     }
@@ -536,17 +585,12 @@ static int
 cb_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
     struct proxy_h2 *s = ud;
-    const struct conf_limits *lim = &s->w->conf->limits;
     struct h2_stream *st;
 
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
-    st = calloc(1, sizeof(*st));
-    if (st == NULL || proxy_h2_req_init(&st->req, lim->max_header_size, lim->max_headers,
-                                        lim->max_uri_length) < 0) {
-        free(st);
+    if ((st = st_get(s)) == NULL)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
-    }
     st->magic = H2_STREAM_MAGIC;
     st->s = s;
     st->id = f->hd.stream_id;
@@ -591,10 +635,6 @@ st_headers_done(struct h2_stream *st, bool end_stream)
     int rc;
 
     st->req_done = end_stream;
-    if ((st->pending = evbuffer_new()) == NULL) {
-        st_answer(st, 503);
-        return;
-    }
     rc = proxy_h2_req_finish(&st->req, end_stream, st->pending);
     if (rc != 0) {
         st_answer(st, rc);

@@ -54,6 +54,8 @@ struct proxy_h2_req {
 };
 
 int proxy_h2_req_init(struct proxy_h2_req *q, size_t max_head, size_t max_headers, size_t max_uri);
+/* Empties q for another request, keeping its buffers (a stream's free list). */
+void proxy_h2_req_reset(struct proxy_h2_req *q, size_t max_head, size_t max_headers, size_t max_uri);
 void proxy_h2_req_fini(struct proxy_h2_req *q);
 /* One field as nghttp2 delivers it (names lower-case, validated). Once a
  * field is refused the others are ignored and the same status returned. */

@@ -39,6 +39,23 @@ proxy_h2_req_init(struct proxy_h2_req *q, size_t max_head, size_t max_headers, s
 }
 
 void
+proxy_h2_req_reset(struct proxy_h2_req *q, size_t max_head, size_t max_headers, size_t max_uri)
+{
+    struct evbuffer *fields = q->fields, *cookie = q->cookie;
+
+    free(q->path);
+    evbuffer_drain(fields, evbuffer_get_length(fields));
+    evbuffer_drain(cookie, evbuffer_get_length(cookie));
+    memset(q, 0, sizeof(*q));
+    q->fields = fields;
+    q->cookie = cookie;
+    q->max_head = max_head;
+    q->max_headers = max_headers;
+    q->max_uri = max_uri;
+    q->content_length = -1;
+}
+
+void
 proxy_h2_req_fini(struct proxy_h2_req *q)
 {
     if (q->fields != NULL)

@@ -15,10 +15,19 @@
 int
 proxy_head_init(struct proxy_head *h, size_t cap, size_t max_headers)
 {
+    return proxy_head_init_grow(h, cap, cap, max_headers);
+}
+
+int
+proxy_head_init_grow(struct proxy_head *h, size_t initial, size_t cap, size_t max_headers)
+{
     memset(h, 0, sizeof(*h));
-    h->buf = malloc(cap);
+    if (initial > cap || initial == 0)
+        initial = cap;
+    h->buf = malloc(initial);
     if (h->buf == NULL)
         return -1;
+    h->size = initial;
     h->cap = cap;
     h->max_headers = max_headers;
     return 0;
@@ -51,6 +60,18 @@ append(struct proxy_head *h, const char *at, size_t len, int status)
     if (len > h->cap - h->len) {
         h->overflow = status;
         return -1;
+    }
+    if (len > h->size - h->len) {
+        size_t size = h->size;
+        char *p;
+        while (size - h->len < len)
+            size = size > h->cap / 2 ? h->cap : size * 2;
+        if ((p = realloc(h->buf, size)) == NULL) {
+            h->overflow = 500;
+            return -1;
+        }
+        h->buf = p;
+        h->size = size;
     }
     memcpy(h->buf + h->len, at, len);
     h->len += len;
@@ -244,6 +265,27 @@ proxy_hdr_hop_by_hop(const struct proxy_hdr *h, const struct proxy_head *all)
         if (ieq(n, l, all->buf + all->conn[i].off, all->conn[i].len))
             return true;
     return false;
+}
+
+/* ---- free lists ---- */
+
+int
+proxy_pool_init(struct proxy_pool *p, size_t cap)
+{
+    p->n = 0;
+    p->v = calloc(cap, sizeof(*p->v));
+    p->cap = p->v != NULL ? cap : 0; /* without the array nothing is kept */
+    return p->v != NULL ? 0 : -1;
+}
+
+void
+proxy_pool_fini(struct proxy_pool *p, void (*free_one)(void *))
+{
+    while (p->n > 0)
+        free_one(p->v[--p->n]);
+    free(p->v);
+    p->v = NULL;
+    p->cap = 0;
 }
 
 /* ---- head builder ---- */

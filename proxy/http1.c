@@ -225,31 +225,111 @@ proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int
         c->h2_sniff = true;
 }
 
+static void conn_destroy(void *arg);
+
+/* A connection object from the worker's free list (its head buffer, cache
+ * views and events kept; the head remade when the limits changed), or a new
+ * one. NULL when out of memory. */
+static struct proxy_conn *
+conn_get(struct proxy_worker *w)
+{
+    const struct conf_limits *lim = &w->conf->limits;
+    struct proxy_conn *c = proxy_pool_get(&w->conn_pool);
+
+    if (c != NULL) {
+        struct proxy_head head = c->head;
+        struct event *timer = c->timer, *defer = c->defer;
+        struct cache_hdr *hv = c->hv;
+        size_t nhv = c->nhv;
+
+        memset(c, 0, sizeof(*c));
+        c->head = head;
+        c->timer = timer;
+        c->defer = defer;
+        c->hv = hv;
+        c->nhv = nhv;
+        c->w = w;
+        proxy_head_reset(&c->head);
+        c->head.max_headers = lim->max_headers;
+        if (c->head.cap == lim->max_header_size)
+            return c;
+        proxy_head_fini(&c->head);
+        if (proxy_head_init(&c->head, lim->max_header_size, lim->max_headers) == 0)
+            return c;
+        conn_destroy(c);
+        return NULL;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL || proxy_head_init(&c->head, lim->max_header_size, lim->max_headers) < 0) {
+        free(c);
+        return NULL;
+    }
+    c->w = w;
+    c->timer = evtimer_new(w->base, conn_timer_cb, c);
+    c->defer = event_new(w->base, -1, 0, conn_defer_cb, c);
+    if (c->timer == NULL || c->defer == NULL) {
+        conn_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Frees a connection object for good (conn_get's pool at worker exit). */
+static void
+conn_destroy(void *arg)
+{
+    struct proxy_conn *c = arg;
+
+    if (c->timer != NULL)
+        event_free(c->timer);
+    if (c->defer != NULL)
+        event_free(c->defer);
+    proxy_head_fini(&c->head);
+    free(c->hv);
+    free(c);
+}
+
+static void
+req_destroy(void *arg)
+{
+    free(arg);
+}
+
+int
+proxy_worker_pools_init(struct proxy_worker *w)
+{
+    if (proxy_pool_init(&w->req_pool, 256) < 0 || proxy_pool_init(&w->conn_pool, 64) < 0 ||
+        proxy_pool_init(&w->h2_pool, 128) < 0)
+        return -1;
+    return 0;
+}
+
+/* After every connection and session of w is freed. */
+void
+proxy_worker_pools_fini(struct proxy_worker *w)
+{
+    proxy_pool_fini(&w->req_pool, req_destroy);
+    proxy_pool_fini(&w->conn_pool, conn_destroy);
+    proxy_h2_pool_fini(w);
+}
+
 /* A connection on bev (a socket, or one end of a pair for internal
  * requests); takes bev. NULL when out of memory (bev freed). */
 static struct proxy_conn *
 conn_new(struct proxy_worker *w, struct bufferevent *bev, int fd, const char *peer)
 {
     const struct conf_limits *lim = &w->conf->limits;
-    struct proxy_conn *c = calloc(1, sizeof(*c));
+    struct proxy_conn *c;
 
     pthread_once(&settings_once, settings_init);
-    if (c == NULL || proxy_head_init(&c->head, lim->max_header_size, lim->max_headers) < 0) {
-        free(c);
+    if ((c = conn_get(w)) == NULL) {
         bufferevent_free(bev);
         return NULL;
     }
     c->magic = PROXY_CONN_MAGIC;
-    c->w = w;
     c->fd = fd;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     c->bev = bev;
-    c->timer = evtimer_new(w->base, conn_timer_cb, c);
-    c->defer = event_new(w->base, -1, 0, conn_defer_cb, c);
-    if (c->timer == NULL || c->defer == NULL) {
-        proxy_conn_free(c);
-        return NULL;
-    }
     llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
     c->parser.data = c;
     /* libevent caps one read/write at 16 KiB by default: a 4 MiB cache hit
@@ -398,9 +478,12 @@ proxy_internal_request(struct proxy_worker *w, const char *text, size_t len, boo
 static void
 req_free(struct proxy_req *r)
 {
+    struct proxy_worker *w;
+
     if (r == NULL)
         return;
     CHECK_MAGIC(r, PROXY_REQ_MAGIC);
+    w = r->c->w;
     if (r->up != NULL || r->dnsq != NULL)
         proxy_upstream_abort(r);
     if (r->body != NULL)
@@ -413,7 +496,8 @@ req_free(struct proxy_req *r)
     if (r->conf != NULL)
         conf_unref(r->conf);
     r->magic = PROXY_DEAD_MAGIC;
-    free(r);
+    if (!proxy_pool_put(&w->req_pool, r))
+        free(r);
 }
 
 void
@@ -441,12 +525,6 @@ proxy_conn_free(struct proxy_conn *c)
         c->gone = NULL;
         gone(c->gone_arg); /* h2: the stream stops using this connection */
     }
-    if (c->timer != NULL)
-        event_free(c->timer);
-    if (c->defer != NULL)
-        event_free(c->defer);
-    proxy_head_fini(&c->head);
-    free(c->hv);
     if (c->w != NULL && c->magic == PROXY_CONN_MAGIC && c->state != (enum proxy_conn_state)-1) {
         struct proxy_worker *w = c->w;
         if (c->link.tqe_prev != NULL) {
@@ -460,7 +538,14 @@ proxy_conn_free(struct proxy_conn *c)
         }
     }
     c->magic = PROXY_DEAD_MAGIC;
-    free(c);
+    /* back to the worker's free list with its buffers and (idle) events */
+    if (c->timer != NULL && c->defer != NULL) {
+        event_del(c->timer);
+        event_del(c->defer);
+        if (proxy_pool_put(&c->w->conn_pool, c))
+            return;
+    }
+    conn_destroy(c);
 }
 
 /* Closes an idle connection now, a busy one after its current response. */
@@ -1124,7 +1209,9 @@ on_message_begin(llhttp_t *p)
 
     BUG_ON(c->req != NULL);
     proxy_head_reset(&c->head);
-    r = malloc(sizeof(*r));
+    r = proxy_pool_get(&c->w->req_pool);
+    if (r == NULL)
+        r = malloc(sizeof(*r));
     if (r != NULL) {
         memset(r, 0, offsetof(struct proxy_req, host));
         r->host[0] = r->authority[0] = r->request_id[0] = '\0';
