@@ -35,7 +35,7 @@ store_error(struct proxy_req *r, const char *what, int rc)
     static struct proxy_log_rl rl;
     uint64_t dropped = 0;
 
-    STAT_INC(r->c->w, cache_store_errors);
+    STAT_INC(r->w, cache_store_errors);
     if (proxy_log_rl_pass(&rl, 60000, &dropped))
         log_warn("cache: %s failed (%d) for %.*s; serving uncached (%llu more since last said)",
                  what, rc, (int)(r->cache_key_len > 200 ? 200 : r->cache_key_len), r->cache_key,
@@ -52,39 +52,39 @@ unix_now(void)
 static size_t
 req_views(struct proxy_req *r, const struct cache_hdr **out)
 {
-    struct proxy_conn *c = r->c;
+    struct proxy_worker *w = r->w;
     struct proxy_hdr h;
-    size_t n = c->head.n, k = 0, pos = 0;
+    size_t n = r->head->n, k = 0, pos = 0;
     bool edited = proxy_fx_edited(r, 0); /* a function's request header edits */
 
     if (edited)
         while (proxy_fx_next_added(r, 0, &pos, &h))
             n++;
-    if (n > c->nhv) {
-        void *p = realloc(c->hv, n * sizeof(*c->hv));
+    if (n > w->nhv) {
+        void *p = realloc(w->hv, n * sizeof(*w->hv));
         if (p == NULL) {
             *out = NULL;
             return 0;
         }
-        c->hv = p;
-        c->nhv = n;
+        w->hv = p;
+        w->nhv = n;
     }
-    for (size_t i = 0; proxy_head_get(&c->head, i, &h); i++) {
+    for (size_t i = 0; proxy_head_get(r->head, i, &h); i++) {
         if (edited && proxy_fx_hides(r, 0, h.name, h.nlen))
             continue;
-        c->hv[k].name = h.name;
-        c->hv[k].nlen = h.nlen;
-        c->hv[k].value = h.value;
-        c->hv[k].vlen = h.vlen;
+        w->hv[k].name = h.name;
+        w->hv[k].nlen = h.nlen;
+        w->hv[k].value = h.value;
+        w->hv[k].vlen = h.vlen;
         k++;
     }
     for (pos = 0; edited && proxy_fx_next_added(r, 0, &pos, &h); k++) {
-        c->hv[k].name = h.name;
-        c->hv[k].nlen = h.nlen;
-        c->hv[k].value = h.value;
-        c->hv[k].vlen = h.vlen;
+        w->hv[k].name = h.name;
+        w->hv[k].nlen = h.nlen;
+        w->hv[k].value = h.value;
+        w->hv[k].vlen = h.vlen;
     }
-    *out = c->hv;
+    *out = w->hv;
     return k;
 }
 
@@ -185,7 +185,7 @@ req_conds_scan(struct proxy_req *r, struct req_conds *q)
     struct proxy_hdr h;
 
     memset(q, 0, sizeof(*q));
-    for (size_t i = 0; proxy_head_get(&r->c->head, i, &h); i++) {
+    for (size_t i = 0; proxy_head_get(r->head, i, &h); i++) {
         switch (h.nlen) {
         case 5:
             if (!q->range && name_is(&h, "range", 5)) {
@@ -650,7 +650,7 @@ refresh_skips(const struct proxy_hdr *h)
 static void
 start_background_fetch(struct proxy_req *r, bool revalidate)
 {
-    struct proxy_engine *e = r->c->w->e;
+    struct proxy_engine *e = r->w->e;
     struct evbuffer *b;
     struct proxy_hdr h;
     struct refresh *rf;
@@ -668,7 +668,7 @@ start_background_fetch(struct proxy_req *r, bool revalidate)
     memcpy(rf->key, r->cache_key, r->cache_key_len + 1);
     evbuffer_add_printf(b, "GET %.*s HTTP/1.1\r\nHost: %s\r\n", (int)r->target_len, r->target,
                         r->authority);
-    for (size_t i = 0; proxy_head_get(&r->c->head, i, &h); i++) {
+    for (size_t i = 0; proxy_head_get(r->head, i, &h); i++) {
         if (refresh_skips(&h))
             continue;
         evbuffer_add(b, h.name, h.nlen);
@@ -685,10 +685,10 @@ start_background_fetch(struct proxy_req *r, bool revalidate)
     len = evbuffer_get_length(b);
     text = (char *)evbuffer_pullup(b, -1);
     if (text == NULL ||
-        proxy_internal_request(r->c->w, text, len, r->c->https, refresh_done, rf) < 0)
+        proxy_internal_request(r->w, text, len, r->https, refresh_done, rf) < 0)
         goto fail;
     evbuffer_free(b);
-    STAT_INC(r->c->w, cache_bg_refreshes);
+    STAT_INC(r->w, cache_bg_refreshes);
     return;
 fail:
     if (b != NULL)
@@ -702,7 +702,7 @@ fail:
 static int
 lookup(struct proxy_req *r)
 {
-    struct proxy_engine *e = r->c->w->e;
+    struct proxy_engine *e = r->w->e;
     const struct cache_hdr *hv;
     size_t nh = req_views(r, &hv);
     struct cache_obj *o = NULL;
@@ -721,7 +721,7 @@ lookup(struct proxy_req *r)
             return 1; /* parked: proxy_cache_resume() goes on */
         if (r->method == HTTP_GET && r->cache_rq.range)
             start_background_fetch(r, false); /* the whole object, for the next ranges */
-        STAT_INC(r->c->w, cache_misses);
+        STAT_INC(r->w, cache_misses);
         return 0;
     }
     cache_decide(&o->policy, &r->cache_rq, r->cache_route, unix_now(), &r->cache_d);
@@ -755,7 +755,7 @@ lookup(struct proxy_req *r)
     }
     if (r->method == HTTP_GET && !r->cache_rq.range && proxy_collapse_join(r))
         return 1;
-    STAT_INC(r->c->w, cache_misses);
+    STAT_INC(r->w, cache_misses);
     return 0;
 }
 
@@ -764,7 +764,7 @@ lookup(struct proxy_req *r)
 int
 proxy_cache_request(struct proxy_req *r)
 {
-    struct proxy_engine *e = r->c->w->e;
+    struct proxy_engine *e = r->w->e;
     const struct cache_route *cr = cache_route_conf(r->route);
     const struct cache_hdr *hv;
     size_t nh;
@@ -777,7 +777,7 @@ proxy_cache_request(struct proxy_req *r)
     nh = req_views(r, &hv);
     if (hv == NULL && nh > 0)
         return 0;
-    parts.scheme = (struct cache_str){proxy_conn_scheme(r->c), strlen(proxy_conn_scheme(r->c))};
+    parts.scheme = (struct cache_str){proxy_req_scheme(r), strlen(proxy_req_scheme(r))};
     parts.host = (struct cache_str){r->authority, strlen(r->authority)};
     parts.path = (struct cache_str){r->path, r->path_len};
     parts.query = (struct cache_str){r->query, r->query ? r->query_len : 0};
@@ -832,7 +832,7 @@ static bool
 same_host_key(struct proxy_req *r, const char *v, size_t n, char *key, size_t cap, size_t *klen)
 {
     struct cache_key_parts parts;
-    const char *path = v, *q, *scheme = proxy_conn_scheme(r->c);
+    const char *path = v, *q, *scheme = proxy_req_scheme(r);
     size_t plen = n, sl = n > 8 && strncasecmp(v, "https://", 8) == 0  ? 8
                           : n > 7 && strncasecmp(v, "http://", 7) == 0 ? 7
                                                                        : 0;
@@ -861,7 +861,7 @@ same_host_key(struct proxy_req *r, const char *v, size_t n, char *key, size_t ca
 static void
 invalidate_unsafe(struct proxy_req *r, struct proxy_upconn *u)
 {
-    struct cache *c = r->c->w->e->cache;
+    struct cache *c = r->w->e->cache;
     static const char *const names[] = {"location", "content-location"};
     char key[CACHE_KEY_MAX];
     size_t klen;
@@ -886,7 +886,7 @@ invalidate_unsafe(struct proxy_req *r, struct proxy_upconn *u)
 int
 proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
 {
-    struct proxy_engine *e = r->c->w->e;
+    struct proxy_engine *e = r->w->e;
     struct cache_hdr hv[256];
     const struct cache_hdr *reqv;
     size_t n, nreq;
@@ -912,7 +912,7 @@ proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
             cache_obj_free(r->cache_obj);
             r->cache_obj = fresh;
         }
-        STAT_INC(r->c->w, cache_revalidated);
+        STAT_INC(r->w, cache_revalidated);
         status_text(r, CACHE_FWD_STALE, 304, r->cache_obj->policy.lifetime, true);
         r->cache_serve_after = true;
         proxy_collapse_release(r, COLLAPSE_STORED);
@@ -992,7 +992,7 @@ proxy_cache_response_done(struct proxy_req *r)
         int rc = cache_writer_commit(r->cache_w);
         r->cache_w = NULL;
         if (rc == CACHE_OK)
-            STAT_INC(r->c->w, cache_stores);
+            STAT_INC(r->w, cache_stores);
         else if (rc != CACHE_EPURGED)
             store_error(r, "publishing a cache file", rc);
         proxy_collapse_release(r, rc == CACHE_OK ? COLLAPSE_STORED : COLLAPSE_FAILED);

@@ -89,7 +89,7 @@ find(struct proxy_collapse *t, const char *k, size_t n, uint64_t h)
 int
 proxy_collapse_join(struct proxy_req *r)
 {
-    struct proxy_worker *w = r->c->w;
+    struct proxy_worker *w = r->w;
     struct proxy_collapse *t = w->e->collapse;
     uint64_t h, now = proxy_now_ms();
     struct collapse_entry **pp, *e;
@@ -165,7 +165,7 @@ post(struct proxy_worker *w, const char *key, size_t klen)
 void
 proxy_collapse_release(struct proxy_req *r, enum proxy_collapse_outcome how)
 {
-    struct proxy_worker *w = r->c->w;
+    struct proxy_worker *w = r->w;
     struct proxy_collapse *t = w->e->collapse;
     struct collapse_entry **pp, *e;
     uint64_t mask = 0;
@@ -227,7 +227,7 @@ void
 proxy_collapse_forget(struct proxy_req *r)
 {
     if (r->collapse_waiting) {
-        TAILQ_REMOVE(&r->c->w->collapse_waiters, r, collapse_link);
+        TAILQ_REMOVE(&r->w->collapse_waiters, r, collapse_link);
         r->collapse_waiting = false;
     }
     if (r->collapse_leader)

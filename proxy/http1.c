@@ -239,15 +239,11 @@ conn_get(struct proxy_worker *w)
     if (c != NULL) {
         struct proxy_head head = c->head;
         struct event *timer = c->timer, *defer = c->defer;
-        struct cache_hdr *hv = c->hv;
-        size_t nhv = c->nhv;
 
         memset(c, 0, sizeof(*c));
         c->head = head;
         c->timer = timer;
         c->defer = defer;
-        c->hv = hv;
-        c->nhv = nhv;
         c->w = w;
         proxy_head_reset(&c->head);
         c->head.max_headers = lim->max_headers;
@@ -285,7 +281,6 @@ conn_destroy(void *arg)
     if (c->defer != NULL)
         event_free(c->defer);
     proxy_head_fini(&c->head);
-    free(c->hv);
     free(c);
 }
 
@@ -1224,6 +1219,12 @@ on_message_begin(llhttp_t *p)
     }
     r->magic = PROXY_REQ_MAGIC;
     r->c = c;
+    r->w = c->w;
+    r->head = &c->head;
+    r->peer = c->peer;
+    r->tls = c->tls;
+    r->https = c->https;
+    r->internal = c->fd < 0; /* a pair: a background refresh (or, for now, an h2 stream) */
     r->conf = conf_ref(c->w->conf);
     r->content_length = -1;
     r->t_start_us = proxy_now_us();

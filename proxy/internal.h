@@ -239,9 +239,17 @@ struct proxy_upconn;
 struct proxy_srv;
 struct efn_req; /* fn.c: the request's edge-function state */
 
+struct proxy_tls; /* tls.c */
+
 struct proxy_req {
     uint32_t magic;
-    struct proxy_conn *c;
+    struct proxy_conn *c; /* HTTP/1.1: the connection (the rest of the pipeline does not use it) */
+    struct proxy_worker *w;
+    struct proxy_head *head;     /* the request head (the connection's, or the h2 stream's) */
+    const char *peer;            /* client IP as text (its connection or session owns it) */
+    const struct proxy_tls *tls; /* the client's TLS handshake; NULL on plain HTTP */
+    bool https;                  /* scheme: cache keys, X-Forwarded-Proto */
+    bool internal;               /* made by edge itself (a background refresh) */
     struct conf *conf; /* reference held for the request's life */
     const struct conf_site *site;
     const struct conf_route *route;
@@ -327,8 +335,6 @@ enum proxy_conn_state { CONN_IDLE, CONN_HEAD, CONN_BUSY, CONN_TUNNEL, CONN_CLOSI
 #define PROXY_LISTEN_TLS (1u << 0)
 #define PROXY_LISTEN_H2 (1u << 1)
 
-struct proxy_tls; /* tls.c */
-
 struct proxy_conn {
     uint32_t magic;
     struct proxy_worker *w;
@@ -351,8 +357,6 @@ struct proxy_conn {
     unsigned requests;
     TAILQ_ENTRY(proxy_conn) link;
     struct bufferevent *tunnel; /* CONN_TUNNEL: the upstream side */
-    struct cache_hdr *hv; /* the request's headers as cache views (cachepath.c) */
-    size_t nhv;
     struct proxy_tls *tls; /* tls.c: the handshake and its results; NULL on plain connections */
     bool https;            /* scheme of the requests: a TLS connection, or an internal
                               request made for one (cache keys, X-Forwarded-Proto) */
@@ -476,6 +480,8 @@ struct proxy_worker {
     struct proxy_stats stats;
     uint64_t reqid_state;
     struct proxy_hb hb; /* scratch for writing heads (one at a time, on this thread) */
+    struct cache_hdr *hv; /* cachepath.c: a request's headers as cache views (scratch) */
+    size_t nhv;
 };
 
 struct proxy_engine {
@@ -677,13 +683,13 @@ int proxy_tls_check_site(struct proxy_req *r);
  * (what X-Client-Cert-Subject carries; for edge functions too). */
 const char *proxy_tls_client_subject(const struct proxy_req *r);
 void proxy_tls_origin_headers(const struct proxy_req *r, struct proxy_hb *b);
-void proxy_tls_log_fields(const struct proxy_conn *c, struct evbuffer *b);
+void proxy_tls_log_fields(const struct proxy_tls *t, struct evbuffer *b);
 void proxy_tls_metrics_render(struct proxy_engine *e, struct evbuffer *out);
 
 static inline const char *
-proxy_conn_scheme(const struct proxy_conn *c)
+proxy_req_scheme(const struct proxy_req *r)
 {
-    return c->https ? "https" : "http";
+    return r->https ? "https" : "http";
 }
 
 /* accesslog.c / metrics.c */

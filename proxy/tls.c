@@ -193,7 +193,7 @@ proxy_tls_event(struct proxy_conn *c, short what)
 const char *
 proxy_tls_client_subject(const struct proxy_req *r)
 {
-    const struct proxy_tls *t = r->c->tls;
+    const struct proxy_tls *t = r->tls;
 
     /* proxy_tls_check_site let the request through: the verification the
      * handshake did is the one this site asks for */
@@ -207,12 +207,12 @@ int
 proxy_tls_check_site(struct proxy_req *r)
 {
     const struct tls_verify_conf *want = tls_conf_site_verify(r->conf, r->site);
-    const struct proxy_tls *t = r->c->tls;
+    const struct proxy_tls *t = r->tls;
 
     if (want == NULL)
         return 0;
     if (t == NULL) {
-        if (want->mode == TLS_VERIFY_OPTIONAL || r->c->fd < 0)
+        if (want->mode == TLS_VERIFY_OPTIONAL || r->internal)
             return 0; /* plain, certificate optional; or an internal request */
         r->resp_close = true;
         proxy_resp_error(r, 403, "site '%s' requires a client certificate (use https)", r->host);
@@ -244,9 +244,8 @@ proxy_tls_origin_headers(const struct proxy_req *r, struct proxy_hb *b)
 }
 
 void
-proxy_tls_log_fields(const struct proxy_conn *c, struct evbuffer *b)
+proxy_tls_log_fields(const struct proxy_tls *t, struct evbuffer *b)
 {
-    const struct proxy_tls *t = c->tls;
 
     if (t != NULL && t->done)
         evbuffer_add_printf(b, "\"tls\":\"%s\",\"cipher\":\"%s\",", t->info.version,
