@@ -381,22 +381,42 @@ serve_obj(struct proxy_req *r, struct cache_obj *o, int64_t age)
         proxy_fx_respond_result(r, rc);
 }
 
-/* The head of one part of a multipart/byteranges body (RFC 9110 14.6). */
-static void
-part_head(struct proxy_hb *b, const char *boundary, size_t blen, const char *ctype, size_t clen,
+/* The head of one part of a multipart/byteranges body (RFC 9110 14.6)
+ * into buf (PART_HEAD_MAX bytes: the boundary is at most 37 and the type
+ * 255); its length. */
+#define PART_HEAD_MAX 512
+
+static size_t
+put(char *buf, size_t n, const void *p, size_t len)
+{
+    memcpy(buf + n, p, len);
+    return n + len;
+}
+
+static size_t
+put_u64(char *buf, size_t n, uint64_t v)
+{
+    char num[PROXY_U64_TEXT];
+    size_t l;
+    const char *t = proxy_u64_text(num, v, &l);
+    return put(buf, n, t, l);
+}
+
+static size_t
+part_head(char *buf, const char *boundary, size_t blen, const char *ctype, size_t clen,
           const struct byte_range *rg, uint64_t total)
 {
-    proxy_hb_lit(b, "\r\n--");
-    proxy_hb_add(b, boundary, blen);
-    proxy_hb_lit(b, "\r\nContent-Type: ");
-    proxy_hb_add(b, ctype, clen);
-    proxy_hb_lit(b, "\r\nContent-Range: bytes ");
-    proxy_hb_u64(b, rg->start);
-    proxy_hb_lit(b, "-");
-    proxy_hb_u64(b, rg->start + rg->len - 1);
-    proxy_hb_lit(b, "/");
-    proxy_hb_u64(b, total);
-    proxy_hb_lit(b, "\r\n\r\n");
+    size_t n = put(buf, 0, "\r\n--", 4);
+    n = put(buf, n, boundary, blen);
+    n = put(buf, n, "\r\nContent-Type: ", 16);
+    n = put(buf, n, ctype, clen);
+    n = put(buf, n, "\r\nContent-Range: bytes ", 23);
+    n = put_u64(buf, n, rg->start);
+    n = put(buf, n, "-", 1);
+    n = put_u64(buf, n, rg->start + rg->len - 1);
+    n = put(buf, n, "/", 1);
+    n = put_u64(buf, n, total);
+    return put(buf, n, "\r\n\r\n", 4);
 }
 
 static size_t
@@ -420,8 +440,9 @@ part_head_len(size_t blen, size_t clen, const struct byte_range *rg, uint64_t to
            digits(rg->start + rg->len - 1) + 1 + digits(total) + sizeof("\r\n\r\n") - 1;
 }
 
-/* A body in memory up to this size is copied behind the head (one buffer,
- * one iovec); a larger one is sent by reference. */
+/* A body in memory up to this size is copied (behind the head when it is
+ * the whole answer: one buffer, one iovec); a larger one is sent by
+ * reference. */
 #define BODY_COPY_MAX 2048
 
 static void
@@ -432,61 +453,45 @@ body_unref(const void *data, size_t len, void *arg)
     cache_body_unref(arg);
 }
 
-/* Appends a byte range of o's body to the response (the head builder b is
- * flushed first when the bytes do not go through it): from the memory tier
- * by copy or by reference (held until libevent has sent it), else from the
- * file by sendfile. false: the response cannot be completed (the head is
- * out: the connection must be cut). */
+/* Hands a byte range of o's body to the client: from the memory tier by
+ * copy or by reference (held until it is sent), else from the file (the
+ * sink sends it by sendfile where it can). false: the response cannot be
+ * completed (the head is out: the caller aborts it). */
 static bool
-body_range(struct proxy_hb *b, struct cache_obj *o, const struct byte_range *rg)
+body_range(struct proxy_req *r, struct cache_obj *o, const struct byte_range *rg)
 {
-    int fd;
-
     if (o->body != NULL && rg->len <= BODY_COPY_MAX) {
-        proxy_hb_add(b, o->body + rg->start, (size_t)rg->len);
+        r->sink->data(r, o->body + rg->start, (size_t)rg->len);
         return true;
     }
-    proxy_hb_flush(b);
-    if (o->body != NULL) {
-        struct cache_body *ref = cache_obj_body_ref(o);
-        if (evbuffer_add_reference(b->out, o->body + rg->start, (size_t)rg->len, body_unref, ref) <
-            0) {
-            cache_body_unref(ref);
-            return false;
-        }
-        return true;
-    }
-    fd = dup(o->fd);
-    if (fd < 0 ||
-        evbuffer_add_file(b->out, fd, (ev_off_t)(o->body_off + rg->start), (ev_off_t)rg->len) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return false;
-    }
-    return true;
+    if (o->body != NULL)
+        return r->sink->data_ref(r, o->body + rg->start, (size_t)rg->len, body_unref,
+                                 cache_obj_body_ref(o));
+    return r->sink->data_file(r, o->fd, o->body_off + rg->start, rg->len);
 }
 
-/* Writes the answer from o: the head in one piece (struct proxy_hb), then
- * the body. Headers: the stored ones (less those skip_stored() names and
- * those a RESPONSE function hid, plus those it added), then Content-Range /
- * multipart Content-Type, Content-Length, Age, Cache-Status, X-Request-Id,
- * Via, Connection: close when closing. */
+/* Writes the answer from o through the request's sink. Fields: the stored
+ * ones (less those skip_stored() names and those a RESPONSE function hid,
+ * plus those it added), then Content-Range / multipart Content-Type,
+ * Content-Length, Age, Cache-Status, X-Request-Id, Via. A whole body of up
+ * to BODY_COPY_MAX bytes in memory goes with the head (one piece). */
 static void
 serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
 {
-    struct proxy_conn *c = r->c;
-    struct proxy_hb *b = &c->w->hb;
+    struct proxy_fields *f = proxy_fields_begin(r->w);
     struct cache_hdr h;
     size_t pos = 0;
     struct req_conds q;
     bool not_modified;
     int status;
-    bool body;
+    bool body, one_piece;
     struct byte_range rg[RANGES_MAX];
     int nr = -1;
     const char *ctype = "application/octet-stream";
     size_t ctype_len = sizeof("application/octet-stream") - 1, blen = 0;
-    char boundary[64];
+    char boundary[64], crange[96], clen_s[PROXY_U64_TEXT], age_s[PROXY_U64_TEXT];
+    const char *t;
+    size_t n;
     uint64_t clen = o->body_len;
 
     req_conds_scan(r, &q);
@@ -524,19 +529,6 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
         clen += sizeof("\r\n--") - 1 + blen + sizeof("--\r\n") - 1;
     }
 
-    if (!r->keepalive || c->w->draining)
-        r->resp_close = true;
-    if (!r->body_done && (r->chunked || r->content_length > 65536))
-        r->resp_close = true;
-    r->status = status;
-    r->resp_started = true;
-    b->out = bufferevent_get_output(c->bev);
-    b->len = 0;
-    proxy_hb_lit(b, "HTTP/1.1 ");
-    proxy_hb_u64(b, (uint64_t)status);
-    proxy_hb_lit(b, " ");
-    proxy_hb_str(b, proxy_status_reason(status));
-    proxy_hb_lit(b, "\r\n");
     while (cache_obj_header_next(o, &pos, &h)) {
         if (skip_stored(&h))
             continue;
@@ -544,70 +536,90 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
             continue; /* the parts carry it */
         if (r->fx != NULL && proxy_fx_hides(r, 1, h.name, h.nlen))
             continue;
-        proxy_hb_hdr(b, h.name, h.nlen, h.value, h.vlen);
+        proxy_fields_add(f, h.name, h.nlen, h.value, h.vlen);
     }
     if (r->fx != NULL) {
         struct proxy_hdr ph;
         size_t apos = 0;
         while (proxy_fx_next_added(r, 1, &apos, &ph))
-            proxy_hb_hdr(b, ph.name, ph.nlen, ph.value, ph.vlen);
+            proxy_fields_add(f, ph.name, ph.nlen, ph.value, ph.vlen);
     }
     if (status == 206 && nr == 1) {
-        proxy_hb_lit(b, "Content-Range: bytes ");
-        proxy_hb_u64(b, rg[0].start);
-        proxy_hb_lit(b, "-");
-        proxy_hb_u64(b, rg[0].start + rg[0].len - 1);
-        proxy_hb_lit(b, "/");
-        proxy_hb_u64(b, o->body_len);
-        proxy_hb_lit(b, "\r\n");
+        n = put(crange, 0, "bytes ", 6);
+        n = put_u64(crange, n, rg[0].start);
+        n = put(crange, n, "-", 1);
+        n = put_u64(crange, n, rg[0].start + rg[0].len - 1);
+        n = put(crange, n, "/", 1);
+        n = put_u64(crange, n, o->body_len);
+        proxy_fields_add(f, "Content-Range", 13, crange, n);
     } else if (status == 206) {
-        proxy_hb_lit(b, "Content-Type: multipart/byteranges; boundary=");
-        proxy_hb_add(b, boundary, blen);
-        proxy_hb_lit(b, "\r\n");
+        n = put(crange, 0, "multipart/byteranges; boundary=", 31);
+        n = put(crange, n, boundary, blen);
+        proxy_fields_add(f, "Content-Type", 12, crange, n);
     } else if (status == 416) {
-        proxy_hb_lit(b, "Content-Range: bytes */");
-        proxy_hb_u64(b, o->body_len);
-        proxy_hb_lit(b, "\r\n");
+        n = put(crange, 0, "bytes */", 8);
+        n = put_u64(crange, n, o->body_len);
+        proxy_fields_add(f, "Content-Range", 13, crange, n);
     }
     if (!not_modified) {
-        proxy_hb_lit(b, "Content-Length: ");
-        proxy_hb_u64(b, clen);
-        proxy_hb_lit(b, "\r\n");
+        t = proxy_u64_text(clen_s, clen, &n);
+        proxy_fields_add(f, "Content-Length", 14, t, n);
     }
-    proxy_hb_lit(b, "Age: ");
-    proxy_hb_u64(b, age < 0 ? 0 : (uint64_t)age);
-    proxy_hb_lit(b, "\r\nCache-Status: ");
-    proxy_hb_str(b, r->cache_status);
-    proxy_hb_lit(b, "\r\nX-Request-Id: ");
-    proxy_hb_str(b, r->request_id);
-    proxy_hb_lit(b, "\r\nVia: 1.1 edge\r\n");
-    if (r->resp_close)
-        proxy_hb_lit(b, "Connection: close\r\n");
-    proxy_hb_lit(b, "\r\n");
-    if (body) {
-        struct byte_range whole = {0, o->body_len};
-        struct byte_range *parts = status == 206 ? rg : &whole;
-        int np = status == 206 ? nr : 1;
-        for (int i = 0; i < np; i++) {
-            if (np > 1)
-                part_head(b, boundary, blen, ctype, ctype_len, &parts[i], o->body_len);
-            if (!body_range(b, o, &parts[i])) {
-                r->resp_close = true; /* the head is out: cut rather than lie */
-                c->want_free = true;
-                break;
+    t = proxy_u64_text(age_s, age < 0 ? 0 : (uint64_t)age, &n);
+    proxy_fields_add(f, "Age", 3, t, n);
+    proxy_fields_add(f, "Cache-Status", 12, r->cache_status, strlen(r->cache_status));
+    proxy_fields_add(f, "X-Request-Id", 12, r->request_id, strlen(r->request_id));
+    proxy_fields_add(f, "Via", 3, "1.1 edge", 8);
+    if (f->oom) {
+        static const char oom[] = "503 Service Unavailable: out of memory\n";
+        proxy_req_respond(r, 503, NULL, 0, oom, sizeof(oom) - 1);
+        return;
+    }
+
+    struct byte_range whole = {0, o->body_len};
+    struct byte_range *parts = status == 206 ? rg : &whole;
+    int np = status == 206 ? nr : 1;
+    one_piece = body && np == 1 && o->body != NULL && parts[0].len <= BODY_COPY_MAX;
+    r->status = status;
+    r->resp_started = true;
+    r->sink->head(r, &(struct proxy_resp){
+                         .status = status,
+                         .f = f->v,
+                         .nf = f->n,
+                         .length = not_modified ? -1 : (int64_t)clen,
+                         .nobody = !body,
+                         .edge = true,
+                         .complete = !body || one_piece,
+                         .body = one_piece ? o->body + parts[0].start : NULL,
+                         .body_len = one_piece ? (size_t)parts[0].len : 0,
+                     });
+    if (one_piece) {
+        r->resp_bytes += parts[0].len;
+    } else if (body) {
+        bool ok = true;
+        for (int i = 0; i < np && ok; i++) {
+            if (np > 1) {
+                char ph[PART_HEAD_MAX];
+                r->sink->data(r, ph,
+                              part_head(ph, boundary, blen, ctype, ctype_len, &parts[i], o->body_len));
             }
-            r->resp_bytes += parts[i].len;
+            if ((ok = body_range(r, o, &parts[i])))
+                r->resp_bytes += parts[i].len;
         }
-        if (np > 1) {
-            proxy_hb_lit(b, "\r\n--");
-            proxy_hb_add(b, boundary, blen);
-            proxy_hb_lit(b, "--\r\n");
+        if (!ok) {
+            r->sink->abort(r); /* the head is out: cut rather than lie */
+        } else {
+            if (np > 1) {
+                char tail[PART_HEAD_MAX];
+                n = put(tail, 0, "\r\n--", 4);
+                n = put(tail, n, boundary, blen);
+                r->sink->data(r, tail, put(tail, n, "--\r\n", 4));
+            }
+            r->sink->end(r);
         }
     }
-    proxy_hb_flush(b);
-    STAT_INC(c->w, cache_hits);
+    STAT_INC(r->w, cache_hits);
     r->resp_done = true;
-    proxy_conn_want_flush(c);
 }
 
 struct refresh {

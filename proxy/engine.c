@@ -242,6 +242,7 @@ worker_fini(struct proxy_worker *w)
     worker_free_conns(w);
     proxy_worker_pools_fini(w);
     free(w->hv);
+    free(w->fields.v);
     proxy_fn_worker_fini(w);
     proxy_collapse_worker_fini(w);
     proxy_worker_srvs_free(w);

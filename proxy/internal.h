@@ -231,6 +231,83 @@ bool proxy_hdr_hop_by_hop(const struct proxy_hdr *h, const struct proxy_head *al
 
 /* ---- requests ---------------------------------------------------------------------- */
 
+/* ---- responses: what the pipeline hands to the client side --------------------------- */
+
+struct proxy_req;
+struct proxy_upconn;
+
+/* A response head: end-to-end fields only (no hop-by-hop ones; Content-
+ * Length is a field when the answer has one), and what framing needs. */
+struct proxy_resp {
+    int status;
+    const char *reason; /* the origin's reason phrase (HTTP/1.1); NULL: the standard one */
+    size_t reason_len;
+    const struct proxy_hdr *f;
+    size_t nf;
+    int64_t length;      /* body bytes that follow; -1 unknown (HTTP/1.1: chunked, or close) */
+    bool nobody;         /* no body follows (HEAD, 1xx, 204, 304, 416 from cache) */
+    bool edge;           /* made by edge (an answer or a cache hit), not an origin's */
+    const char *upgrade; /* 101: the origin's Upgrade (HTTP/1.1) */
+    size_t upgrade_len;
+    bool complete;       /* the whole response: the body (if any) is here, nothing follows */
+    const void *body;
+    size_t body_len;
+};
+
+/* A request's way back to its client: HTTP/1.1 text on the connection
+ * (http1.c) or HTTP/2 frames on a stream (h2.c). Everything in the
+ * pipeline that answers goes through these; the pipeline keeps r->status,
+ * resp_started, resp_done and resp_bytes, the sink only writes.
+ *   head         the response head; with resp->complete the body and the end too
+ *   data         a piece of body (copied)
+ *   data_ref     a piece of body held by reference: unref(p, n, arg) once sent
+ *                (also on failure: false, the response cannot be completed)
+ *   data_file    a range of a file (the sink dups fd if it keeps it); false on failure
+ *   end          the body is complete
+ *   abort        the head went out and the rest cannot follow: cut it
+ *   congested    the client is not taking what was written: stop reading the origin
+ *   cont         100 Continue (a body the pipeline reads before answering)
+ *   body_wanted  the origin took request body: the client side may read more
+ *   check_done   the response may be complete: end the request when it is (the
+ *                owner frees it; r may be gone afterwards) */
+struct proxy_sink {
+    void (*head)(struct proxy_req *r, const struct proxy_resp *resp);
+    void (*data)(struct proxy_req *r, const void *p, size_t n);
+    bool (*data_ref)(struct proxy_req *r, const void *p, size_t n,
+                     void (*unref)(const void *p, size_t n, void *arg), void *arg);
+    bool (*data_file)(struct proxy_req *r, int fd, uint64_t off, uint64_t len);
+    void (*end)(struct proxy_req *r);
+    void (*abort)(struct proxy_req *r);
+    bool (*congested)(const struct proxy_req *r);
+    void (*cont)(struct proxy_req *r);
+    void (*body_wanted)(struct proxy_req *r);
+    void (*check_done)(struct proxy_req *r);
+};
+
+/* The fields of the response being written, in a per-worker array (one
+ * response at a time on a thread, like the head builder). A field that
+ * does not fit (out of memory) sets oom; the writer checks it. */
+struct proxy_fields {
+    struct proxy_hdr *v;
+    size_t n, cap;
+    bool oom;
+};
+void proxy_fields_grow(struct proxy_fields *f);
+static inline void
+proxy_fields_add(struct proxy_fields *f, const char *name, size_t nlen, const char *value,
+                 size_t vlen)
+{
+    if (f->n == f->cap) {
+        proxy_fields_grow(f);
+        if (f->n == f->cap)
+            return;
+    }
+    f->v[f->n++] = (struct proxy_hdr){name, nlen, value, vlen};
+}
+/* Decimal text of v at the end of buf (PROXY_U64_TEXT bytes); *len set. */
+#define PROXY_U64_TEXT 24
+const char *proxy_u64_text(char *buf, uint64_t v, size_t *len);
+
 enum proxy_err_kind { PROXY_FAIL_NONE, PROXY_FAIL_DNS, PROXY_FAIL_CONNECT, PROXY_FAIL_RESET,
                       PROXY_FAIL_TIMEOUT, PROXY_FAIL_PROTOCOL, PROXY_FAIL_UNAVAILABLE,
                       PROXY_FAIL_TLS /* origin TLS handshake or verification: connect phase */ };
@@ -243,7 +320,9 @@ struct proxy_tls; /* tls.c */
 
 struct proxy_req {
     uint32_t magic;
-    struct proxy_conn *c; /* HTTP/1.1: the connection (the rest of the pipeline does not use it) */
+    const struct proxy_sink *sink; /* how the answer reaches the client */
+    void *sink_arg;                /* the sink's: the h2 stream */
+    struct proxy_conn *c; /* HTTP/1.1: the connection (NULL for an h2 stream; http1.c only) */
     struct proxy_worker *w;
     struct proxy_head *head;     /* the request head (the connection's, or the h2 stream's) */
     const char *peer;            /* client IP as text (its connection or session owns it) */
@@ -480,6 +559,7 @@ struct proxy_worker {
     struct proxy_stats stats;
     uint64_t reqid_state;
     struct proxy_hb hb; /* scratch for writing heads (one at a time, on this thread) */
+    struct proxy_fields fields; /* scratch: the fields of the response being written */
     struct cache_hdr *hv; /* cachepath.c: a request's headers as cache views (scratch) */
     size_t nhv;
 };
@@ -505,6 +585,14 @@ struct proxy_engine {
     struct proxy_collapse *collapse; /* collapse.c: misses in flight, by key */
     int access_fd;
 };
+
+static inline struct proxy_fields *
+proxy_fields_begin(struct proxy_worker *w)
+{
+    w->fields.n = 0;
+    w->fields.oom = false;
+    return &w->fields;
+}
 
 /* engine.c */
 int proxy_engine_run(const char *conf_path, struct conf *initial, struct proxy_listen_fds *fds);
@@ -532,6 +620,26 @@ void proxy_conn_abort(struct proxy_conn *c);
 /* Hands c's socket to a new HTTP/2 session (c is freed): after the h2c
  * preface, or when ALPN chose "h2". c must have no request yet. */
 void proxy_conn_to_h2(struct proxy_conn *c);
+void proxy_req_tunnel(struct proxy_req *r, struct proxy_upconn *u); /* after a 101 (HTTP/1.1) */
+
+/* req.c — a request through the pipeline, whichever client side made it.
+ * proxy_req_new: a request on w (NULL on OOM); the owner sets sink (and
+ * sink_arg), head, peer, tls, https, internal, the method and version, the
+ * body framing, then calls proxy_req_dispatch once the head is complete. */
+struct proxy_req *proxy_req_new(struct proxy_worker *w);
+void proxy_req_free(struct proxy_req *r);
+void proxy_req_dispatch(struct proxy_req *r); /* route, functions, cache, origin */
+/* Request body: a piece (0, or 413 when over the route's limit), or a whole
+ * evbuffer's worth (drained), and its end. Discarded once answered. */
+int proxy_req_body(struct proxy_req *r, const char *at, size_t len);
+int proxy_req_body_buf(struct proxy_req *r, struct evbuffer *in);
+void proxy_req_body_end(struct proxy_req *r);
+void proxy_req_log_done(struct proxy_req *r); /* counted and logged, once */
+void proxy_chunk_head(struct evbuffer *out, size_t n); /* "<hex>\r\n" of a chunk */
+void proxy_req_gone(struct proxy_req *r);     /* the client left: 499 if unanswered; freed */
+/* A complete answer made by edge. */
+void proxy_req_respond(struct proxy_req *r, int status, const struct proxy_hdr *h, size_t nh,
+                       const char *body, size_t len);
 /* Called by the upstream side. */
 int proxy_resp_head(struct proxy_req *r, struct proxy_upconn *u);
 int proxy_resp_body(struct proxy_req *r, const char *at, size_t len);
@@ -539,7 +647,6 @@ void proxy_resp_end(struct proxy_req *r);
 void proxy_resp_error(struct proxy_req *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void proxy_req_body_wanted(struct proxy_req *r); /* upstream can take more body */
-void proxy_req_tunnel(struct proxy_req *r, struct proxy_upconn *u); /* after a 101 */
 bool proxy_client_congested(const struct proxy_req *r);
 
 /* h2.c — HTTP/2 to clients (nghttp2 server sessions). Each stream is an
@@ -583,7 +690,7 @@ void proxy_refresh_release(struct proxy_engine *e, const char *key, size_t klen)
 /* https: the request is made for one that came over TLS (same cache key). */
 int proxy_internal_request(struct proxy_worker *w, const char *text, size_t len, bool https,
                            void (*done)(void *arg), void *arg);
-/* http1.c: ends the request if its response is complete (outside the parser) */
+/* req.c: ends the request if its response is complete (r->sink->check_done) */
 void proxy_req_check_done(struct proxy_req *r);
 
 /* cachepath.c */
@@ -624,10 +731,10 @@ bool proxy_fx_next_added(const struct proxy_req *r, int msg, size_t *pos, struct
 const struct conf_origin *proxy_fx_origin(const struct proxy_req *r);
 bool proxy_fx_cache_key(const struct proxy_req *r, const char **key, size_t *len);
 void proxy_fx_cache_route(struct proxy_req *r); /* applies set_cache_ttl to r->cache_route */
-/* http1.c: the function's answer (respond()) goes out as the response */
+/* req.c: the function's answer (respond()) goes out as the response */
 void proxy_fx_respond(struct proxy_req *r);
 void proxy_fx_respond_result(struct proxy_req *r, int result); /* ANSWER or FAIL */
-/* http1.c: RESPONSE phase + head for an origin response; 1 = paused */
+/* req.c: RESPONSE phase + head for an origin response; 1 = paused */
 int proxy_resp_head_fx(struct proxy_req *r, struct proxy_upconn *u);
 /* upstream.c: the RESPONSE phase ended after a pause: parse on */
 void proxy_upstream_fx_resumed(struct proxy_req *r);
