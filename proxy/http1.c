@@ -348,28 +348,6 @@ conn_new(struct proxy_worker *w, struct bufferevent *bev, int fd, const char *pe
     return c;
 }
 
-struct proxy_conn *
-proxy_conn_new_internal(struct proxy_worker *w, struct bufferevent *bev, const char *peer,
-                        void (*gone)(void *), void *arg)
-{
-    struct proxy_conn *c = conn_new(w, bev, -1, peer);
-
-    if (c != NULL) {
-        c->gone = gone;
-        c->gone_arg = arg;
-    }
-    return c;
-}
-
-void
-proxy_conn_abort(struct proxy_conn *c)
-{
-    CHECK_MAGIC(c, PROXY_CONN_MAGIC);
-    c->gone = NULL;
-    c->want_free = true;
-    conn_defer(c);
-}
-
 void
 proxy_conn_to_h2(struct proxy_conn *c)
 {
@@ -379,12 +357,15 @@ proxy_conn_to_h2(struct proxy_conn *c)
     BUG_ON(c->req != NULL || bev == NULL);
     /* the socket (and what was read of it) moves to the session; this
      * connection object goes away from the loop */
+    struct proxy_tls *tls = c->tls; /* the session owns the handshake's state now */
+
     c->bev = NULL;
+    c->tls = NULL;
     bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
     event_del(c->timer);
     c->want_free = true;
     conn_defer(c);
-    proxy_h2_start(c->w, bev, c->peer, c->https);
+    proxy_h2_start(c->w, bev, c->peer, tls);
 }
 
 /* ---- internal requests (background refresh) ------------------------------------------- */
@@ -481,11 +462,6 @@ proxy_conn_free(struct proxy_conn *c)
     proxy_tls_conn_free(c);
     if (c->bev != NULL)
         bufferevent_free(c->bev);
-    if (c->gone != NULL) {
-        void (*gone)(void *) = c->gone;
-        c->gone = NULL;
-        gone(c->gone_arg); /* h2: the stream stops using this connection */
-    }
     if (c->w != NULL && c->magic == PROXY_CONN_MAGIC && c->state != (enum proxy_conn_state)-1) {
         struct proxy_worker *w = c->w;
         if (c->link.tqe_prev != NULL) {
@@ -725,7 +701,7 @@ on_message_begin(llhttp_t *p)
     r->peer = c->peer;
     r->tls = c->tls;
     r->https = c->https;
-    r->internal = c->fd < 0; /* a pair: a background refresh (or, for now, an h2 stream) */
+    r->internal = c->fd < 0; /* a pair: a background refresh */
     c->req = r;
     c->requests++;
     if (c->state == CONN_IDLE) {

@@ -442,9 +442,6 @@ struct proxy_conn {
     unsigned listen_flags; /* PROXY_LISTEN_* of the listener that accepted it */
     /* h2 (h2.c): a plain listener marked h2 looks for the h2c preface first */
     bool h2_sniff;
-    /* An internal connection's owner (an h2 stream) hears once when it is freed. */
-    void (*gone)(void *arg);
-    void *gone_arg;
 };
 
 /* ---- upstream ------------------------------------------------------------------------ */
@@ -545,7 +542,7 @@ struct proxy_worker {
     struct kv_stats kv_stats; /* what this worker's KV clients counted */
     TAILQ_HEAD(, proxy_conn) conns;
     uint64_t nconns;    /* conns, internal ones included, and h2 sessions */
-    uint64_t ninternal; /* conns on a bufferevent pair (refreshes, h2 streams): not clients */
+    uint64_t ninternal; /* conns on a bufferevent pair (background refreshes): not clients */
     LIST_HEAD(, proxy_h2) h2s; /* h2.c: HTTP/2 client sessions */
     struct proxy_pool req_pool;  /* free struct proxy_req */
     struct proxy_pool conn_pool; /* free struct proxy_conn, with their head buffers and events */
@@ -610,13 +607,6 @@ void proxy_worker_conn_gone(struct proxy_worker *w); /* engine.c: drain bookkeep
  * worker start, emptied at exit once every connection is freed. */
 int proxy_worker_pools_init(struct proxy_worker *w);
 void proxy_worker_pools_fini(struct proxy_worker *w);
-/* h2: a connection on one end of a bufferevent pair (takes bev) that runs one
- * request through the pipeline for a client at 'peer'; gone(arg) is called
- * once when it is freed (unless proxy_conn_abort came first). NULL on OOM. */
-struct proxy_conn *proxy_conn_new_internal(struct proxy_worker *w, struct bufferevent *bev,
-                                           const char *peer, void (*gone)(void *), void *arg);
-/* Frees c from the event loop, without calling its gone hook. */
-void proxy_conn_abort(struct proxy_conn *c);
 /* Hands c's socket to a new HTTP/2 session (c is freed): after the h2c
  * preface, or when ALPN chose "h2". c must have no request yet. */
 void proxy_conn_to_h2(struct proxy_conn *c);
@@ -649,14 +639,16 @@ void proxy_resp_error(struct proxy_req *r, int status, const char *fmt, ...)
 void proxy_req_body_wanted(struct proxy_req *r); /* upstream can take more body */
 bool proxy_client_congested(const struct proxy_req *r);
 
-/* h2.c — HTTP/2 to clients (nghttp2 server sessions). Each stream is an
- * HTTP/1.1 request over a bufferevent pair into this same pipeline.
+/* h2.c — HTTP/2 to clients (nghttp2 server sessions). Each stream is a
+ * request of this same pipeline, answered through an HTTP/2 sink.
  * proxy_h2_start: serves HTTP/2 on bev (a socket, or a TLS bufferevent
- * whose ALPN chose "h2"), which it takes over, for a client at 'peer'. Bytes
- * already in bev's input (the preface) are read first. The session counts
- * as a client connection (nconns, connections_active) but not as an
- * accepted one: the caller's accept did that. 0, or -1 (bev freed). */
-int proxy_h2_start(struct proxy_worker *w, struct bufferevent *bev, const char *peer, bool https);
+ * whose ALPN chose "h2"), which it takes over with tls (the handshake's
+ * state, NULL for h2c), for a client at 'peer'. Bytes already in bev's
+ * input (the preface) are read first. The session counts as a client
+ * connection (nconns, connections_active) but not as an accepted one: the
+ * caller's accept did that. 0, or -1 (bev and tls freed). */
+int proxy_h2_start(struct proxy_worker *w, struct bufferevent *bev, const char *peer,
+                   struct proxy_tls *tls);
 /* The h2c preface on a plain listener: 1 yes, 0 need more bytes, -1 no. */
 int proxy_h2_sniff(struct evbuffer *in);
 void proxy_h2_worker_drain(struct proxy_worker *w); /* GOAWAY; close once streams end */
@@ -779,6 +771,9 @@ void proxy_fn_metrics(struct proxy_engine *e, struct evbuffer *out);
 struct bufferevent *proxy_tls_bev_new(struct proxy_worker *w, int fd, unsigned listen_flags,
                                       struct proxy_tls **out);
 void proxy_tls_discard(struct proxy_tls *t); /* a connection that never started */
+/* The end of a connection's (or h2 session's) TLS, before its bufferevent is
+ * freed: close_notify unless it failed, counters; t is freed. */
+void proxy_tls_close(struct proxy_tls *t, struct proxy_worker *w, bool failed);
 /* Before the bufferevent is freed: close_notify when clean, counters. */
 void proxy_tls_conn_free(struct proxy_conn *c);
 /* Events of a TLS connection's bufferevent: true when consumed (handshake done). */

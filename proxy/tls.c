@@ -19,9 +19,10 @@
  * that started (bytes came) and did not finish is counted as a failure.
  *
  * HTTP/2: ALPN offers h2 when the listener says 'h2'; when the client picks
- * it, the handshake callback hands the connection to an h2 session
- * (proxy_conn_to_h2). Client certificates are not passed on for h2 streams
- * (their internal connections carry no TLS state).
+ * it, the handshake callback hands the connection, with its struct
+ * proxy_tls, to an h2 session (proxy_conn_to_h2): its streams' requests see
+ * the same TLS state (client certificate checks and subject, the access
+ * log's fields) as an HTTP/1.1 connection's.
  */
 #include "proxy/internal.h"
 #include "tls/tls.h"
@@ -121,24 +122,28 @@ proxy_tls_discard(struct proxy_tls *t)
 }
 
 void
-proxy_tls_conn_free(struct proxy_conn *c)
+proxy_tls_close(struct proxy_tls *t, struct proxy_worker *w, bool failed)
 {
-    struct proxy_tls *t = c->tls;
-
-    if (t == NULL)
-        return;
     if (!t->done) {
         /* a client that connected and never sent a byte is not a failed handshake */
         BIO *rbio = SSL_get_rbio(t->ssl);
         if (rbio != NULL && BIO_number_read(rbio) > 0)
-            STAT_INC(c->w, tls_handshake_failures);
-    } else if (!t->failed) {
+            STAT_INC(w, tls_handshake_failures);
+    } else if (!t->failed && !failed) {
         /* close_notify (one non-blocking try); it also keeps the session
          * in the cache: OpenSSL drops sessions of connections freed without */
         SSL_shutdown(t->ssl);
     }
     ERR_clear_error();
     proxy_tls_discard(t);
+}
+
+void
+proxy_tls_conn_free(struct proxy_conn *c)
+{
+    if (c->tls == NULL)
+        return;
+    proxy_tls_close(c->tls, c->w, false);
     c->tls = NULL;
 }
 
@@ -161,10 +166,9 @@ handshake_done(struct proxy_conn *c)
               t->info.resumed ? " resumed" : "", t->subject ? " client-cert" : "",
               t->info.alpn == TLS_PROTO_H2 ? " h2" : "");
     if (t->info.alpn == TLS_PROTO_H2) {
-        /* an h2 session (proxy/h2.c) takes the connection (and its SSL,
-         * owned by the bufferevent) from here; this connection object goes */
-        c->tls = NULL;
-        proxy_tls_discard(t);
+        /* an h2 session (proxy/h2.c) takes the connection, its SSL (owned
+         * by the bufferevent) and this handshake's results from here; this
+         * connection object goes */
         proxy_conn_to_h2(c);
     }
 }
