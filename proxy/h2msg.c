@@ -71,21 +71,28 @@ refuse_head(struct proxy_h2_req *q)
     return refuse(q, st == 0 ? 431 : st == 500 ? 503 : st);
 }
 
-static bool
-is(const char *name, size_t nlen, const char *lit)
-{
-    size_t l = strlen(lit);
-    return nlen == l && memcmp(name, lit, l) == 0;
-}
+/* name is the literal lit (a constant-length compare, run for every field) */
+#define IS(name, nlen, lit)                                                                        \
+    ((nlen) == sizeof(lit) - 1 && memcmp((name), (lit), sizeof(lit) - 1) == 0)
 
-/* RFC 9110 5.6.2 tchar */
-static bool
-tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
+/* RFC 9110 5.6.2 tchar, as a table: every byte of every field name goes
+ * through it */
+/* clang-format off */
+static const bool tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+/* clang-format on */
 
 static bool
 token_ok(const char *s, size_t n)
@@ -93,7 +100,7 @@ token_ok(const char *s, size_t n)
     if (n == 0)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (!tchar((unsigned char)s[i]))
+        if (!tchar[(unsigned char)s[i]])
             return false;
     return true;
 }
@@ -155,11 +162,11 @@ proxy_h2_method(const char *m, size_t n)
 static int
 pseudo(struct proxy_h2_req *q, const char *name, size_t nlen, const char *value, size_t vlen)
 {
-    if (is(name, nlen, ":method")) {
+    if (IS(name, nlen, ":method")) {
         if (!token_ok(value, vlen) || q->method >= 0 ||
             (q->method = proxy_h2_method(value, vlen)) < 0)
             return refuse(q, 400);
-    } else if (is(name, nlen, ":path")) {
+    } else if (IS(name, nlen, ":path")) {
         if (vlen > q->max_uri)
             return refuse(q, 414);
         if (vlen == 0 || !visible_ok(value, vlen) || q->has_path)
@@ -167,12 +174,12 @@ pseudo(struct proxy_h2_req *q, const char *name, size_t nlen, const char *value,
         if (proxy_head_url(q->head, value, vlen, q->max_uri) < 0)
             return refuse_head(q);
         q->has_path = true;
-    } else if (is(name, nlen, ":authority")) {
+    } else if (IS(name, nlen, ":authority")) {
         if (vlen == 0 || vlen >= 256 || !visible_ok(value, vlen) || q->has_authority)
             return refuse(q, 400);
         q->has_authority = true;
         return add(q, "host", 4, value, vlen); /* the Host the pipeline routes by */
-    } else if (!is(name, nlen, ":scheme")) {
+    } else if (!IS(name, nlen, ":scheme")) {
         return refuse(q, 400); /* :protocol (extended CONNECT) is not offered */
     }
     return 0;
@@ -183,10 +190,16 @@ pseudo(struct proxy_h2_req *q, const char *name, size_t nlen, const char *value,
 static bool
 dropped(const char *name, size_t nlen)
 {
-    return is(name, nlen, "te") || is(name, nlen, "expect") || is(name, nlen, "connection") ||
-           is(name, nlen, "keep-alive") || is(name, nlen, "proxy-connection") ||
-           is(name, nlen, "transfer-encoding") || is(name, nlen, "upgrade") ||
-           is(name, nlen, "http2-settings");
+    switch (nlen) {
+    case 2: return IS(name, nlen, "te");
+    case 6: return IS(name, nlen, "expect");
+    case 7: return IS(name, nlen, "upgrade");
+    case 10: return IS(name, nlen, "connection") || IS(name, nlen, "keep-alive");
+    case 14: return IS(name, nlen, "http2-settings");
+    case 16: return IS(name, nlen, "proxy-connection");
+    case 17: return IS(name, nlen, "transfer-encoding");
+    default: return false;
+    }
 }
 
 int
@@ -203,9 +216,9 @@ proxy_h2_req_field(struct proxy_h2_req *q, const char *name, size_t nlen, const 
         return refuse(q, 400);
     if (dropped(name, nlen))
         return 0;
-    if (is(name, nlen, "host") && q->has_authority)
+    if (IS(name, nlen, "host") && q->has_authority)
         return 0; /* :authority wins (RFC 9113 8.3.1) */
-    if (is(name, nlen, "content-length")) {
+    if (IS(name, nlen, "content-length")) {
         int64_t v = 0;
         if (vlen == 0 || vlen > 18)
             return refuse(q, 400);
@@ -220,7 +233,7 @@ proxy_h2_req_field(struct proxy_h2_req *q, const char *name, size_t nlen, const 
             return 0; /* the same value twice: once is enough */
         q->content_length = v;
     }
-    if (is(name, nlen, "cookie")) {
+    if (IS(name, nlen, "cookie")) {
         /* joined at finish; counted against the head's size as it comes */
         size_t have = evbuffer_get_length(q->cookie);
         if (have > 0 && evbuffer_add(q->cookie, "; ", 2) < 0)
@@ -279,10 +292,10 @@ proxy_h2_resp_field_ok(const char *name, size_t nlen)
     case 19: break;
     default: return true;
     }
-    return !(proxy_hdr_is(&h, "te") || proxy_hdr_is(&h, "trailer") ||
-             proxy_hdr_is(&h, "upgrade") || proxy_hdr_is(&h, "connection") ||
-             proxy_hdr_is(&h, "keep-alive") || proxy_hdr_is(&h, "proxy-connection") ||
-             proxy_hdr_is(&h, "transfer-encoding") || proxy_hdr_is(&h, "proxy-authorization"));
+    return !(proxy_hdr_is(&h, "te") || proxy_hdr_is(&h, "trailer") || proxy_hdr_is(&h, "upgrade") ||
+             proxy_hdr_is(&h, "connection") || proxy_hdr_is(&h, "keep-alive") ||
+             proxy_hdr_is(&h, "proxy-connection") || proxy_hdr_is(&h, "transfer-encoding") ||
+             proxy_hdr_is(&h, "proxy-authorization"));
 }
 
 bool
