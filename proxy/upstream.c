@@ -504,7 +504,11 @@ send_head(struct proxy_req *r, struct proxy_upconn *u)
     const char *cond = NULL;
     size_t cond_len = 0;
     bool revalidating = proxy_cache_cond(r, &cond, &cond_len);
-    char minor = (char)('0' + (r->http_minor > 9 ? 1 : r->http_minor));
+    /* Via names the protocol the request came in with (RFC 9110 7.6.3) */
+    const char *via = r->http_major == 2   ? "2 edge\r\n"
+                      : r->http_minor == 0 ? "1.0 edge\r\n"
+                                           : "1.1 edge\r\n";
+    size_t via_len = r->http_major == 2 ? 8 : 10;
 
     b->out = bufferevent_get_output(u->bev);
     b->len = 0;
@@ -546,9 +550,8 @@ send_head(struct proxy_req *r, struct proxy_upconn *u)
         if (proxy_hdr_is(&h, "via")) {
             proxy_hb_lit(b, "Via: ");
             proxy_hb_add(b, h.value, h.vlen);
-            proxy_hb_lit(b, ", 1.");
-            proxy_hb_add(b, &minor, 1);
-            proxy_hb_lit(b, " edge\r\n");
+            proxy_hb_lit(b, ", ");
+            proxy_hb_add(b, via, via_len);
             had_via = true;
             continue;
         }
@@ -565,9 +568,8 @@ send_head(struct proxy_req *r, struct proxy_upconn *u)
         proxy_hb_lit(b, "\r\n");
     }
     if (!had_via) {
-        proxy_hb_lit(b, "Via: 1.");
-        proxy_hb_add(b, &minor, 1);
-        proxy_hb_lit(b, " edge\r\n");
+        proxy_hb_lit(b, "Via: ");
+        proxy_hb_add(b, via, via_len);
     }
     if (r->https)
         proxy_hb_lit(b, "X-Forwarded-Proto: https\r\n");

@@ -170,6 +170,7 @@ test_h2_same_answers_as_h1(void **state)
     assert_string_equal(h_header(&r, "x-request-id", b2, sizeof(b2)), "h2-id-42");
     assert_non_null(strstr(r.body, "\"x-forwarded-for\":\"127.0.0.1\""));
     assert_non_null(strstr(r.body, "\"version\":\"1.1\""));
+    assert_non_null(strstr(r.body, "\"via\":\"2 edge\"")); /* what came in was HTTP/2 */
     h_resp_free(&r);
     assert_true(h_edge_metric(&edge, "edge_h2_sessions_total") >= s0 + 7);
 }
@@ -239,8 +240,8 @@ test_h2_cache_head_304_ranges(void **state)
     static const char *const ranges[] = {NULL, "bytes=10-19", "bytes=-7", "bytes=0-1,100-110,4990-",
                                          "bytes=999999-"};
     static const int want[] = {200, 206, 206, 206, 416};
-    static const char *const same[] = {"content-range", "content-type", "content-length",
-                                       "etag", "cache-status"};
+    static const char *const same[] = {"content-range", "content-type", "content-length", "etag",
+                                       "cache-status"};
     static const size_t sizes[] = {5000, 300000};
     char p[256], b1[256], b2[256];
     struct h_resp r1, r2;
@@ -866,7 +867,8 @@ test_h2_early_answer_then_rst_no_error(void **state)
     assert_int_equal(rst_code, 0); /* NO_ERROR */
 }
 
-/* ---- per-stream timeouts ---------------------------------------------------------------------- */
+/* ---- per-stream timeouts ----------------------------------------------------------------------
+ */
 
 /* HPACK for a POST of path with content-length cl (no body sent here). */
 static size_t
