@@ -600,8 +600,8 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
         for (int i = 0; i < np && ok; i++) {
             if (np > 1) {
                 char ph[PART_HEAD_MAX];
-                r->sink->data(r, ph,
-                              part_head(ph, boundary, blen, ctype, ctype_len, &parts[i], o->body_len));
+                r->sink->data(
+                    r, ph, part_head(ph, boundary, blen, ctype, ctype_len, &parts[i], o->body_len));
             }
             if ((ok = body_range(r, o, &parts[i])))
                 r->resp_bytes += parts[i].len;
@@ -696,8 +696,7 @@ start_background_fetch(struct proxy_req *r, bool revalidate)
     evbuffer_add_printf(b, "Connection: close\r\n\r\n");
     len = evbuffer_get_length(b);
     text = (char *)evbuffer_pullup(b, -1);
-    if (text == NULL ||
-        proxy_internal_request(r->w, text, len, r->https, refresh_done, rf) < 0)
+    if (text == NULL || proxy_internal_request(r->w, text, len, r->https, refresh_done, rf) < 0)
         goto fail;
     evbuffer_free(b);
     STAT_INC(r->w, cache_bg_refreshes);

@@ -82,28 +82,28 @@ struct h2_stream {
     struct proxy_h2 *s;
     int32_t id;
     TAILQ_ENTRY(h2_stream) link;
-    struct proxy_h2_req q;   /* the fields, checked into 'head' */
-    struct proxy_head head;  /* the request head (the request's r->head) */
-    struct proxy_req *req;   /* the pipeline's request; NULL before start and once it ended */
-    struct evbuffer *in;     /* request DATA not yet handed to the pipeline */
-    struct evbuffer *out;    /* response bytes not yet taken by nghttp2 */
+    struct proxy_h2_req q;  /* the fields, checked into 'head' */
+    struct proxy_head head; /* the request head (the request's r->head) */
+    struct proxy_req *req;  /* the pipeline's request; NULL before start and once it ended */
+    struct evbuffer *in;    /* request DATA not yet handed to the pipeline */
+    struct evbuffer *out;   /* response bytes not yet taken by nghttp2 */
     struct h2_piece piece[H2_PIECES]; /* the response body, in order: a ring */
     unsigned p0, np;
-    struct event *timer;     /* client_body_timeout, send_timeout */
-    uint64_t unconsumed;     /* request DATA not yet given back to flow control */
-    uint64_t last_in_ms;     /* the last request DATA (client_body_timeout) */
-    uint64_t last_out_ms;    /* the last response bytes nghttp2 took (send_timeout) */
-    int refused;             /* the fields were refused: answer this status (400/414/431) */
-    bool ready;              /* head complete: start after this read's frames */
-    bool started;            /* the request was made */
-    bool req_done;           /* END_STREAM from the client */
-    bool end_given;          /* ... and the pipeline was told */
-    bool head_sent;          /* response HEADERS submitted */
-    bool resp_done;          /* the whole response is queued */
-    bool deferred;           /* the data provider waits for more */
-    bool want_resume;        /* room in 'out' again: read the origin */
-    bool want_rst;           /* answered before the request ended: RST_STREAM(NO_ERROR) */
-    bool failed;             /* RST_STREAM submitted: nothing more is sent */
+    struct event *timer;  /* client_body_timeout, send_timeout */
+    uint64_t unconsumed;  /* request DATA not yet given back to flow control */
+    uint64_t last_in_ms;  /* the last request DATA (client_body_timeout) */
+    uint64_t last_out_ms; /* the last response bytes nghttp2 took (send_timeout) */
+    int refused;          /* the fields were refused: answer this status (400/414/431) */
+    bool ready;           /* head complete: start after this read's frames */
+    bool started;         /* the request was made */
+    bool req_done;        /* END_STREAM from the client */
+    bool end_given;       /* ... and the pipeline was told */
+    bool head_sent;       /* response HEADERS submitted */
+    bool resp_done;       /* the whole response is queued */
+    bool deferred;        /* the data provider waits for more */
+    bool want_resume;     /* room in 'out' again: read the origin */
+    bool want_rst;        /* answered before the request ended: RST_STREAM(NO_ERROR) */
+    bool failed;          /* RST_STREAM submitted: nothing more is sent */
 };
 
 struct proxy_h2 {
@@ -352,8 +352,7 @@ st_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length, uint3
         st->deferred = true; /* resumed by st_more when the pipeline queues more */
         return NGHTTP2_ERR_DEFERRED;
     }
-    if (st->req != NULL && st->req->up != NULL &&
-        evbuffer_get_length(st->out) <= H2_RESP_HIGH / 4)
+    if (st->req != NULL && st->req->up != NULL && evbuffer_get_length(st->out) <= H2_RESP_HIGH / 4)
         st->want_resume = true; /* the origin was paused on us: h2_pump reads it again */
     return (ssize_t)n;
 }
@@ -415,8 +414,8 @@ h2s_head(struct proxy_req *r, const struct proxy_resp *p)
     nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE};
     for (size_t i = 0; i < p->nf; i++)
         if (proxy_h2_resp_field_ok(p->f[i].name, p->f[i].nlen))
-            nv[n++] = (nghttp2_nv){(uint8_t *)p->f[i].name, (uint8_t *)p->f[i].value,
-                                   p->f[i].nlen, p->f[i].vlen, NGHTTP2_NV_FLAG_NONE};
+            nv[n++] = (nghttp2_nv){(uint8_t *)p->f[i].name, (uint8_t *)p->f[i].value, p->f[i].nlen,
+                                   p->f[i].vlen, NGHTTP2_NV_FLAG_NONE};
     if (p->complete && !nodata) {
         evbuffer_add(st->out, p->body, p->body_len);
         st_piece(st, -1, 0, p->body_len);
@@ -884,8 +883,7 @@ st_tick(struct proxy_h2 *s, struct h2_stream *st)
             st_fail(st); /* a flooder's stream: never started */
         did = true;
     }
-    if (st->req != NULL &&
-        (evbuffer_get_length(st->in) > 0 || (st->req_done && !st->end_given))) {
+    if (st->req != NULL && (evbuffer_get_length(st->in) > 0 || (st->req_done && !st->end_given))) {
         st_feed(st);
         did = true;
     }

@@ -124,7 +124,7 @@ static uint64_t
 max_body(const struct proxy_req *r)
 {
     return (r->route && r->route->max_body_size) ? r->route->max_body_size
-                                                  : r->w->conf->limits.max_body_size;
+                                                 : r->w->conf->limits.max_body_size;
 }
 
 void
@@ -233,7 +233,6 @@ proxy_u64_text(char *buf, uint64_t v, size_t *len)
     return buf + i;
 }
 
-
 /* RFC 9110 15 reason phrases (llhttp only knows its enum names). */
 const char *
 proxy_status_reason(int status)
@@ -290,7 +289,6 @@ proxy_status_reason(int status)
     default: return "Unknown";
     }
 }
-
 
 /* ---- answers made by edge ------------------------------------------------------------ */
 
@@ -805,4 +803,3 @@ proxy_resp_head_fx(struct proxy_req *r, struct proxy_upconn *u)
     resp_after_fx(r, u, rc);
     return 0;
 }
-

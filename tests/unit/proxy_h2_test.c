@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 /* ---- helpers ---------------------------------------------------------------------------- */
 
 static struct proxy_h2_req q;
@@ -62,8 +61,8 @@ text(void)
 {
     static char buf[16384];
     struct proxy_hdr h;
-    size_t n = (size_t)snprintf(buf, sizeof(buf), "%.*s\n", (int)head.url_len,
-                                head.buf + head.url_off);
+    size_t n =
+        (size_t)snprintf(buf, sizeof(buf), "%.*s\n", (int)head.url_len, head.buf + head.url_off);
 
     for (size_t i = 0; proxy_head_get(&head, i, &h); i++)
         n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%.*s: %.*s\n", (int)h.nlen, h.name,
@@ -182,8 +181,8 @@ test_methods(void **state)
     assert_int_equal(proxy_h2_method("DELETE", 6), HTTP_DELETE);
     assert_int_equal(proxy_h2_method("M-SEARCH", 8), HTTP_MSEARCH);
     assert_int_equal(proxy_h2_method("PATCH", 5), HTTP_PATCH);
-    assert_int_equal(proxy_h2_method("get", 3), -1); /* methods are case-sensitive */
-    assert_int_equal(proxy_h2_method("PRI", 3), -1); /* the preface's, not a request's */
+    assert_int_equal(proxy_h2_method("get", 3), -1);      /* methods are case-sensitive */
+    assert_int_equal(proxy_h2_method("PRI", 3), -1);      /* the preface's, not a request's */
     assert_int_equal(proxy_h2_method("DESCRIBE", 8), -1); /* RTSP */
     assert_int_equal(proxy_h2_method("BREW", 4), -1);
 }
@@ -302,10 +301,10 @@ test_req_limits(void **state)
 static void
 test_resp_fields(void **state)
 {
-    static const char *const no[] = {"Connection", "connection",        "Keep-Alive",
-                                     "TE",         "Trailer",           "Upgrade",
-                                     "Proxy-Connection", "transfer-encoding", "Proxy-Authorization"};
-    static const char *const yes[] = {"Content-Type", "Set-Cookie", "Cache-Status", "Via",
+    static const char *const no[] = {
+        "Connection",       "connection",        "Keep-Alive",         "TE", "Trailer", "Upgrade",
+        "Proxy-Connection", "transfer-encoding", "Proxy-Authorization"};
+    static const char *const yes[] = {"Content-Type", "Set-Cookie", "Cache-Status",   "Via",
                                       "X-Hop",        "te-x",       "Content-Length", "Age"};
     (void)state;
 
