@@ -325,6 +325,21 @@ proxy_hb_u64(struct proxy_hb *b, uint64_t v)
 void
 proxy_hb_hdr(struct proxy_hb *b, const char *name, size_t nlen, const char *value, size_t vlen)
 {
+    /* one room check for the whole line: every field of every head the
+     * sinks and send_head write comes through here */
+    if (nlen + vlen + 4 <= sizeof(b->buf) - b->len) {
+        char *p = b->buf + b->len;
+        memcpy(p, name, nlen);
+        p += nlen;
+        *p++ = ':';
+        *p++ = ' ';
+        memcpy(p, value, vlen);
+        p += vlen;
+        *p++ = '\r';
+        *p++ = '\n';
+        b->len = (size_t)(p - b->buf);
+        return;
+    }
     proxy_hb_add(b, name, nlen);
     proxy_hb_lit(b, ": ");
     proxy_hb_add(b, value, vlen);
