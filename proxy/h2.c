@@ -661,11 +661,13 @@ st_window(struct h2_stream *st)
 }
 
 /* What the stream waits for from its client: more body (client_body_timeout)
- * while the window is open, or taking queued bytes (send_timeout). */
+ * while the window is open and the answer is not complete, or taking
+ * queued bytes (send_timeout). */
 static bool
 st_reading(const struct h2_stream *st)
 {
-    return st->req != NULL && !st->req_done && !st->failed && st->unconsumed == 0;
+    return st->req != NULL && !st->req->resp_done && !st->req_done && !st->failed &&
+           st->unconsumed == 0;
 }
 
 static bool

@@ -3,6 +3,8 @@
  * in request mode, one request in flight at a time. Pipelined requests wait
  * in the input buffer: the parser pauses at the end of every message and
  * resumes when that message's response is done, so answers go out in order.
+ * Each request runs through the pipeline (req.c) and is answered through
+ * this file's sink (h1_sink): HTTP/1.1 text on the connection.
  *
  * Bodies stream both ways with backpressure: the client is not read while
  * the request body waits for the upstream, and the upstream is not read while
@@ -340,7 +342,7 @@ conn_new(struct proxy_worker *w, struct bufferevent *bev, int fd, const char *pe
         STAT_INC(w, conns_accepted);
         STAT_INC(w, conns_active);
     } else {
-        w->ninternal++; /* a pair (h2 stream, refresh): not a client connection */
+        w->ninternal++; /* a pair (a background refresh): not a client connection */
     }
     c->state = CONN_IDLE;
     /* the first request gets the header timeout from the accept on */
