@@ -946,6 +946,13 @@ h2_pump(struct proxy_h2 *s)
         if (!did)
             break;
     }
+    if (s->tls != NULL) {
+        /* over TLS the bufferevent makes one record, and one send, per
+         * chain of its output: what the pumps framed goes as one when small */
+        size_t len = evbuffer_get_length(out);
+        if (len > 0 && len <= PROXY_TLS_COALESCE)
+            evbuffer_pullup(out, -1);
+    }
     if (s->closing)
         return;
     if (!nghttp2_session_want_read(s->ng) && !nghttp2_session_want_write(s->ng)) {
