@@ -21,6 +21,7 @@
 #
 # Usage: bench/tls.sh [BUILD_DIR]
 #   env: CONNS=64 STREAMS=10 THREADS=2 DURATION=5s ROUNDS=3 LATENCY=50ms EDGE_MEM=64m
+#        TESTS="https1 h2 handshake" (which comparisons run, in that order)
 #        PROFILE=1: start both servers, print their ports and wait (for perf)
 # A quick run: DURATION=2s ROUNDS=1 bench/tls.sh
 set -eu
@@ -31,6 +32,7 @@ STREAMS=${STREAMS:-10}
 THREADS=${THREADS:-2}
 DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-3}
+TESTS=${TESTS:-https1 h2 handshake}
 LATENCY=${LATENCY:-50ms}
 EDGE_MEM=${EDGE_MEM:-64m}
 command -v wrk >/dev/null && command -v nginx >/dev/null && command -v h2load >/dev/null &&
@@ -150,7 +152,8 @@ if [ -n "${PROFILE:-}" ]; then
     echo "edge https://localhost:$EDGE$OBJ (pid $(pgrep -n -f "edge -c $T/edge.conf"))"
     echo "nginx https://localhost:$NGX$OBJ"
     echo "ca $T/ca.crt; Ctrl-C or kill $$ to stop"
-    while :; do sleep 3600 & wait $!; done
+    # the sleep joins $pids: cleanup's 'wait' would otherwise wait for it
+    while :; do sleep 3600 & pids="$pids $!"; wait $!; done
 fi
 origin_requests() { curl -s "http://127.0.0.1:$ORIGIN/_stats" | sed -n 's/.*"requests":\([0-9]*\).*/\1/p'; }
 
@@ -178,7 +181,7 @@ med() { sort -g -k"$2" "$1" | awk -v k="$2" '{a[NR]=$k} END {print a[int((NR+1)/
 echo "TLS cache hits of a 1 KiB object; $CONNS connections, $THREADS threads, $DURATION per run, $ROUNDS round(s)"
 printf "%-11s %-6s %-6s %12s %10s %10s\n" test round server req/s p50_ms p99_ms
 before=$(origin_requests)
-for t in https1 h2 handshake; do
+for t in $TESTS; do
     for s in edge nginx; do : > "$T/$t.$s"; done
     for i in $(seq "$ROUNDS"); do
         if [ $((i % 2)) = 1 ]; then order="edge nginx"; else order="nginx edge"; fi
@@ -197,7 +200,7 @@ done
 after=$(origin_requests)
 echo
 echo "medians; ratios edge/nginx (req/s > 1 and p99 < 1 favour edge); origin requests during the runs: $((after - before))"
-for t in https1 h2 handshake; do
+for t in $TESTS; do
     if [ ! -s "$T/$t.edge" ] || [ ! -s "$T/$t.nginx" ]; then
         echo "$t: n/a (a server without h2)"; continue
     fi

@@ -35,7 +35,7 @@ store_error(struct proxy_req *r, const char *what, int rc)
     static struct proxy_log_rl rl;
     uint64_t dropped = 0;
 
-    STAT_INC(r->c->w, cache_store_errors);
+    STAT_INC(r->w, cache_store_errors);
     if (proxy_log_rl_pass(&rl, 60000, &dropped))
         log_warn("cache: %s failed (%d) for %.*s; serving uncached (%llu more since last said)",
                  what, rc, (int)(r->cache_key_len > 200 ? 200 : r->cache_key_len), r->cache_key,
@@ -52,39 +52,39 @@ unix_now(void)
 static size_t
 req_views(struct proxy_req *r, const struct cache_hdr **out)
 {
-    struct proxy_conn *c = r->c;
+    struct proxy_worker *w = r->w;
     struct proxy_hdr h;
-    size_t n = c->head.n, k = 0, pos = 0;
+    size_t n = r->head->n, k = 0, pos = 0;
     bool edited = proxy_fx_edited(r, 0); /* a function's request header edits */
 
     if (edited)
         while (proxy_fx_next_added(r, 0, &pos, &h))
             n++;
-    if (n > c->nhv) {
-        void *p = realloc(c->hv, n * sizeof(*c->hv));
+    if (n > w->nhv) {
+        void *p = realloc(w->hv, n * sizeof(*w->hv));
         if (p == NULL) {
             *out = NULL;
             return 0;
         }
-        c->hv = p;
-        c->nhv = n;
+        w->hv = p;
+        w->nhv = n;
     }
-    for (size_t i = 0; proxy_head_get(&c->head, i, &h); i++) {
+    for (size_t i = 0; proxy_head_get(r->head, i, &h); i++) {
         if (edited && proxy_fx_hides(r, 0, h.name, h.nlen))
             continue;
-        c->hv[k].name = h.name;
-        c->hv[k].nlen = h.nlen;
-        c->hv[k].value = h.value;
-        c->hv[k].vlen = h.vlen;
+        w->hv[k].name = h.name;
+        w->hv[k].nlen = h.nlen;
+        w->hv[k].value = h.value;
+        w->hv[k].vlen = h.vlen;
         k++;
     }
     for (pos = 0; edited && proxy_fx_next_added(r, 0, &pos, &h); k++) {
-        c->hv[k].name = h.name;
-        c->hv[k].nlen = h.nlen;
-        c->hv[k].value = h.value;
-        c->hv[k].vlen = h.vlen;
+        w->hv[k].name = h.name;
+        w->hv[k].nlen = h.nlen;
+        w->hv[k].value = h.value;
+        w->hv[k].vlen = h.vlen;
     }
-    *out = c->hv;
+    *out = w->hv;
     return k;
 }
 
@@ -188,7 +188,7 @@ req_conds_scan(struct proxy_req *r, struct req_conds *q)
     struct proxy_hdr h;
 
     memset(q, 0, sizeof(*q));
-    for (size_t i = 0; proxy_head_get(&r->c->head, i, &h); i++) {
+    for (size_t i = 0; proxy_head_get(r->head, i, &h); i++) {
         switch (h.nlen) {
         case 5:
             if (!q->range && name_is(&h, "range", 5)) {
@@ -384,22 +384,42 @@ serve_obj(struct proxy_req *r, struct cache_obj *o, int64_t age)
         proxy_fx_respond_result(r, rc);
 }
 
-/* The head of one part of a multipart/byteranges body (RFC 9110 14.6). */
-static void
-part_head(struct proxy_hb *b, const char *boundary, size_t blen, const char *ctype, size_t clen,
+/* The head of one part of a multipart/byteranges body (RFC 9110 14.6)
+ * into buf (PART_HEAD_MAX bytes: the boundary is at most 37 and the type
+ * 255); its length. */
+#define PART_HEAD_MAX 512
+
+static size_t
+put(char *buf, size_t n, const void *p, size_t len)
+{
+    memcpy(buf + n, p, len);
+    return n + len;
+}
+
+static size_t
+put_u64(char *buf, size_t n, uint64_t v)
+{
+    char num[PROXY_U64_TEXT];
+    size_t l;
+    const char *t = proxy_u64_text(num, v, &l);
+    return put(buf, n, t, l);
+}
+
+static size_t
+part_head(char *buf, const char *boundary, size_t blen, const char *ctype, size_t clen,
           const struct byte_range *rg, uint64_t total)
 {
-    proxy_hb_lit(b, "\r\n--");
-    proxy_hb_add(b, boundary, blen);
-    proxy_hb_lit(b, "\r\nContent-Type: ");
-    proxy_hb_add(b, ctype, clen);
-    proxy_hb_lit(b, "\r\nContent-Range: bytes ");
-    proxy_hb_u64(b, rg->start);
-    proxy_hb_lit(b, "-");
-    proxy_hb_u64(b, rg->start + rg->len - 1);
-    proxy_hb_lit(b, "/");
-    proxy_hb_u64(b, total);
-    proxy_hb_lit(b, "\r\n\r\n");
+    size_t n = put(buf, 0, "\r\n--", 4);
+    n = put(buf, n, boundary, blen);
+    n = put(buf, n, "\r\nContent-Type: ", 16);
+    n = put(buf, n, ctype, clen);
+    n = put(buf, n, "\r\nContent-Range: bytes ", 23);
+    n = put_u64(buf, n, rg->start);
+    n = put(buf, n, "-", 1);
+    n = put_u64(buf, n, rg->start + rg->len - 1);
+    n = put(buf, n, "/", 1);
+    n = put_u64(buf, n, total);
+    return put(buf, n, "\r\n\r\n", 4);
 }
 
 static size_t
@@ -423,8 +443,9 @@ part_head_len(size_t blen, size_t clen, const struct byte_range *rg, uint64_t to
            digits(rg->start + rg->len - 1) + 1 + digits(total) + sizeof("\r\n\r\n") - 1;
 }
 
-/* A body in memory up to this size is copied behind the head (one buffer,
- * one iovec); a larger one is sent by reference. */
+/* A body in memory up to this size is copied (behind the head when it is
+ * the whole answer: one buffer, one iovec); a larger one is sent by
+ * reference. */
 #define BODY_COPY_MAX 2048
 
 static void
@@ -435,61 +456,46 @@ body_unref(const void *data, size_t len, void *arg)
     cache_body_unref(arg);
 }
 
-/* Appends a byte range of o's body to the response (the head builder b is
- * flushed first when the bytes do not go through it): from the memory tier
- * by copy or by reference (held until libevent has sent it), else from the
- * file by sendfile. false: the response cannot be completed (the head is
- * out: the connection must be cut). */
+/* Hands a byte range of o's body to the client: from the memory tier by
+ * copy or by reference (held until it is sent), else from the file (the
+ * sink sends it by sendfile where it can). false: the response cannot be
+ * completed (the head is out: the caller aborts it). */
 static bool
-body_range(struct proxy_hb *b, struct cache_obj *o, const struct byte_range *rg)
+body_range(struct proxy_req *r, struct cache_obj *o, const struct byte_range *rg)
 {
-    int fd;
-
     if (o->body != NULL && rg->len <= BODY_COPY_MAX) {
-        proxy_hb_add(b, o->body + rg->start, (size_t)rg->len);
+        r->sink->data(r, o->body + rg->start, (size_t)rg->len);
         return true;
     }
-    proxy_hb_flush(b);
-    if (o->body != NULL) {
-        struct cache_body *ref = cache_obj_body_ref(o);
-        if (evbuffer_add_reference(b->out, o->body + rg->start, (size_t)rg->len, body_unref, ref) <
-            0) {
-            cache_body_unref(ref);
-            return false;
-        }
-        return true;
-    }
-    fd = dup(o->fd);
-    if (fd < 0 ||
-        evbuffer_add_file(b->out, fd, (ev_off_t)(o->body_off + rg->start), (ev_off_t)rg->len) < 0) {
-        if (fd >= 0)
-            close(fd);
-        return false;
-    }
-    return true;
+    if (o->body != NULL)
+        return r->sink->data_ref(r, o->body + rg->start, (size_t)rg->len, body_unref,
+                                 cache_obj_body_ref(o));
+    return r->sink->data_file(r, o->fd, o->body_off + rg->start, rg->len);
 }
 
-/* Writes the answer from o: the head in one piece (struct proxy_hb), then
- * the body. Headers: the stored ones (less those skip_stored() names and
- * those a RESPONSE function hid, plus those it added), then Content-Range /
- * multipart Content-Type, Content-Length, Age, Cache-Status, X-Request-Id,
- * Via, Connection: close when closing. */
+/* Writes the answer from o through the request's sink. Fields: the stored
+ * ones (less those skip_stored() names and those a RESPONSE function hid,
+ * plus those it added), then Content-Range / multipart Content-Type,
+ * Content-Length, Age, Cache-Status, X-Request-Id, Via. A whole body of up
+ * to BODY_COPY_MAX bytes in memory goes with the head (one piece). */
 static void
 serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
 {
-    struct proxy_conn *c = r->c;
-    struct proxy_hb *b = &c->w->hb;
+    struct proxy_fields *f = proxy_fields_begin(r->w);
     struct cache_hdr h;
     size_t pos = 0;
     struct req_conds q;
     bool not_modified;
     int status;
-    bool body, have_date = false;
+    bool body, one_piece, have_date = false;
+    char date_s[32];
     struct byte_range rg[RANGES_MAX];
     int nr = -1;
     const char *ctype = "application/octet-stream";
     size_t ctype_len = sizeof("application/octet-stream") - 1, blen = 0;
-    char boundary[64];
+    char boundary[64], crange[96], clen_s[PROXY_U64_TEXT], age_s[PROXY_U64_TEXT];
+    const char *t;
+    size_t n;
     uint64_t clen = o->body_len;
 
     req_conds_scan(r, &q);
@@ -527,19 +533,6 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
         clen += sizeof("\r\n--") - 1 + blen + sizeof("--\r\n") - 1;
     }
 
-    if (!r->keepalive || c->w->draining)
-        r->resp_close = true;
-    if (!r->body_done && (r->chunked || r->content_length > 65536))
-        r->resp_close = true;
-    r->status = status;
-    r->resp_started = true;
-    b->out = bufferevent_get_output(c->bev);
-    b->len = 0;
-    proxy_hb_lit(b, "HTTP/1.1 ");
-    proxy_hb_u64(b, (uint64_t)status);
-    proxy_hb_lit(b, " ");
-    proxy_hb_str(b, proxy_status_reason(status));
-    proxy_hb_lit(b, "\r\n");
     while (cache_obj_header_next(o, &pos, &h)) {
         if (skip_stored(&h))
             continue;
@@ -554,7 +547,7 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
             continue;
         if (r->fx != NULL && proxy_fx_hides(r, 1, h.name, h.nlen))
             continue;
-        proxy_hb_hdr(b, h.name, h.nlen, h.value, h.vlen);
+        proxy_fields_add(f, h.name, h.nlen, h.value, h.vlen);
     }
     if (r->fx != NULL) {
         struct proxy_hdr ph;
@@ -562,76 +555,93 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
         while (proxy_fx_next_added(r, 1, &apos, &ph)) {
             if (proxy_hdr_is(&ph, "date"))
                 have_date = true;
-            proxy_hb_hdr(b, ph.name, ph.nlen, ph.value, ph.vlen);
+            proxy_fields_add(f, ph.name, ph.nlen, ph.value, ph.vlen);
         }
     }
     if (!have_date) {
         /* RFC 9110 6.6.1: an origin that sent no Date gets one from the cache
          * that stores it: the time the response was received, the same on
          * every hit (Age counts from it) */
-        char date[32];
-        if (cache_http_date_format(o->policy.date, date, sizeof(date)) > 0) {
-            proxy_hb_lit(b, "Date: ");
-            proxy_hb_str(b, date);
-            proxy_hb_lit(b, "\r\n");
-        }
+        size_t dn = cache_http_date_format(o->policy.date, date_s, sizeof(date_s));
+        if (dn > 0)
+            proxy_fields_add(f, "Date", 4, date_s, dn);
     }
     if (status == 206 && nr == 1) {
-        proxy_hb_lit(b, "Content-Range: bytes ");
-        proxy_hb_u64(b, rg[0].start);
-        proxy_hb_lit(b, "-");
-        proxy_hb_u64(b, rg[0].start + rg[0].len - 1);
-        proxy_hb_lit(b, "/");
-        proxy_hb_u64(b, o->body_len);
-        proxy_hb_lit(b, "\r\n");
+        n = put(crange, 0, "bytes ", 6);
+        n = put_u64(crange, n, rg[0].start);
+        n = put(crange, n, "-", 1);
+        n = put_u64(crange, n, rg[0].start + rg[0].len - 1);
+        n = put(crange, n, "/", 1);
+        n = put_u64(crange, n, o->body_len);
+        proxy_fields_add(f, "Content-Range", 13, crange, n);
     } else if (status == 206) {
-        proxy_hb_lit(b, "Content-Type: multipart/byteranges; boundary=");
-        proxy_hb_add(b, boundary, blen);
-        proxy_hb_lit(b, "\r\n");
+        n = put(crange, 0, "multipart/byteranges; boundary=", 31);
+        n = put(crange, n, boundary, blen);
+        proxy_fields_add(f, "Content-Type", 12, crange, n);
     } else if (status == 416) {
-        proxy_hb_lit(b, "Content-Range: bytes */");
-        proxy_hb_u64(b, o->body_len);
-        proxy_hb_lit(b, "\r\n");
+        n = put(crange, 0, "bytes */", 8);
+        n = put_u64(crange, n, o->body_len);
+        proxy_fields_add(f, "Content-Range", 13, crange, n);
     }
     if (!not_modified) {
-        proxy_hb_lit(b, "Content-Length: ");
-        proxy_hb_u64(b, clen);
-        proxy_hb_lit(b, "\r\n");
+        t = proxy_u64_text(clen_s, clen, &n);
+        proxy_fields_add(f, "Content-Length", 14, t, n);
     }
-    proxy_hb_lit(b, "Age: ");
-    proxy_hb_u64(b, age < 0 ? 0 : (uint64_t)age);
-    proxy_hb_lit(b, "\r\nCache-Status: ");
-    proxy_hb_str(b, r->cache_status);
-    proxy_hb_lit(b, "\r\nX-Request-Id: ");
-    proxy_hb_str(b, r->request_id);
-    proxy_hb_lit(b, "\r\nVia: 1.1 edge\r\n");
-    if (r->resp_close)
-        proxy_hb_lit(b, "Connection: close\r\n");
-    proxy_hb_lit(b, "\r\n");
-    if (body) {
-        struct byte_range whole = {0, o->body_len};
-        struct byte_range *parts = status == 206 ? rg : &whole;
-        int np = status == 206 ? nr : 1;
-        for (int i = 0; i < np; i++) {
-            if (np > 1)
-                part_head(b, boundary, blen, ctype, ctype_len, &parts[i], o->body_len);
-            if (!body_range(b, o, &parts[i])) {
-                r->resp_close = true; /* the head is out: cut rather than lie */
-                c->want_free = true;
-                break;
+    t = proxy_u64_text(age_s, age < 0 ? 0 : (uint64_t)age, &n);
+    proxy_fields_add(f, "Age", 3, t, n);
+    proxy_fields_add(f, "Cache-Status", 12, r->cache_status, strlen(r->cache_status));
+    proxy_fields_add(f, "X-Request-Id", 12, r->request_id, strlen(r->request_id));
+    proxy_fields_add(f, "Via", 3, "1.1 edge", 8);
+    if (f->oom) {
+        static const char oom[] = "503 Service Unavailable: out of memory\n";
+        proxy_req_respond(r, 503, NULL, 0, oom, sizeof(oom) - 1);
+        return;
+    }
+
+    struct byte_range whole = {0, o->body_len};
+    struct byte_range *parts = status == 206 ? rg : &whole;
+    int np = status == 206 ? nr : 1;
+    one_piece = body && np == 1 && o->body != NULL && parts[0].len <= BODY_COPY_MAX;
+    r->status = status;
+    r->resp_started = true;
+    r->sink->head(r, &(struct proxy_resp){
+                         .status = status,
+                         .f = f->v,
+                         .nf = f->n,
+                         .length = not_modified ? -1 : (int64_t)clen,
+                         .nobody = !body,
+                         .edge = true,
+                         .complete = !body || one_piece,
+                         .body = one_piece ? o->body + parts[0].start : NULL,
+                         .body_len = one_piece ? (size_t)parts[0].len : 0,
+                     });
+    if (one_piece) {
+        r->resp_bytes += parts[0].len;
+    } else if (body) {
+        bool ok = true;
+        for (int i = 0; i < np && ok; i++) {
+            if (np > 1) {
+                char ph[PART_HEAD_MAX];
+                r->sink->data(
+                    r, ph, part_head(ph, boundary, blen, ctype, ctype_len, &parts[i], o->body_len));
             }
-            r->resp_bytes += parts[i].len;
+            if ((ok = body_range(r, o, &parts[i])))
+                r->resp_bytes += parts[i].len;
         }
-        if (np > 1) {
-            proxy_hb_lit(b, "\r\n--");
-            proxy_hb_add(b, boundary, blen);
-            proxy_hb_lit(b, "--\r\n");
+        if (!ok) {
+            r->sink->abort(r); /* the head is out: cut rather than lie */
+        } else {
+            if (np > 1) {
+                char tail[PART_HEAD_MAX];
+                n = put(tail, 0, "\r\n--", 4);
+                n = put(tail, n, boundary, blen);
+                r->sink->data(r, tail, put(tail, n, "--\r\n", 4));
+            }
+            r->sink->end(r);
         }
     }
-    proxy_hb_flush(b);
-    STAT_INC(c->w, cache_hits);
+    STAT_INC(r->w, cache_hits);
     r->resp_done = true;
-    proxy_conn_want_flush(c);
 }
 
 /* ---- streaming a response to collapsed requests while it is stored ------------------------ */
@@ -651,9 +661,9 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
  *   reader   gets the stored head at once (Content-Length when the origin
  *            gave one, else chunked), then the body from the file: by
  *            sendfile (evbuffer_add_file) on plain connections, in pieces of
- *            STREAM_CHUNK elsewhere (TLS, h2 streams: libevent maps them),
- *            each time only while the client's output holds less than
- *            STREAM_LOW: a reader that does not read costs no memory. Woken
+ *            STREAM_CHUNK elsewhere (TLS, h2 streams), each time only
+ *            while the request's sink is not congested: a reader that does
+ *            not read costs no memory. Woken
  *            by the leader's progress and by its own client draining.
  *            FAILED cuts the connection (the head is out).
  *   leader's client  falls behind while others read: it reads the file too
@@ -663,7 +673,6 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
  *            response is stored.
  */
 #define STREAM_CHUNK (256 * 1024)
-#define STREAM_LOW (64 * 1024)
 
 void
 proxy_fill_unref(struct proxy_fill *f)
@@ -702,7 +711,7 @@ stream_stop(struct proxy_req *r)
 
     if (!r->fill_read)
         return;
-    TAILQ_REMOVE(&r->c->w->fill_readers, r, fill_read_link);
+    TAILQ_REMOVE(&r->w->fill_readers, r, fill_read_link);
     r->fill_read = false;
     r->fill_self = false;
     atomic_fetch_sub(&f->nreaders, 1);
@@ -718,7 +727,7 @@ static void
 fill_end(struct proxy_req *r, enum proxy_fill_state state)
 {
     struct proxy_fill *f = r->fill;
-    struct proxy_worker *w = r->c->w;
+    struct proxy_worker *w = r->w;
 
     if (!r->fill_lead)
         return;
@@ -757,7 +766,7 @@ fill_publish(struct proxy_req *r)
         return;
     }
     atomic_store(&r->fill->avail, cache_writer_body_written(r->cache_w));
-    fill_wake_readers(r->c->w->e, r->fill);
+    fill_wake_readers(r->w->e, r->fill);
 }
 
 /* In proxy_cache_response_head: the leader's response is stored through
@@ -765,7 +774,7 @@ fill_publish(struct proxy_req *r)
 static void
 fill_start(struct proxy_req *r, int64_t length, int64_t ttl)
 {
-    struct proxy_worker *w = r->c->w;
+    struct proxy_worker *w = r->w;
     struct proxy_fill *f;
     const char *names;
     size_t nlen;
@@ -809,7 +818,7 @@ fill_fits(struct proxy_req *r, const struct proxy_fill *f)
         return false;
     if (r->fx != NULL && proxy_fx_has_phase(r, FX_RESPONSE))
         return false;
-    if (cache_obj_purged(r->c->w->e->cache, f->obj))
+    if (cache_obj_purged(r->w->e->cache, f->obj))
         return false; /* purged meanwhile: it will not be stored; wait, then fetch */
     cache_decide(&f->obj->policy, &r->cache_rq, r->cache_route, unix_now(), &d);
     if (d.use != CACHE_USE_FRESH)
@@ -831,59 +840,43 @@ fill_fits(struct proxy_req *r, const struct proxy_fill *f)
 }
 
 /* The head for a reader of f, from the stored fields like serve_obj_write,
- * framed for a body that is still arriving. */
+ * framed for a body that is still arriving: with the origin's length, else
+ * as an origin's answer without one (the sink chunks it, or closes). */
 static void
 stream_head(struct proxy_req *r, const struct proxy_fill *f, int status, bool body)
 {
-    struct proxy_conn *c = r->c;
-    struct proxy_hb *b = &c->w->hb;
+    struct proxy_fields *fl = proxy_fields_begin(r->w);
     const struct cache_obj *o = f->obj;
     struct cache_hdr h;
-    size_t pos = 0;
+    size_t pos = 0, n;
     int64_t age = cache_current_age(o->policy.initial_age, o->policy.response_time, unix_now());
+    char clen_s[PROXY_U64_TEXT], age_s[PROXY_U64_TEXT];
+    const char *t;
 
-    if (!r->keepalive || c->w->draining)
-        r->resp_close = true;
-    if (!r->body_done && (r->chunked || r->content_length > 65536))
-        r->resp_close = true;
-    if (body && f->length < 0) {
-        /* the origin did not say how long: chunks, or the close for HTTP/1.0 */
-        if (r->http_major == 1 && r->http_minor >= 1)
-            r->resp_chunked = true;
-        else
-            r->resp_close = true;
+    while (cache_obj_header_next(o, &pos, &h))
+        if (!skip_stored(&h) && (status != 304 || cache_hdr_in_304(&h)))
+            proxy_fields_add(fl, h.name, h.nlen, h.value, h.vlen);
+    if (status != 304 && f->length >= 0) {
+        t = proxy_u64_text(clen_s, (uint64_t)f->length, &n);
+        proxy_fields_add(fl, "Content-Length", 14, t, n);
     }
+    t = proxy_u64_text(age_s, age < 0 ? 0 : (uint64_t)age, &n);
+    proxy_fields_add(fl, "Age", 3, t, n);
+    proxy_fields_add(fl, "Cache-Status", 12, r->cache_status, strlen(r->cache_status));
+    proxy_fields_add(fl, "X-Request-Id", 12, r->request_id, strlen(r->request_id));
+    proxy_fields_add(fl, "Via", 3, "1.1 edge", 8);
     r->status = status;
     r->resp_started = true;
-    b->out = bufferevent_get_output(c->bev);
-    b->len = 0;
-    proxy_hb_lit(b, "HTTP/1.1 ");
-    proxy_hb_u64(b, (uint64_t)status);
-    proxy_hb_lit(b, " ");
-    proxy_hb_str(b, proxy_status_reason(status));
-    proxy_hb_lit(b, "\r\n");
-    while (cache_obj_header_next(o, &pos, &h))
-        if (!skip_stored(&h))
-            proxy_hb_hdr(b, h.name, h.nlen, h.value, h.vlen);
-    if (status != 304 && f->length >= 0) {
-        proxy_hb_lit(b, "Content-Length: ");
-        proxy_hb_u64(b, (uint64_t)f->length);
-        proxy_hb_lit(b, "\r\n");
-    }
-    if (r->resp_chunked)
-        proxy_hb_lit(b, "Transfer-Encoding: chunked\r\n");
-    proxy_hb_lit(b, "Age: ");
-    proxy_hb_u64(b, age < 0 ? 0 : (uint64_t)age);
-    proxy_hb_lit(b, "\r\nCache-Status: ");
-    proxy_hb_str(b, r->cache_status);
-    proxy_hb_lit(b, "\r\nX-Request-Id: ");
-    proxy_hb_str(b, r->request_id);
-    proxy_hb_lit(b, "\r\nVia: 1.1 edge\r\n");
-    if (r->resp_close)
-        proxy_hb_lit(b, "Connection: close\r\n");
-    proxy_hb_lit(b, "\r\n");
-    proxy_hb_flush(b);
-    proxy_conn_want_flush(c);
+    r->sink->head(r, &(struct proxy_resp){
+                         .status = status,
+                         .f = fl->v,
+                         .nf = fl->n,
+                         .length = body ? f->length : -1,
+                         .nobody = !body,
+                         /* with no length the sink frames it as an origin's */
+                         .edge = !body || f->length >= 0,
+                         .complete = !body,
+                     });
 }
 
 /* A miss reads f (whose reference it is given): the head now, the body as
@@ -891,7 +884,7 @@ stream_head(struct proxy_req *r, const struct proxy_fill *f, int status, bool bo
 static int
 stream_start(struct proxy_req *r, struct proxy_fill *f)
 {
-    struct proxy_worker *w = r->c->w;
+    struct proxy_worker *w = r->w;
     struct req_conds q;
     bool not_modified, body;
     int status;
@@ -933,15 +926,14 @@ stream_start(struct proxy_req *r, struct proxy_fill *f)
 static int
 stream_feed(struct proxy_req *r)
 {
-    struct proxy_conn *c = r->c;
     struct proxy_fill *f = r->fill;
-    struct proxy_hb *b = &c->w->hb;
-    struct evbuffer *out;
-    bool sendfile_ok;
+    /* sendfile on plain HTTP/1.1 connections; elsewhere the file is mapped
+     * or read in pieces, so a piece at a time */
+    bool sendfile_ok = r->c != NULL && r->c->fd >= 0 && r->tls == NULL;
     uint64_t avail;
     int state;
 
-    if (!r->fill_read || c->orphan)
+    if (!r->fill_read || (r->c != NULL && r->c->orphan))
         return 0;
     state = atomic_load(&f->state); /* before avail: DONE means avail is the last */
     avail = atomic_load(&f->avail);
@@ -950,43 +942,24 @@ stream_feed(struct proxy_req *r)
         proxy_resp_error(r, 502, "origin failed while the response was streamed");
         return -1;
     }
-    out = bufferevent_get_output(c->bev);
-    sendfile_ok = c->fd >= 0 && c->tls == NULL;
-    b->out = out;
-    if (r->fill_sent < avail && evbuffer_get_length(out) < STREAM_LOW)
-        proxy_conn_want_flush(c); /* only then: a flush calls back here */
-    while (r->fill_sent < avail && evbuffer_get_length(out) < STREAM_LOW) {
+    /* only while the client takes it: a reader that stops costs no memory;
+     * its sink's drain (h1 write callback, h2 window) calls back here */
+    while (r->fill_sent < avail && !r->sink->congested(r)) {
         struct byte_range rg = {r->fill_sent, avail - r->fill_sent};
         if (!sendfile_ok && rg.len > STREAM_CHUNK)
             rg.len = STREAM_CHUNK;
-        b->len = 0;
-        if (r->resp_chunked) {
-            char hex[24];
-            size_t i = sizeof(hex);
-            uint64_t v = rg.len;
-            do {
-                hex[--i] = "0123456789abcdef"[v & 15];
-                v >>= 4;
-            } while (v != 0);
-            proxy_hb_add(b, hex + i, sizeof(hex) - i);
-            proxy_hb_lit(b, "\r\n");
-        }
-        if (!body_range(b, f->obj, &rg)) {
+        if (!body_range(r, f->obj, &rg)) {
             stream_stop(r);
             proxy_resp_error(r, 502, "cannot read the cache file being written");
             return -1;
         }
-        if (r->resp_chunked)
-            proxy_hb_lit(b, "\r\n");
-        proxy_hb_flush(b);
         r->fill_sent += rg.len;
         r->resp_bytes += rg.len;
     }
     if (r->fill_sent < avail || state != FILL_DONE)
         return 0;
-    if (r->resp_chunked)
-        evbuffer_add(out, "0\r\n\r\n", 5);
     stream_stop(r);
+    r->sink->end(r);
     r->resp_done = true;
     return 1; /* proxy_req_check_done flushes */
 }
@@ -1026,12 +999,12 @@ proxy_cache_fill_run(struct proxy_worker *w)
 bool
 proxy_cache_fill_decouple(struct proxy_req *r)
 {
-    struct proxy_worker *w = r->c->w;
+    struct proxy_worker *w = r->w;
     struct proxy_fill *f = r->fill;
 
     if (r->fill_self)
         return true;
-    if (!r->fill_lead || r->cache_w == NULL || r->fx_replaced || r->resp_nobody || r->c->orphan ||
+    if (!r->fill_lead || r->cache_w == NULL || r->fx_replaced || r->resp_nobody || (r->c != NULL && r->c->orphan) ||
         atomic_load(&f->nreaders) == 0)
         return false;
     /* every body byte the client got went to the writer first */
@@ -1130,7 +1103,7 @@ refresh_skips(const struct proxy_hdr *h)
 static void
 start_background_fetch(struct proxy_req *r, bool revalidate)
 {
-    struct proxy_engine *e = r->c->w->e;
+    struct proxy_engine *e = r->w->e;
     struct evbuffer *b;
     struct proxy_hdr h;
     struct refresh *rf;
@@ -1148,7 +1121,7 @@ start_background_fetch(struct proxy_req *r, bool revalidate)
     memcpy(rf->key, r->cache_key, r->cache_key_len + 1);
     evbuffer_add_printf(b, "GET %.*s HTTP/1.1\r\nHost: %s\r\n", (int)r->target_len, r->target,
                         r->authority);
-    for (size_t i = 0; proxy_head_get(&r->c->head, i, &h); i++) {
+    for (size_t i = 0; proxy_head_get(r->head, i, &h); i++) {
         if (refresh_skips(&h))
             continue;
         evbuffer_add(b, h.name, h.nlen);
@@ -1164,11 +1137,10 @@ start_background_fetch(struct proxy_req *r, bool revalidate)
     evbuffer_add_printf(b, "Connection: close\r\n\r\n");
     len = evbuffer_get_length(b);
     text = (char *)evbuffer_pullup(b, -1);
-    if (text == NULL ||
-        proxy_internal_request(r->c->w, text, len, r->c->https, refresh_done, rf) < 0)
+    if (text == NULL || proxy_internal_request(r->w, text, len, r->https, refresh_done, rf) < 0)
         goto fail;
     evbuffer_free(b);
-    STAT_INC(r->c->w, cache_bg_refreshes);
+    STAT_INC(r->w, cache_bg_refreshes);
     return;
 fail:
     if (b != NULL)
@@ -1182,7 +1154,7 @@ fail:
 static int
 lookup(struct proxy_req *r)
 {
-    struct proxy_engine *e = r->c->w->e;
+    struct proxy_engine *e = r->w->e;
     const struct cache_hdr *hv;
     size_t nh = req_views(r, &hv);
     struct cache_obj *o = NULL;
@@ -1201,7 +1173,7 @@ lookup(struct proxy_req *r)
             return 1; /* reading another request's fetch, or parked: proxy_cache_resume() goes on */
         if (r->method == HTTP_GET && r->cache_rq.range)
             start_background_fetch(r, false); /* the whole object, for the next ranges */
-        STAT_INC(r->c->w, cache_misses);
+        STAT_INC(r->w, cache_misses);
         return 0;
     }
     cache_decide(&o->policy, &r->cache_rq, r->cache_route, unix_now(), &r->cache_d);
@@ -1235,7 +1207,7 @@ lookup(struct proxy_req *r)
     }
     if (collapse(r))
         return 1;
-    STAT_INC(r->c->w, cache_misses);
+    STAT_INC(r->w, cache_misses);
     return 0;
 }
 
@@ -1244,7 +1216,7 @@ lookup(struct proxy_req *r)
 int
 proxy_cache_request(struct proxy_req *r)
 {
-    struct proxy_engine *e = r->c->w->e;
+    struct proxy_engine *e = r->w->e;
     const struct cache_route *cr = cache_route_conf(r->route);
     const struct cache_hdr *hv;
     size_t nh;
@@ -1257,7 +1229,7 @@ proxy_cache_request(struct proxy_req *r)
     nh = req_views(r, &hv);
     if (hv == NULL && nh > 0)
         return 0;
-    parts.scheme = (struct cache_str){proxy_conn_scheme(r->c), strlen(proxy_conn_scheme(r->c))};
+    parts.scheme = (struct cache_str){proxy_req_scheme(r), strlen(proxy_req_scheme(r))};
     parts.host = (struct cache_str){r->authority, strlen(r->authority)};
     parts.path = (struct cache_str){r->path, r->path_len};
     parts.query = (struct cache_str){r->query, r->query ? r->query_len : 0};
@@ -1312,7 +1284,7 @@ static bool
 same_host_key(struct proxy_req *r, const char *v, size_t n, char *key, size_t cap, size_t *klen)
 {
     struct cache_key_parts parts;
-    const char *path = v, *q, *scheme = proxy_conn_scheme(r->c);
+    const char *path = v, *q, *scheme = proxy_req_scheme(r);
     size_t plen = n, sl = n > 8 && strncasecmp(v, "https://", 8) == 0  ? 8
                           : n > 7 && strncasecmp(v, "http://", 7) == 0 ? 7
                                                                        : 0;
@@ -1341,7 +1313,7 @@ same_host_key(struct proxy_req *r, const char *v, size_t n, char *key, size_t ca
 static void
 invalidate_unsafe(struct proxy_req *r, struct proxy_upconn *u)
 {
-    struct cache *c = r->c->w->e->cache;
+    struct cache *c = r->w->e->cache;
     static const char *const names[] = {"location", "content-location"};
     char key[CACHE_KEY_MAX];
     size_t klen;
@@ -1366,7 +1338,7 @@ invalidate_unsafe(struct proxy_req *r, struct proxy_upconn *u)
 int
 proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
 {
-    struct proxy_engine *e = r->c->w->e;
+    struct proxy_engine *e = r->w->e;
     struct cache_hdr hv[256];
     const struct cache_hdr *reqv;
     size_t n, nreq;
@@ -1392,7 +1364,7 @@ proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
             cache_obj_free(r->cache_obj);
             r->cache_obj = fresh;
         }
-        STAT_INC(r->c->w, cache_revalidated);
+        STAT_INC(r->w, cache_revalidated);
         status_text(r, CACHE_FWD_STALE, 304, r->cache_obj->policy.lifetime, true);
         r->cache_serve_after = true;
         proxy_collapse_release(r, COLLAPSE_STORED);
@@ -1411,7 +1383,7 @@ proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
                 cache_obj_free(r->cache_obj);
                 r->cache_obj = fresh;
             }
-            STAT_INC(r->c->w, cache_revalidated);
+            STAT_INC(r->w, cache_revalidated);
             status_text(r, CACHE_FWD_STALE, 200, r->cache_obj->policy.lifetime, true);
             r->cache_serve_after = true;
             return 1;
@@ -1513,7 +1485,7 @@ proxy_cache_response_done(struct proxy_req *r)
         int rc = cache_writer_commit(r->cache_w);
         r->cache_w = NULL;
         if (rc == CACHE_OK)
-            STAT_INC(r->c->w, cache_stores);
+            STAT_INC(r->w, cache_stores);
         else if (rc != CACHE_EPURGED)
             store_error(r, "publishing a cache file", rc);
         proxy_collapse_release(r, rc == CACHE_OK ? COLLAPSE_STORED : COLLAPSE_FAILED);

@@ -96,7 +96,7 @@ find(struct proxy_collapse *t, const char *k, size_t n, uint64_t h)
 int
 proxy_collapse_join(struct proxy_req *r, struct proxy_fill **fill)
 {
-    struct proxy_worker *w = r->c->w;
+    struct proxy_worker *w = r->w;
     struct proxy_collapse *t = w->e->collapse;
     uint64_t h, now = proxy_now_ms();
     struct collapse_entry **pp, *e;
@@ -192,7 +192,7 @@ static void post_mask(struct proxy_worker *w, uint64_t mask, const char *key, si
 void
 proxy_collapse_set_fill(struct proxy_req *r, struct proxy_fill *f)
 {
-    struct proxy_worker *w = r->c->w;
+    struct proxy_worker *w = r->w;
     struct proxy_collapse *t = w->e->collapse;
     struct collapse_entry *e;
     uint64_t mask = 0;
@@ -217,7 +217,7 @@ proxy_collapse_set_fill(struct proxy_req *r, struct proxy_fill *f)
 void
 proxy_collapse_release(struct proxy_req *r, enum proxy_collapse_outcome how)
 {
-    struct proxy_worker *w = r->c->w;
+    struct proxy_worker *w = r->w;
     struct proxy_collapse *t = w->e->collapse;
     struct collapse_entry **pp, *e;
     struct proxy_fill *fill = NULL;
@@ -290,7 +290,7 @@ void
 proxy_collapse_forget(struct proxy_req *r)
 {
     if (r->collapse_waiting) {
-        TAILQ_REMOVE(&r->c->w->collapse_waiters, r, collapse_link);
+        TAILQ_REMOVE(&r->w->collapse_waiters, r, collapse_link);
         r->collapse_waiting = false;
     }
     if (r->collapse_leader)

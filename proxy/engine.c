@@ -189,7 +189,7 @@ worker_init(struct proxy_engine *e, struct proxy_worker *w, unsigned id)
         w->reqid_state = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20) ^ id;
     w->reqid_state |= 1;
     w->base = event_base_new();
-    if (w->base == NULL)
+    if (w->base == NULL || proxy_worker_pools_init(w) < 0)
         return -1;
     w->conf = conf_ref(e->conf);
     w->listen_conf = conf_ref(e->conf);
@@ -243,6 +243,9 @@ static void
 worker_fini(struct proxy_worker *w)
 {
     worker_free_conns(w);
+    proxy_worker_pools_fini(w);
+    free(w->hv);
+    free(w->fields.v);
     proxy_fn_worker_fini(w);
     proxy_collapse_worker_fini(w);
     proxy_worker_srvs_free(w);

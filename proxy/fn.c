@@ -399,7 +399,7 @@ proxy_fx_new(struct proxy_req *r, const struct compute_route *chain)
         return -1;
     fx->magic = FX_MAGIC;
     fx->r = r;
-    fx->w = r->c->w;
+    fx->w = r->w;
     fx->chain = chain;
     fx->cache_ttl = -1;
     fx->slots = calloc(chain->nentries, sizeof(*fx->slots));
@@ -628,7 +628,7 @@ h_client_ip(efn_req *q)
     struct efn_req *fx = fx_of(q);
     if (fx == NULL)
         return (efn_str){"", 0};
-    return (efn_str){fx->r->c->peer, strlen(fx->r->c->peer)};
+    return (efn_str){fx->r->peer, strlen(fx->r->peer)};
 }
 
 static int
@@ -700,9 +700,9 @@ static bool
 base_next(struct efn_req *fx, efn_msg m, size_t *pos, struct proxy_hdr *out)
 {
     if (m == EFN_MSG_REQ) {
-        size_t n = fx->r->c->head.n;
+        size_t n = fx->r->head->n;
         while (*pos < n) {
-            if (!proxy_head_get(&fx->r->c->head, (*pos)++, out))
+            if (!proxy_head_get(fx->r->head, (*pos)++, out))
                 return false;
             if (!proxy_hdr_is(out, "x-client-cert-subject"))
                 return true;

@@ -1,28 +1,29 @@
 /*
- * HTTP/2 to clients: one nghttp2 server session per connection, each stream
- * an HTTP/1.1 request through the one pipeline the h1 side uses (routing,
- * functions, cache, origin) — nothing here knows about any of those.
+ * HTTP/2 to clients: one nghttp2 server session per connection; each
+ * stream is a request of the pipeline (req.c), a peer of the HTTP/1.1
+ * connection's requests:
  *
- *   client ══ h2 frames ══ proxy_h2 (nghttp2) ── stream ── bufferevent pair ── proxy_conn (http1.c)
+ *   client ══ h2 frames ══ proxy_h2 (nghttp2) ── stream ── struct proxy_req ── pipeline
  *
- * A stream's header fields become an HTTP/1.1 request head (h2msg.c)
- * written into its end of a bufferevent pair; the other end is an internal
- * proxy_conn with the client's real address, so X-Forwarded-For, the
- * access log and functions' client_ip see the client. Request DATA frames
- * stream into the pair (chunked when there is no content-length). The
- * response coming back is parsed with llhttp in response mode: its head
- * becomes HEADERS (hop-by-hop fields left out), its body DATA through a
- * data provider that defers while nothing is buffered.
+ * A stream's header fields are checked and written into its request head
+ * (h2msg.c) as llhttp would for HTTP/1.1; its DATA frames feed the
+ * request's body; the pipeline answers through the stream's sink (h2_sink
+ * below): the head becomes HEADERS (connection-specific fields left out),
+ * the body a queue of pieces (bytes, memory-tier references, file ranges
+ * read with pread) that a data provider hands to nghttp2, deferring while
+ * the queue is empty.
  *
- * Flow control and backpressure. Downloads: nghttp2 is asked for frames only
- * while the socket's output holds less than H2_OUT_HIGH; a stream parses its
- * response only while less than H2_RESP_HIGH of body waits for nghttp2;
- * the pair's read side stops taking bytes at H2_PAIR_HIGH, so the
- * internal connection's output grows and the pipeline stops reading the
- * origin (proxy_client_congested), exactly as with a slow h1 client.
- * Uploads: window updates are ours (no auto window update): DATA is given
- * back to flow control only once the pair has taken it below H2_BODY_HIGH,
- * so a client can have at most a window's worth buffered here.
+ * Flow control and backpressure. Downloads: nghttp2 is asked for frames
+ * only while the socket's output holds less than H2_OUT_HIGH; the sink is
+ * congested (the pipeline stops reading the origin, as for a slow HTTP/1.1
+ * client) while more than H2_RESP_HIGH bytes of the stream wait for
+ * nghttp2, and the origin is read again once they drain. Uploads: window
+ * updates are ours (no auto window update): DATA is given back to flow
+ * control only while the request's body waiting for the origin is under
+ * H2_BODY_HIGH, so a client can have at most a window's worth buffered
+ * here. send_timeout (a stream whose window stays shut) and
+ * client_body_timeout (a body that stops coming) are per stream, as they
+ * are per connection for HTTP/1.1.
  *
  * Floods (CVE-2023-44487 and kin): streams start only after the frames of
  * one read are processed, so HEADERS + RST_STREAM in one read never reach
@@ -34,18 +35,22 @@
  * max_headers as in HTTP/1.1.
  *
  * Lifetimes: everything runs on the worker's thread. nghttp2 is called only
- * from this file's libevent callbacks (never from inside a pair callback of
- * the internal connection, which libevent defers anyway); nghttp2 callbacks
- * only set flags and move bytes, and "h2_pump" acts on them afterwards. A
- * stream is freed when nghttp2 closes it; its internal connection is then
- * aborted from the loop (proxy_conn_abort). An internal connection that
- * goes first (error, timeout) tells its stream through its gone hook.
+ * from this file's libevent callbacks and from the sink (submit and resume
+ * calls, never mem_recv/mem_send); nghttp2 callbacks only set flags and
+ * move bytes, and "h2_pump" acts on them afterwards (starts requests,
+ * feeds bodies, gives back window, resumes origins), so the pipeline never
+ * runs inside nghttp2. A request ends on its own once answered (the sink's
+ * check_done frees it; the stream sends what is queued), or when its
+ * stream closes first (a reset, the session's end): logged as 499 when
+ * unanswered, its origin fetch cancelled.
  */
 #include "proxy/h2.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -58,37 +63,47 @@
 #define H2_STREAM_WINDOW (256 * 1024) /* request body in flight per stream (our SETTINGS) */
 #define H2_CONN_WINDOW (1024 * 1024)  /* ... and per connection */
 #define H2_OUT_HIGH (64 * 1024)       /* socket output: no more frames above this */
-#define H2_RESP_HIGH (64 * 1024)      /* response body parsed, waiting for nghttp2 */
-#define H2_PAIR_HIGH (64 * 1024)      /* response bytes in the pair, not parsed yet */
-#define H2_BODY_HIGH (64 * 1024)      /* request body in the pair: window held back above */
-#define H2_RESP_HEAD_MAX (64 * 1024)  /* the pipeline's response head (as upstream.c) */
-#define H2_RESP_FIELDS 256
-#define H2_FLOOD_LINGER_MS 1000 /* a flooder gets this long to read its GOAWAY */
+#define H2_RESP_HIGH (64 * 1024)      /* response bytes waiting for nghttp2: congested above */
+#define H2_BODY_HIGH (64 * 1024)      /* request body waiting for the origin: window held back */
+#define H2_REQ_HEAD_MIN 2048          /* the request head starts here, grows to max_header_size */
+#define H2_NV_LOCAL 64                /* response fields on the stack; more are malloc'd */
+#define H2_PIECES 40                  /* a response body in pieces (multipart: 2 per range) */
+#define H2_FLOOD_LINGER_MS 1000       /* a flooder gets this long to read its GOAWAY */
+
+/* A piece of a response body: 'len' bytes of the stream's 'out' buffer
+ * (fd < 0), or of a file from 'off' (fd owned by the piece). */
+struct h2_piece {
+    int fd;
+    uint64_t off, len;
+};
 
 struct h2_stream {
     uint32_t magic;
     struct proxy_h2 *s;
     int32_t id;
     TAILQ_ENTRY(h2_stream) link;
-    struct proxy_h2_req req;  /* the request head under construction */
-    struct evbuffer *pending; /* request head and body until the stream starts */
-    struct bufferevent *bev;  /* our end of the pair */
-    struct proxy_conn *conn;  /* the pipeline's end; NULL once it is gone */
-    llhttp_t parser;          /* the response, as the pipeline writes it */
-    struct proxy_head head;
-    struct evbuffer *body; /* response body not yet taken by nghttp2 */
-    uint64_t unconsumed;   /* request DATA not yet given back to flow control */
-    bool ready;            /* head complete: start after this read's frames */
-    bool started;          /* the pair and its connection exist */
-    bool req_done;         /* END_STREAM from the client */
-    bool interim;          /* a 1xx is being skipped */
-    bool head_sent;        /* response HEADERS submitted */
-    bool resp_done;        /* the whole response body is in 'body' */
-    bool deferred;         /* the data provider waits for body */
-    bool want_parse;       /* room for more response: parse the pair's input */
-    bool want_rst;         /* answered before the request ended: RST_STREAM(NO_ERROR) */
-    bool conn_gone;        /* the internal connection was freed */
-    bool failed;           /* RST_STREAM(INTERNAL_ERROR) submitted */
+    struct proxy_h2_req q;  /* the fields, checked into 'head' */
+    struct proxy_head head; /* the request head (the request's r->head) */
+    struct proxy_req *req;  /* the pipeline's request; NULL before start and once it ended */
+    struct evbuffer *in;    /* request DATA not yet handed to the pipeline */
+    struct evbuffer *out;   /* response bytes not yet taken by nghttp2 */
+    struct h2_piece piece[H2_PIECES]; /* the response body, in order: a ring */
+    unsigned p0, np;
+    struct event *timer;  /* client_body_timeout, send_timeout */
+    uint64_t unconsumed;  /* request DATA not yet given back to flow control */
+    uint64_t last_in_ms;  /* the last request DATA (client_body_timeout) */
+    uint64_t last_out_ms; /* the last response bytes nghttp2 took (send_timeout) */
+    int refused;          /* the fields were refused: answer this status (400/414/431) */
+    bool ready;           /* head complete: start after this read's frames */
+    bool started;         /* the request was made */
+    bool req_done;        /* END_STREAM from the client */
+    bool end_given;       /* ... and the pipeline was told */
+    bool head_sent;       /* response HEADERS submitted */
+    bool resp_done;       /* the whole response is queued */
+    bool deferred;        /* the data provider waits for more */
+    bool want_resume;     /* room in 'out' again: read the origin */
+    bool want_rst;        /* answered before the request ended: RST_STREAM(NO_ERROR) */
+    bool failed;          /* RST_STREAM submitted: nothing more is sent */
 };
 
 struct proxy_h2 {
@@ -104,22 +119,21 @@ struct proxy_h2 {
     uint64_t conn_unconsumed; /* DATA of freed streams, for the connection window */
     struct proxy_h2_ratelim resets;
     uint64_t max_resets, reset_window_ms;
+    struct proxy_tls *tls; /* the TLS handshake (ALPN h2), NULL for h2c; the requests see it */
     bool goaway;     /* graceful GOAWAY submitted */
     bool flooded;    /* over the reset budget: terminate */
     bool terminated; /* GOAWAY(ENHANCE_YOUR_CALM) submitted */
     bool closing;    /* no more nghttp2 calls: flushing, then free */
     bool want_free;
     bool dead;
-    bool https; /* over TLS (ALPN h2): the streams' requests are https */
+    bool io_failed; /* a socket or TLS error: no close_notify */
+    bool https;     /* over TLS (ALPN h2): the streams' requests are https */
     char peer[64];
 };
 
-static llhttp_settings_t resp_settings;
-static pthread_once_t resp_once = PTHREAD_ONCE_INIT;
-
 static void h2_pump(struct proxy_h2 *s);
 static void h2_close(struct proxy_h2 *s);
-static void st_parse(struct h2_stream *st);
+static void st_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 static void
 h2_schedule(struct proxy_h2 *s)
@@ -144,7 +158,7 @@ proxy_h2_sniff(struct evbuffer *in)
     return n <= 0 ? 0 : proxy_h2_preface(buf, (size_t)n);
 }
 
-/* ---- streams ------------------------------------------------------------------------ */
+/* ---- stream objects --------------------------------------------------------------------- */
 
 static struct h2_stream *
 st_of(struct proxy_h2 *s, int32_t id)
@@ -156,359 +170,562 @@ st_of(struct proxy_h2 *s, int32_t id)
     return st;
 }
 
-/* Detaches the internal connection: freed from the loop (or now, at exit). */
+/* Frees a stream object and its buffers for good. */
 static void
-st_drop_conn(struct h2_stream *st, bool now)
+st_destroy(void *arg)
 {
-    struct proxy_conn *c = st->conn;
+    struct h2_stream *st = arg;
 
-    if (c == NULL)
-        return;
-    st->conn = NULL;
-    if (now) {
-        c->gone = NULL;
-        proxy_conn_free(c);
+    proxy_h2_req_fini(&st->q);
+    proxy_head_fini(&st->head);
+    if (st->in != NULL)
+        evbuffer_free(st->in);
+    if (st->out != NULL)
+        evbuffer_free(st->out);
+    if (st->timer != NULL)
+        event_free(st->timer);
+    free(st);
+}
+
+/* A stream object with empty buffers: from the worker's free list, or new.
+ * The request head starts small and grows to max_header_size. NULL when
+ * out of memory. */
+static struct h2_stream *
+st_get(struct proxy_h2 *s)
+{
+    const struct conf_limits *lim = &s->w->conf->limits;
+    struct h2_stream *st = proxy_pool_get(&s->w->h2_pool);
+
+    if (st != NULL) {
+        struct proxy_h2_req q = st->q;
+        struct proxy_head head = st->head;
+        struct evbuffer *in = st->in, *out = st->out;
+        struct event *timer = st->timer;
+
+        memset(st, 0, sizeof(*st));
+        st->q = q;
+        st->head = head;
+        st->in = in;
+        st->out = out;
+        st->timer = timer;
+        proxy_head_reset(&st->head);
+        st->head.max_headers = lim->max_headers;
+        if (st->head.cap != lim->max_header_size) {
+            proxy_head_fini(&st->head);
+            if (proxy_head_init_grow(&st->head, H2_REQ_HEAD_MIN, lim->max_header_size,
+                                     lim->max_headers) < 0) {
+                st_destroy(st);
+                return NULL;
+            }
+        }
     } else {
-        proxy_conn_abort(c);
+        if ((st = calloc(1, sizeof(*st))) == NULL)
+            return NULL;
+        if (proxy_head_init_grow(&st->head, H2_REQ_HEAD_MIN, lim->max_header_size,
+                                 lim->max_headers) < 0 ||
+            proxy_h2_req_init(&st->q, &st->head, lim->max_uri_length) < 0 ||
+            (st->in = evbuffer_new()) == NULL || (st->out = evbuffer_new()) == NULL ||
+            (st->timer = evtimer_new(s->w->base, st_timer_cb, st)) == NULL) {
+            st_destroy(st);
+            return NULL;
+        }
     }
+    proxy_h2_req_reset(&st->q, &st->head, lim->max_uri_length);
+    return st;
+}
+
+/* Drops what the response had queued (fds closed, references released). */
+static void
+st_drop_pieces(struct h2_stream *st)
+{
+    for (unsigned i = 0; i < st->np; i++) {
+        struct h2_piece *p = &st->piece[(st->p0 + i) % H2_PIECES];
+        if (p->fd >= 0)
+            close(p->fd);
+    }
+    st->np = 0;
+    st->p0 = 0;
+    evbuffer_drain(st->out, evbuffer_get_length(st->out));
 }
 
 static void
-st_free(struct h2_stream *st, bool now)
+st_free(struct h2_stream *st)
 {
     struct proxy_h2 *s = st->s;
+    struct proxy_req *r = st->req;
 
     CHECK_MAGIC(st, H2_STREAM_MAGIC);
     TAILQ_REMOVE(&s->streams, st, link);
     s->nstreams--;
-    st_drop_conn(st, now);
-    if (st->bev != NULL)
-        bufferevent_free(st->bev);
-    s->conn_unconsumed += st->unconsumed; /* the connection window still counts them */
-    proxy_h2_req_fini(&st->req);
-    if (st->pending != NULL)
-        evbuffer_free(st->pending);
-    if (st->body != NULL)
-        evbuffer_free(st->body);
-    proxy_head_fini(&st->head);
-    st->magic = PROXY_DEAD_MAGIC;
-    free(st);
-}
-
-/* Something for nghttp2 to send (or the stream is over): pump from the loop. */
-static void
-st_more(struct h2_stream *st)
-{
-    struct proxy_h2 *s = st->s;
-
-    if (st->deferred) {
-        st->deferred = false;
-        nghttp2_session_resume_data(s->ng, st->id);
+    if (r != NULL) {
+        st->req = NULL;
+        proxy_req_gone(r); /* a reset, or the session's end: 499 when unanswered */
     }
-    h2_schedule(s);
+    s->conn_unconsumed += st->unconsumed; /* the connection window still counts them */
+    event_del(st->timer);
+    st_drop_pieces(st);
+    evbuffer_drain(st->in, evbuffer_get_length(st->in));
+    st->magic = PROXY_DEAD_MAGIC;
+    if (!proxy_pool_put(&s->w->h2_pool, st))
+        st_destroy(st);
 }
 
+void
+proxy_h2_pool_fini(struct proxy_worker *w)
+{
+    proxy_pool_fini(&w->h2_pool, st_destroy);
+}
+
+/* RST_STREAM(INTERNAL_ERROR): the answer cannot be completed (or never
+ * started). The request, if any, ends when nghttp2 closes the stream. */
 static void
 st_fail(struct h2_stream *st)
 {
     if (st->failed)
         return;
     st->failed = true;
-    st_drop_conn(st, false);
+    st_drop_pieces(st);
     nghttp2_submit_rst_stream(st->s->ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
     h2_schedule(st->s);
 }
+
+/* Something for nghttp2 to send: resume the data provider, pump from the loop. */
+static void
+st_more(struct h2_stream *st)
+{
+    if (st->deferred) {
+        st->deferred = false;
+        nghttp2_session_resume_data(st->s->ng, st->id);
+    }
+    h2_schedule(st->s);
+}
+
+/* ---- the response: data provider -------------------------------------------------------- */
 
 static ssize_t
 st_data_read(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length, uint32_t *flags,
              nghttp2_data_source *src, void *ud)
 {
     struct h2_stream *st = src->ptr;
-    int n;
+    size_t n = 0;
 
     (void)ng;
     (void)id;
     (void)ud;
     CHECK_MAGIC(st, H2_STREAM_MAGIC);
-    n = evbuffer_remove(st->body, buf, length);
-    if (n < 0)
-        n = 0;
-    if (st->resp_done && evbuffer_get_length(st->body) == 0) {
+    while (n < length && st->np > 0) {
+        struct h2_piece *p = &st->piece[st->p0];
+        size_t want = length - n < p->len ? length - n : (size_t)p->len;
+        ssize_t k;
+
+        if (p->fd < 0) {
+            k = evbuffer_remove(st->out, buf + n, want);
+        } else {
+            do
+                k = pread(p->fd, buf + n, want, (off_t)p->off);
+            while (k < 0 && errno == EINTR);
+            if (k == 0)
+                errno = EIO; /* the file is shorter than its object said */
+        }
+        if (k <= 0) {
+            log_warn("h2 %s stream %d: reading the answer's body: %s", st->s->peer, st->id,
+                     strerror(errno));
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* nghttp2 resets the stream */
+        }
+        p->off += (uint64_t)k;
+        p->len -= (uint64_t)k;
+        n += (size_t)k;
+        if (p->len == 0) {
+            if (p->fd >= 0)
+                close(p->fd);
+            st->p0 = (st->p0 + 1) % H2_PIECES;
+            st->np--;
+        }
+    }
+    if (n > 0)
+        st->last_out_ms = proxy_now_ms();
+    if (st->np == 0 && st->resp_done) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
-        return n;
+        return (ssize_t)n;
     }
     if (n == 0) {
-        st->deferred = true; /* resumed by st_more when the pipeline writes more */
-        st->want_parse = st->bev != NULL && evbuffer_get_length(bufferevent_get_input(st->bev));
+        st->deferred = true; /* resumed by st_more when the pipeline queues more */
         return NGHTTP2_ERR_DEFERRED;
     }
-    if (evbuffer_get_length(st->body) < H2_RESP_HIGH / 2)
-        st->want_parse = true;
-    return n;
+    if (st->req != NULL && (st->req->up != NULL || st->req->fill_read) &&
+        evbuffer_get_length(st->out) <= H2_RESP_HIGH / 4)
+        st->want_resume = true; /* the origin (or a cache file being written) waits for us */
+    return (ssize_t)n;
 }
 
-/* Submits the response head; the body follows through st_data_read. */
-static int
-st_submit(struct h2_stream *st, int status, const struct proxy_hdr *f, size_t nf)
+/* Appends a piece: bytes already added to 'out' merge with a last piece of
+ * bytes. false when the ring is full (a multipart answer of too many parts
+ * from a file; the caller aborts). */
+static bool
+st_piece(struct h2_stream *st, int fd, uint64_t off, uint64_t len)
 {
-    nghttp2_nv nv[H2_RESP_FIELDS + 1];
-    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = st_data_read};
-    char code[8];
-    bool nobody = st->req.head_method || status == 204 || status == 304;
+    struct h2_piece *last = st->np > 0 ? &st->piece[(st->p0 + st->np - 1) % H2_PIECES] : NULL;
 
-    snprintf(code, sizeof(code), "%03d", status);
-    nv[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE};
-    for (size_t i = 0; i < nf && i < H2_RESP_FIELDS; i++)
-        nv[i + 1] = (nghttp2_nv){(uint8_t *)f[i].name, (uint8_t *)f[i].value, f[i].nlen, f[i].vlen,
-                                 NGHTTP2_NV_FLAG_NONE};
-    if (nghttp2_submit_response(st->s->ng, st->id, nv, nf + 1, nobody ? NULL : &prd) != 0)
-        return -1;
+    if (st->np == 0)
+        st->last_out_ms = proxy_now_ms(); /* send_timeout counts from here */
+    if (fd < 0 && last != NULL && last->fd < 0) {
+        last->len += len;
+        return true;
+    }
+    if (st->np == H2_PIECES)
+        return false;
+    st->piece[(st->p0 + st->np) % H2_PIECES] = (struct h2_piece){fd, off, len};
+    st->np++;
+    return true;
+}
+
+/* ---- the sink: the pipeline's answer on this stream ----------------------------------------- */
+
+static struct h2_stream *
+st_of_req(const struct proxy_req *r)
+{
+    struct h2_stream *st = r->sink_arg;
+
+    CHECK_MAGIC(st, H2_STREAM_MAGIC);
+    return st;
+}
+
+/* HEADERS: :status and the fields HTTP/2 may carry (nghttp2 copies them
+ * and lower-cases the names); a data provider unless nothing follows. */
+static void
+h2s_head(struct proxy_req *r, const struct proxy_resp *p)
+{
+    struct h2_stream *st = st_of_req(r);
+    nghttp2_nv local[H2_NV_LOCAL], *nv = local;
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = st_data_read};
+    bool nodata = p->nobody || (p->complete && p->body_len == 0);
+    char code[4];
+    size_t n = 0;
+    int rc;
+
+    if (st->failed)
+        return;
+    if (p->nf + 1 > H2_NV_LOCAL && (nv = malloc((p->nf + 1) * sizeof(*nv))) == NULL) {
+        st_fail(st);
+        return;
+    }
+    code[0] = (char)('0' + p->status / 100 % 10);
+    code[1] = (char)('0' + p->status / 10 % 10);
+    code[2] = (char)('0' + p->status % 10);
+    nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE};
+    for (size_t i = 0; i < p->nf; i++)
+        if (proxy_h2_resp_field_ok(p->f[i].name, p->f[i].nlen))
+            nv[n++] = (nghttp2_nv){(uint8_t *)p->f[i].name, (uint8_t *)p->f[i].value, p->f[i].nlen,
+                                   p->f[i].vlen, NGHTTP2_NV_FLAG_NONE};
+    if (p->complete && !nodata) {
+        evbuffer_add(st->out, p->body, p->body_len);
+        st_piece(st, -1, 0, p->body_len);
+    }
+    if (p->complete)
+        st->resp_done = true;
+    rc = nghttp2_submit_response(st->s->ng, st->id, nv, n, nodata ? NULL : &prd);
+    if (nv != local)
+        free(nv);
+    if (rc != 0) {
+        st_fail(st);
+        return;
+    }
     st->head_sent = true;
     h2_schedule(st->s);
-    return 0;
 }
 
-/* An answer made here, before the pipeline: a header block over the limits
- * or malformed (what head.c and llhttp answer for HTTP/1.1). */
 static void
-st_answer(struct h2_stream *st, int status)
+h2s_data(struct proxy_req *r, const void *p, size_t n)
 {
-    struct proxy_worker *w = st->s->w;
-    struct proxy_hdr f[2];
-    char len[24];
-    const char *why = status == 431   ? "request header block is over the limit"
-                      : status == 414 ? "request URI is over the limit"
-                      : status == 503 ? "out of memory"
-                                      : "malformed request";
+    struct h2_stream *st = st_of_req(r);
 
-    if (st->body == NULL && (st->body = evbuffer_new()) == NULL) {
-        st_fail(st);
+    if (st->failed || n == 0)
         return;
-    }
-    evbuffer_add_printf(st->body, "%d %s: %s\n", status, proxy_status_reason(status), why);
-    snprintf(len, sizeof(len), "%zu", evbuffer_get_length(st->body));
-    f[0] = (struct proxy_hdr){"content-type", 12, "text/plain; charset=utf-8", 25};
-    f[1] = (struct proxy_hdr){"content-length", 14, len, strlen(len)};
-    st->resp_done = true;
-    if (st_submit(st, status, f, 2) < 0) {
-        st_fail(st);
-        return;
-    }
-    STAT_INC(w, requests);
-    proxy_stats_observe(w, status, 0);
+    evbuffer_add(st->out, p, n);
+    st_piece(st, -1, 0, n);
+    st_more(st);
 }
 
-/* Where request bytes go: the pending buffer, the pair, or nowhere (the
- * request was answered without the pipeline, or its connection is gone). */
-static struct evbuffer *
-st_req_out(struct h2_stream *st)
-{
-    if (st->failed || st->conn_gone || st->req.status != 0)
-        return NULL;
-    if (st->started)
-        return st->bev != NULL ? bufferevent_get_output(st->bev) : NULL;
-    return st->pending;
-}
-
-/* Gives request DATA back to flow control once the pipeline has taken it. */
 static bool
-st_window(struct h2_stream *st)
+h2s_data_ref(struct proxy_req *r, const void *p, size_t n,
+             void (*unref)(const void *p, size_t n, void *arg), void *arg)
 {
-    struct evbuffer *out = st_req_out(st);
+    struct h2_stream *st = st_of_req(r);
 
-    if (st->unconsumed == 0)
+    if (st->failed || evbuffer_add_reference(st->out, p, n, unref, arg) < 0) {
+        unref(p, n, arg);
         return false;
-    if (out != NULL && (!st->started || evbuffer_get_length(out) > H2_BODY_HIGH))
+    }
+    st_piece(st, -1, 0, n);
+    st_more(st);
+    return true;
+}
+
+/* Read with pread as frames go out: a file's pages are not mapped (as an
+ * evbuffer_add_file into a buffer that does not drain to a socket would)
+ * and nothing is buffered ahead of the window. */
+static bool
+h2s_data_file(struct proxy_req *r, int fd, uint64_t off, uint64_t len)
+{
+    struct h2_stream *st = st_of_req(r);
+    int dfd;
+
+    if (st->failed || (dfd = dup(fd)) < 0)
         return false;
-    nghttp2_session_consume(st->s->ng, st->id, st->unconsumed);
-    st->unconsumed = 0;
+    if (!st_piece(st, dfd, off, len)) {
+        close(dfd);
+        return false;
+    }
+    st_more(st);
     return true;
 }
 
 static void
-st_conn_gone(void *arg)
+h2s_end(struct proxy_req *r)
 {
-    struct h2_stream *st = arg;
+    struct h2_stream *st = st_of_req(r);
 
-    CHECK_MAGIC(st, H2_STREAM_MAGIC);
-    st->conn = NULL;
-    st->conn_gone = true;
-    st->want_parse = true; /* what is in the pair is the rest of the answer */
-    h2_schedule(st->s);
+    st->resp_done = true;
+    if (!st->failed)
+        st_more(st);
 }
 
 static void
-st_readcb(struct bufferevent *bev, void *arg)
+h2s_abort(struct proxy_req *r)
 {
-    struct h2_stream *st = arg;
+    st_fail(st_of_req(r));
+}
 
-    (void)bev;
-    CHECK_MAGIC(st, H2_STREAM_MAGIC);
-    st_parse(st);
+static bool
+h2s_congested(const struct proxy_req *r)
+{
+    const struct h2_stream *st = st_of_req(r);
+    uint64_t queued = evbuffer_get_length(st->out);
+
+    /* file pieces count too (a cache file being written is read in pieces
+     * while the stream is not congested), and the ring must keep room */
+    if (st->np + 2 >= H2_PIECES)
+        return true;
+    for (unsigned i = 0; i < st->np && queued <= H2_RESP_HIGH; i++) {
+        const struct h2_piece *p = &st->piece[(st->p0 + i) % H2_PIECES];
+        if (p->fd >= 0)
+            queued += p->len;
+    }
+    return queued > H2_RESP_HIGH;
 }
 
 static void
-st_writecb(struct bufferevent *bev, void *arg)
+h2s_cont(struct proxy_req *r)
 {
-    struct h2_stream *st = arg;
+    (void)r; /* Expect is not passed on: the body streams at once */
+}
 
-    (void)bev;
-    CHECK_MAGIC(st, H2_STREAM_MAGIC);
-    if (st_window(st))
-        h2_schedule(st->s);
+static void
+h2s_body_wanted(struct proxy_req *r)
+{
+    h2_schedule(st_of_req(r)->s); /* st_window gives back what the origin took */
+}
+
+/* The answer is complete (all of it queued, or cut): counted, logged, and
+ * the request goes once the origin side has let go of it. The stream
+ * sends what is queued on its own. */
+static void
+h2s_check_done(struct proxy_req *r)
+{
+    struct h2_stream *st = st_of_req(r);
+
+    if (!r->resp_done)
+        return;
+    proxy_req_log_done(r);
+    if (r->up != NULL || r->dnsq != NULL)
+        return; /* the upstream side still owns it; it calls back */
+    st->req = NULL;
+    proxy_req_free(r);
+    h2_schedule(st->s); /* window for a body nobody reads any more */
+}
+
+static const struct proxy_sink h2_sink = {
+    .head = h2s_head,
+    .data = h2s_data,
+    .data_ref = h2s_data_ref,
+    .data_file = h2s_data_file,
+    .end = h2s_end,
+    .abort = h2s_abort,
+    .congested = h2s_congested,
+    .cont = h2s_cont,
+    .body_wanted = h2s_body_wanted,
+    .check_done = h2s_check_done,
+};
+
+/* ---- the request: start, body, timeouts ----------------------------------------------------- */
+
+static const char *
+refusal_text(int status)
+{
+    switch (status) {
+    case 431: return "request header block is over the limit";
+    case 414: return "request URI is over the limit";
+    case 413: return "request body is over the limit";
+    case 503: return "out of memory";
+    default: return "malformed request";
+    }
+}
+
+/* Answers the request instead of the pipeline (fields refused, a body
+ * over the limit or too slow), as http1.c's conn_fail does; the rest of
+ * the request body is not wanted. */
+static void
+st_refuse(struct h2_stream *st, int status, const char *why)
+{
+    struct proxy_req *r = st->req;
+
+    if (r->request_id[0] == '\0')
+        proxy_reqid_make(r->w, r->request_id, sizeof(r->request_id));
+    if (r->method_name == NULL)
+        r->method_name = "-";
+    r->body_done = true;
+    if (r->up != NULL || r->dnsq != NULL)
+        proxy_upstream_abort(r);
+    if (!r->resp_started) {
+        proxy_resp_error(r, status, "%s", why);
+    } else {
+        r->resp_done = true;
+        r->sink->abort(r);
+        proxy_req_check_done(r);
+    }
 }
 
 static void
 st_start(struct h2_stream *st)
 {
     struct proxy_h2 *s = st->s;
-    struct bufferevent *pair[2];
+    struct proxy_req *r;
 
     st->ready = false;
-    if ((st->body = evbuffer_new()) == NULL ||
-        proxy_head_init(&st->head, H2_RESP_HEAD_MAX, H2_RESP_FIELDS) < 0 ||
-        bufferevent_pair_new(s->w->base, BEV_OPT_CLOSE_ON_FREE, pair) < 0) {
+    if ((r = proxy_req_new(s->w)) == NULL) {
         st_fail(st);
         return;
     }
-    st->conn = proxy_conn_new_internal(s->w, pair[0], s->peer, st_conn_gone, st);
-    if (st->conn != NULL)
-        st->conn->https = s->https; /* cache keys, X-Forwarded-Proto */
-    if (st->conn == NULL) { /* pair[0] was freed with it */
-        bufferevent_free(pair[1]);
-        st_fail(st);
-        return;
-    }
-    st->bev = pair[1];
+    st->req = r;
     st->started = true;
-    llhttp_init(&st->parser, HTTP_RESPONSE, &resp_settings);
-    st->parser.data = st;
-    bufferevent_setcb(st->bev, st_readcb, st_writecb, NULL, st);
-    bufferevent_setwatermark(st->bev, EV_READ, 0, H2_PAIR_HIGH);
-    bufferevent_setwatermark(st->bev, EV_WRITE, H2_BODY_HIGH / 2, 0);
-    bufferevent_enable(st->bev, EV_READ | EV_WRITE);
-    evbuffer_add_buffer(bufferevent_get_output(st->bev), st->pending);
+    st->last_in_ms = proxy_now_ms();
+    r->sink = &h2_sink;
+    r->sink_arg = st;
+    r->head = &st->head;
+    r->peer = s->peer;
+    r->tls = s->tls;
+    r->https = s->https;
+    r->http_major = 2;
+    r->keepalive = true; /* the session decides about the connection */
+    if (st->refused) {
+        if (st->q.method >= 0)
+            r->method = (uint8_t)st->q.method;
+        r->method_name = st->q.method >= 0 ? llhttp_method_name(st->q.method) : NULL;
+        st_refuse(st, st->refused, refusal_text(st->refused));
+        return;
+    }
+    r->method = (uint8_t)st->q.method;
+    r->method_name = llhttp_method_name(st->q.method);
+    r->content_length = st->q.content_length;
+    /* a body of unknown length goes to the origin chunked */
+    r->chunked = !st->req_done && st->q.content_length < 0;
+    proxy_req_dispatch(r); /* r may be gone: answered at once */
 }
 
-/* Parses what the pipeline wrote back, while nghttp2 has room for it. */
+/* Hands the request DATA received so far, and its end, to the pipeline. */
 static void
-st_parse(struct h2_stream *st)
+st_feed(struct h2_stream *st)
 {
-    struct evbuffer *in;
+    struct proxy_req *r = st->req;
+    int rc;
 
-    st->want_parse = false;
-    if (st->bev == NULL || st->failed || st->resp_done)
-        return;
-    in = bufferevent_get_input(st->bev);
-    while (evbuffer_get_length(st->body) < H2_RESP_HIGH && !st->resp_done) {
-        struct evbuffer_iovec v;
-        size_t len, used;
-        enum llhttp_errno err;
-
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-            break;
-        len = v.iov_len < H2_RESP_HIGH ? v.iov_len : H2_RESP_HIGH;
-        err = llhttp_execute(&st->parser, v.iov_base, len);
-        used = len;
-        if (err != HPE_OK) {
-            const char *pos = llhttp_get_error_pos(&st->parser);
-            if (pos != NULL && pos >= (const char *)v.iov_base &&
-                pos <= (const char *)v.iov_base + len)
-                used = (size_t)(pos - (const char *)v.iov_base);
-        }
-        evbuffer_drain(in, used);
-        if (err == HPE_PAUSED)
-            break; /* the message is complete */
-        if (err != HPE_OK) {
-            log_debug("h2 %s stream %d: bad response from the pipeline: %s", st->s->peer, st->id,
-                      llhttp_errno_name(err));
-            st_fail(st);
+    if (evbuffer_get_length(st->in) > 0) {
+        if ((rc = proxy_req_body_buf(r, st->in)) != 0) {
+            evbuffer_drain(st->in, evbuffer_get_length(st->in));
+            st->end_given = true; /* nothing more of this body is wanted */
+            st_refuse(st, rc, refusal_text(rc));
             return;
         }
+        if ((r = st->req) == NULL) /* answered (and ended) meanwhile */
+            return;
     }
-    if (st->conn_gone && !st->resp_done && evbuffer_get_length(in) == 0) {
-        if (llhttp_message_needs_eof(&st->parser))
-            llhttp_finish(&st->parser);
-        if (!st->resp_done)
-            st_fail(st); /* cut mid-answer (origin died, timeout): say so */
+    if (st->req_done && !st->end_given) {
+        st->end_given = true;
+        proxy_req_body_end(r);
     }
 }
 
-/* ---- the pipeline's response (llhttp, response mode) ------------------------------------ */
-
-static int
-r_on_message_begin(llhttp_t *p)
+/* Gives request DATA back to flow control once the pipeline has taken it
+ * (or nobody wants it any more). */
+static bool
+st_window(struct h2_stream *st)
 {
-    struct h2_stream *st = p->data;
-    proxy_head_reset(&st->head);
-    return 0;
+    struct proxy_req *r = st->req;
+
+    if (st->unconsumed == 0 || (!st->started && !st->failed))
+        return false;
+    if (r != NULL && !r->resp_done && r->body != NULL && !r->fx_body_wait &&
+        evbuffer_get_length(r->body) + evbuffer_get_length(st->in) > H2_BODY_HIGH)
+        return false;
+    nghttp2_session_consume(st->s->ng, st->id, st->unconsumed);
+    st->unconsumed = 0;
+    st->last_in_ms = proxy_now_ms(); /* the client may send again from now */
+    return true;
 }
 
-static int
-r_on_header_field(llhttp_t *p, const char *at, size_t len)
+/* What the stream waits for from its client: more body (client_body_timeout)
+ * while the window is open and the answer is not complete, or taking
+ * queued bytes (send_timeout). */
+static bool
+st_reading(const struct h2_stream *st)
 {
-    struct h2_stream *st = p->data;
-    return proxy_head_field(&st->head, at, len) < 0 ? HPE_USER : 0;
+    return st->req != NULL && !st->req->resp_done && !st->req_done && !st->failed &&
+           st->unconsumed == 0;
 }
 
-static int
-r_on_header_value(llhttp_t *p, const char *at, size_t len)
+static bool
+st_writing(const struct h2_stream *st)
 {
-    struct h2_stream *st = p->data;
-    return proxy_head_value(&st->head, at, len) < 0 ? HPE_USER : 0;
-}
-
-static int
-r_on_headers_complete(llhttp_t *p)
-{
-    struct h2_stream *st = p->data;
-    struct proxy_hdr f[H2_RESP_FIELDS];
-    int status = llhttp_get_status_code(p);
-    size_t nf;
-
-    if (status < 200) {
-        st->interim = true; /* no 1xx is forwarded (Expect is not passed on) */
-        return 0;
-    }
-    nf = proxy_h2_resp_fields(&st->head, f, H2_RESP_FIELDS);
-    if (st_submit(st, status, f, nf) < 0)
-        return HPE_USER;
-    return st->req.head_method ? 1 : 0; /* a HEAD answer has no body */
-}
-
-static int
-r_on_body(llhttp_t *p, const char *at, size_t len)
-{
-    struct h2_stream *st = p->data;
-    evbuffer_add(st->body, at, len);
-    st_more(st);
-    return 0;
-}
-
-static int
-r_on_message_complete(llhttp_t *p)
-{
-    struct h2_stream *st = p->data;
-
-    if (st->interim) {
-        st->interim = false;
-        return 0;
-    }
-    st->resp_done = true;
-    st_more(st);
-    return HPE_PAUSED;
+    return st->np > 0 && !st->failed;
 }
 
 static void
-resp_settings_init(void)
+st_timer_arm(struct h2_stream *st)
 {
-    llhttp_settings_init(&resp_settings);
-    resp_settings.on_message_begin = r_on_message_begin;
-    resp_settings.on_header_field = r_on_header_field;
-    resp_settings.on_header_value = r_on_header_value;
-    resp_settings.on_headers_complete = r_on_headers_complete;
-    resp_settings.on_body = r_on_body;
-    resp_settings.on_message_complete = r_on_message_complete;
+    const struct conf_limits *lim = &st->s->w->conf->limits;
+    uint64_t now = proxy_now_ms(), next = UINT64_MAX;
+
+    if (st_writing(st))
+        next = st->last_out_ms + lim->send_timeout_ms;
+    if (st_reading(st) && st->last_in_ms + lim->client_body_timeout_ms < next)
+        next = st->last_in_ms + lim->client_body_timeout_ms;
+    if (next == UINT64_MAX)
+        return;
+    timer_ms(st->timer, next > now ? next - now : 0);
+}
+
+static void
+st_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct h2_stream *st = arg;
+    const struct conf_limits *lim;
+    uint64_t now = proxy_now_ms();
+
+    (void)fd;
+    (void)what;
+    CHECK_MAGIC(st, H2_STREAM_MAGIC);
+    lim = &st->s->w->conf->limits;
+    if (st_writing(st) && now - st->last_out_ms >= lim->send_timeout_ms) {
+        /* the client does not take this stream's answer: as a write timeout
+         * ends an HTTP/1.1 connection (the request is logged 499 at close) */
+        st_fail(st);
+    } else if (st_reading(st) && now - st->last_in_ms >= lim->client_body_timeout_ms) {
+        st_refuse(st, 408, "client sent the body too slowly");
+    } else {
+        st_timer_arm(st);
+        return;
+    }
+    h2_schedule(st->s);
 }
 
 /* ---- nghttp2 callbacks: flags and bytes only, h2_pump acts ------------------------------ */
@@ -536,17 +753,12 @@ static int
 cb_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
 {
     struct proxy_h2 *s = ud;
-    const struct conf_limits *lim = &s->w->conf->limits;
     struct h2_stream *st;
 
     if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
-    st = calloc(1, sizeof(*st));
-    if (st == NULL || proxy_h2_req_init(&st->req, lim->max_header_size, lim->max_headers,
-                                        lim->max_uri_length) < 0) {
-        free(st);
+    if ((st = st_get(s)) == NULL)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the stream is reset */
-    }
     st->magic = H2_STREAM_MAGIC;
     st->s = s;
     st->id = f->hd.stream_id;
@@ -568,39 +780,8 @@ cb_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name, size
     (void)flags;
     if (st == NULL || f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0; /* trailers are not passed on */
-    proxy_h2_req_field(&st->req, (const char *)name, nlen, (const char *)value, vlen);
+    proxy_h2_req_field(&st->q, (const char *)name, nlen, (const char *)value, vlen);
     return 0;
-}
-
-/* The client's END_STREAM. */
-static void
-st_req_end(struct h2_stream *st)
-{
-    struct evbuffer *out;
-
-    if (st->req_done)
-        return;
-    st->req_done = true;
-    if ((out = st_req_out(st)) != NULL)
-        proxy_h2_req_end(&st->req, out);
-}
-
-static void
-st_headers_done(struct h2_stream *st, bool end_stream)
-{
-    int rc;
-
-    st->req_done = end_stream;
-    if ((st->pending = evbuffer_new()) == NULL) {
-        st_answer(st, 503);
-        return;
-    }
-    rc = proxy_h2_req_finish(&st->req, end_stream, st->pending);
-    if (rc != 0) {
-        st_answer(st, rc);
-        return;
-    }
-    st->ready = true; /* started once this read's frames are processed */
 }
 
 static int
@@ -615,14 +796,16 @@ cb_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *ud)
     case NGHTTP2_HEADERS:
         if (st == NULL)
             break;
-        if (f->headers.cat == NGHTTP2_HCAT_REQUEST)
-            st_headers_done(st, end);
-        else if (end)
-            st_req_end(st); /* after trailers */
+        if (f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+            st->refused = proxy_h2_req_finish(&st->q);
+            st->ready = true; /* started once this read's frames are processed */
+        }
+        if (end)
+            st->req_done = true; /* (after trailers, too) */
         break;
     case NGHTTP2_DATA:
         if (st != NULL && end)
-            st_req_end(st);
+            st->req_done = true;
         break;
     case NGHTTP2_RST_STREAM:
         STAT_INC(s->w, h2_resets);
@@ -639,18 +822,19 @@ cb_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *dat
 {
     struct proxy_h2 *s = ud;
     struct h2_stream *st = st_of(s, id);
-    struct evbuffer *out;
 
+    (void)ng;
     (void)flags;
     if (st == NULL) {
         s->conn_unconsumed += len;
         return 0;
     }
-    (void)ng;
-    out = st_req_out(st);
-    if (out != NULL)
-        proxy_h2_req_body(&st->req, out, data, len);
-    st->unconsumed += len; /* given back by st_window once the pair took it */
+    /* kept for the request (until it starts, or while it wants its body);
+     * given back to flow control by st_window either way */
+    if (!st->failed && !st->end_given && (!st->started || st->req != NULL))
+        evbuffer_add(st->in, data, len);
+    st->unconsumed += len;
+    st->last_in_ms = proxy_now_ms();
     return 0;
 }
 
@@ -688,12 +872,11 @@ cb_stream_close(nghttp2_session *ng, int32_t id, uint32_t error_code, void *ud)
     struct proxy_h2 *s = ud;
     struct h2_stream *st = st_of(s, id);
 
-    (void)ng;
     (void)error_code;
     if (st == NULL)
         return 0;
     nghttp2_session_set_stream_user_data(ng, id, NULL);
-    st_free(st, false);
+    st_free(st);
     if (s->nstreams == 0 && !s->closing)
         timer_ms(s->idle, s->w->conf->limits.keepalive_timeout_ms);
     return 0;
@@ -707,16 +890,24 @@ st_tick(struct proxy_h2 *s, struct h2_stream *st)
 {
     bool did = false;
 
-    if (st->ready && !s->flooded) {
-        st_start(st);
-        did = true;
-    } else if (st->ready) {
-        st->ready = false; /* a flooder's stream: never started */
-        st_fail(st);
+    if (st->ready) {
+        st->ready = false;
+        if (!s->flooded)
+            st_start(st);
+        else
+            st_fail(st); /* a flooder's stream: never started */
         did = true;
     }
-    if (st->want_parse) {
-        st_parse(st);
+    if (st->req != NULL && (evbuffer_get_length(st->in) > 0 || (st->req_done && !st->end_given))) {
+        st_feed(st);
+        did = true;
+    }
+    if (st->want_resume) {
+        st->want_resume = false;
+        if (st->req != NULL && st->req->up != NULL)
+            proxy_upstream_resume(st->req); /* may queue more, or end the request */
+        else if (st->req != NULL && st->req->fill_read)
+            proxy_cache_fill_drained(st->req); /* more of a cache file being written */
         did = true;
     }
     if (st_window(st))
@@ -770,8 +961,27 @@ h2_pump(struct proxy_h2 *s)
         if (!did)
             break;
     }
-    if (!s->closing && !nghttp2_session_want_read(s->ng) && !nghttp2_session_want_write(s->ng))
+    if (s->tls != NULL) {
+        /* over TLS the bufferevent makes one record, and one send, per
+         * chain of its output: what the pumps framed goes as one when small */
+        size_t len = evbuffer_get_length(out);
+        if (len > 0 && len <= PROXY_TLS_COALESCE)
+            evbuffer_pullup(out, -1);
+    }
+    if (s->closing)
+        return;
+    if (!nghttp2_session_want_read(s->ng) && !nghttp2_session_want_write(s->ng)) {
         h2_close(s); /* GOAWAY went out and no stream is left */
+        return;
+    }
+    /* streams still waiting on their client get their timer (not before
+     * the frames went out: most answers are gone by now) */
+    struct h2_stream *st;
+    TAILQ_FOREACH(st, &s->streams, link)
+    {
+        if ((st_writing(st) || st_reading(st)) && !evtimer_pending(st->timer, NULL))
+            st_timer_arm(st);
+    }
 }
 
 static void
@@ -801,7 +1011,7 @@ h2_recv(struct proxy_h2 *s)
 }
 
 static void
-h2_free(struct proxy_h2 *s, bool now)
+h2_free(struct proxy_h2 *s)
 {
     struct proxy_worker *w = s->w;
     struct h2_stream *st;
@@ -809,8 +1019,10 @@ h2_free(struct proxy_h2 *s, bool now)
     CHECK_MAGIC(s, PROXY_H2_MAGIC);
     s->dead = true;
     while ((st = TAILQ_FIRST(&s->streams)) != NULL)
-        st_free(st, now);
+        st_free(st);
     nghttp2_session_del(s->ng);
+    if (s->tls != NULL)
+        proxy_tls_close(s->tls, w, s->io_failed); /* close_notify when clean */
     bufferevent_free(s->bev);
     event_free(s->defer);
     event_free(s->idle);
@@ -833,7 +1045,7 @@ h2_close(struct proxy_h2 *s)
         return;
     s->closing = true;
     while ((st = TAILQ_FIRST(&s->streams)) != NULL)
-        st_free(st, false);
+        st_free(st);
     /* reading goes on (and discards) until the close: a socket closed with
      * unread bytes sends RST, and the client could lose our GOAWAY */
     if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
@@ -893,9 +1105,10 @@ h2_eventcb(struct bufferevent *bev, short what, void *arg)
     struct proxy_h2 *s = arg;
 
     (void)bev;
-    (void)what;
     CHECK_MAGIC(s, PROXY_H2_MAGIC);
     /* EOF, error, or the client did not read for send_timeout */
+    if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+        s->io_failed = true;
     s->want_free = true;
     h2_schedule(s);
 }
@@ -909,7 +1122,7 @@ h2_defer_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     CHECK_MAGIC(s, PROXY_H2_MAGIC);
     if (s->want_free) {
-        h2_free(s, false);
+        h2_free(s);
         return;
     }
     h2_recv(s); /* bytes read before the session existed (the preface) */
@@ -925,7 +1138,7 @@ h2_idle_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     CHECK_MAGIC(s, PROXY_H2_MAGIC);
     if (s->closing) {
-        h2_free(s, false); /* the client did not take its last frames */
+        h2_free(s); /* the client did not take its last frames */
         return;
     }
     if (s->nstreams == 0) {
@@ -935,7 +1148,8 @@ h2_idle_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 int
-proxy_h2_start(struct proxy_worker *w, struct bufferevent *bev, const char *peer, bool https)
+proxy_h2_start(struct proxy_worker *w, struct bufferevent *bev, const char *peer,
+               struct proxy_tls *tls)
 {
     const struct conf_limits *lim = &w->conf->limits;
     struct timeval wtv = {.tv_sec = (time_t)(lim->send_timeout_ms / 1000),
@@ -951,13 +1165,13 @@ proxy_h2_start(struct proxy_worker *w, struct bufferevent *bev, const char *peer
     };
     struct proxy_h2 *s = calloc(1, sizeof(*s));
 
-    pthread_once(&resp_once, resp_settings_init);
     if (s == NULL)
         goto fail;
     s->magic = PROXY_H2_MAGIC;
     s->w = w;
     s->bev = bev;
-    s->https = https;
+    s->tls = tls;
+    s->https = tls != NULL;
     snprintf(s->peer, sizeof(s->peer), "%s", peer);
     TAILQ_INIT(&s->streams);
     s->max_resets = lim->http2_max_resets;
@@ -1015,6 +1229,8 @@ fail:
             event_free(s->idle);
         free(s);
     }
+    if (tls != NULL)
+        proxy_tls_close(tls, w, true);
     bufferevent_free(bev);
     return -1;
 }
@@ -1036,5 +1252,5 @@ proxy_h2_worker_free(struct proxy_worker *w)
     struct proxy_h2 *s;
 
     while ((s = LIST_FIRST(&w->h2s)) != NULL)
-        h2_free(s, true);
+        h2_free(s);
 }

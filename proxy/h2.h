@@ -1,15 +1,15 @@
 /*
- * HTTP/2 <-> HTTP/1.1 message mapping for the h2 client side (proxy/h2.c).
- * Pure functions over (ptr, len) views and evbuffers, without nghttp2, so
- * that tests/unit/proxy_h2_test.c can drive them directly.
+ * HTTP/2 message pieces for the h2 client side (proxy/h2.c). Pure
+ * functions over (ptr, len) views, without nghttp2, so that
+ * tests/unit/proxy_h2_test.c can drive them directly.
  *
- * An h2 stream enters the pipeline as an HTTP/1.1 request written into a
- * bufferevent pair (see ARCHITECTURE.md "HTTP/2 to clients"): this file
- * turns the stream's header fields into that request head, and the
- * pipeline's response head back into h2 fields.
+ * An h2 stream is a request of the pipeline (see ARCHITECTURE.md "HTTP/2 to
+ * clients"): this file checks the stream's header fields and writes them
+ * into the request's head (proxy/head.c) as the HTTP/1.1 parser would
+ * have, and says which response fields HTTP/2 may carry.
  *
  * Return convention: int functions give 0, or the HTTP status the stream is
- * answered with instead (400, 414, 431); proxy_h2_preface is tri-state.
+ * answered with instead (400, 414, 431, 503); proxy_h2_preface is tri-state.
  */
 #ifndef EDGE_PROXY_H2_H
 #define EDGE_PROXY_H2_H
@@ -30,49 +30,45 @@ struct evbuffer;
  * for more bytes); -1: not HTTP/2 (an HTTP/1.x client). */
 int proxy_h2_preface(const void *p, size_t n);
 
-/* One request head under construction, fed field by field (pseudo-header
- * fields first, as nghttp2 guarantees). Limits are those of HTTP/1.1:
- * max_head counts the target and every name and value (as head.c does),
- * max_headers the fields of the head written (with Host, the joined Cookie
- * and Transfer-Encoding), max_uri the :path. */
+/* One request's fields, fed as nghttp2 delivers them (pseudo-header fields
+ * first), written into 'head': :path is the target (:authority for
+ * CONNECT), :authority becomes a Host field (a host field is then
+ * ignored), cookie crumbs become one Cookie field (RFC 9113 8.2.3), TE,
+ * Expect and connection-specific fields are dropped. Every byte is checked
+ * again although nghttp2 validated it: the origin gets these fields as
+ * HTTP/1.1, where CR, LF, NUL or a space in the wrong place would be
+ * request smuggling. The head's limits are those of HTTP/1.1: its size
+ * (max_header_size: target, names and values, 431), its fields
+ * (max_headers, 431) and max_uri (414). */
 struct proxy_h2_req {
-    size_t max_head, max_headers, max_uri;
-    struct evbuffer *fields; /* "name: value\r\n" of the regular fields */
-    struct evbuffer *cookie; /* crumbs joined with "; " (RFC 9113 8.2.3) */
-    char method[24];
-    size_t method_len;
-    char authority[256];
-    size_t authority_len;
-    char *path; /* malloc'd, path_len bytes */
-    size_t path_len;
-    size_t head_bytes, nfields;
+    struct proxy_head *head;
+    struct evbuffer *cookie; /* crumbs joined with "; " until finish */
+    size_t max_uri;
+    int method;             /* llhttp_method, -1 until :method */
     int64_t content_length; /* -1 when absent */
-    bool has_host;
-    bool head_method; /* HEAD: the response has no body */
-    bool chunked;     /* the body goes with chunked framing (no content-length) */
-    int status;       /* first refusal (400 / 414 / 431), 0 while fine */
+    bool has_path, has_authority;
+    int status; /* first refusal (400 / 414 / 431 / 503), 0 while fine */
 };
 
-int proxy_h2_req_init(struct proxy_h2_req *q, size_t max_head, size_t max_headers, size_t max_uri);
+/* head: an initialised (empty) head; the request keeps it. */
+int proxy_h2_req_init(struct proxy_h2_req *q, struct proxy_head *head, size_t max_uri);
+/* Empties q for another request on 'head', keeping its buffer. */
+void proxy_h2_req_reset(struct proxy_h2_req *q, struct proxy_head *head, size_t max_uri);
 void proxy_h2_req_fini(struct proxy_h2_req *q);
-/* One field as nghttp2 delivers it (names lower-case, validated). Once a
- * field is refused the others are ignored and the same status returned. */
+/* One field (names lower-case, as nghttp2 checked). Once a field is
+ * refused the others are ignored and the same status returned. */
 int proxy_h2_req_field(struct proxy_h2_req *q, const char *name, size_t nlen, const char *value,
                        size_t vlen);
-/* Writes the HTTP/1.1 request head to out. end_stream: the HEADERS frame
- * ended the stream (no body). A body without content-length gets
- * "Transfer-Encoding: chunked" and q->chunked is set. */
-int proxy_h2_req_finish(struct proxy_h2_req *q, bool end_stream, struct evbuffer *out);
-/* Frames one piece of request body for the head written by finish. */
-void proxy_h2_req_body(const struct proxy_h2_req *q, struct evbuffer *out, const void *p, size_t n);
-/* The end of the request body. */
-void proxy_h2_req_end(const struct proxy_h2_req *q, struct evbuffer *out);
+/* The header block is complete: the cookie, and the pseudo-fields checked. */
+int proxy_h2_req_finish(struct proxy_h2_req *q);
 
-/* The response head's fields for HEADERS: hop-by-hop ones (and those
- * Connection names) are left out; names are lower-cased in place in the
- * head's buffer, as h2 requires. Returns how many were written to out
- * (at most cap). */
-size_t proxy_h2_resp_fields(struct proxy_head *h, struct proxy_hdr *out, size_t cap);
+/* An HTTP method token as llhttp numbers it (HTTP methods only, not PRI
+ * nor RTSP's), or -1: the request is refused as HTTP/1.1's parser would. */
+int proxy_h2_method(const char *m, size_t n);
+
+/* May a response carry this field over HTTP/2? Not the connection-specific
+ * ones (RFC 9113 8.2.2) nor the other hop-by-hop ones. */
+bool proxy_h2_resp_field_ok(const char *name, size_t nlen);
 
 /* Counting events in a fixed window: true when this event is the
  * (max + 1)th within window_ms of the window's first one. */

@@ -1,8 +1,9 @@
 /*
- * HTTP/2 fields <-> HTTP/1.1 heads (see proxy/h2.h). Everything a client
- * sends is checked again here even though nghttp2 validated it: the bytes
- * become an HTTP/1.1 head, so CR, LF, NUL or a space in the wrong place
- * would be request smuggling.
+ * HTTP/2 fields -> the request's head, and which response fields HTTP/2
+ * may carry (see proxy/h2.h). Everything a client sends is checked again
+ * here even though nghttp2 validated it: the origin gets these fields as
+ * HTTP/1.1, so CR, LF, NUL or a space in the wrong place would be request
+ * smuggling.
  */
 #include "proxy/h2.h"
 
@@ -22,32 +23,35 @@ proxy_h2_preface(const void *p, size_t n)
 }
 
 int
-proxy_h2_req_init(struct proxy_h2_req *q, size_t max_head, size_t max_headers, size_t max_uri)
+proxy_h2_req_init(struct proxy_h2_req *q, struct proxy_head *head, size_t max_uri)
 {
     memset(q, 0, sizeof(*q));
-    q->max_head = max_head;
-    q->max_headers = max_headers;
-    q->max_uri = max_uri;
-    q->content_length = -1;
-    q->fields = evbuffer_new();
-    q->cookie = evbuffer_new();
-    if (q->fields == NULL || q->cookie == NULL) {
-        proxy_h2_req_fini(q);
+    if ((q->cookie = evbuffer_new()) == NULL)
         return -1;
-    }
+    proxy_h2_req_reset(q, head, max_uri);
     return 0;
+}
+
+void
+proxy_h2_req_reset(struct proxy_h2_req *q, struct proxy_head *head, size_t max_uri)
+{
+    struct evbuffer *cookie = q->cookie;
+
+    evbuffer_drain(cookie, evbuffer_get_length(cookie));
+    memset(q, 0, sizeof(*q));
+    q->cookie = cookie;
+    q->head = head;
+    q->max_uri = max_uri;
+    q->method = -1;
+    q->content_length = -1;
 }
 
 void
 proxy_h2_req_fini(struct proxy_h2_req *q)
 {
-    if (q->fields != NULL)
-        evbuffer_free(q->fields);
     if (q->cookie != NULL)
         evbuffer_free(q->cookie);
-    free(q->path);
-    q->fields = q->cookie = NULL;
-    q->path = NULL;
+    q->cookie = NULL;
 }
 
 static int
@@ -58,21 +62,37 @@ refuse(struct proxy_h2_req *q, int status)
     return q->status;
 }
 
-static bool
-is(const char *name, size_t nlen, const char *lit)
+/* A failed append to the head: the status head.c chose (414, 431; 500 is
+ * its out of memory) */
+static int
+refuse_head(struct proxy_h2_req *q)
 {
-    size_t l = strlen(lit);
-    return nlen == l && memcmp(name, lit, l) == 0;
+    int st = q->head->overflow;
+    return refuse(q, st == 0 ? 431 : st == 500 ? 503 : st);
 }
 
-/* RFC 9110 5.6.2 tchar */
-static bool
-tchar(unsigned char c)
-{
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
-}
+/* name is the literal lit (a constant-length compare, run for every field) */
+#define IS(name, nlen, lit)                                                                        \
+    ((nlen) == sizeof(lit) - 1 && memcmp((name), (lit), sizeof(lit) - 1) == 0)
+
+/* RFC 9110 5.6.2 tchar, as a table: every byte of every field name goes
+ * through it */
+/* clang-format off */
+static const bool tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+/* clang-format on */
 
 static bool
 token_ok(const char *s, size_t n)
@@ -80,7 +100,7 @@ token_ok(const char *s, size_t n)
     if (n == 0)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (!tchar((unsigned char)s[i]))
+        if (!tchar[(unsigned char)s[i]])
             return false;
     return true;
 }
@@ -109,36 +129,60 @@ visible_ok(const char *s, size_t n)
     return true;
 }
 
+/* name: value into the head (one field, as llhttp would hand it over). */
+static int
+add(struct proxy_h2_req *q, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+    if (proxy_head_field(q->head, name, nlen) < 0 || proxy_head_value(q->head, value, vlen) < 0)
+        return refuse_head(q);
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    size_t len;
+    int method;
+} methods[] = {
+#define XX(num, name, string) {#string, sizeof(#string) - 1, num},
+    HTTP_METHOD_MAP(XX)
+#undef XX
+};
+
+int
+proxy_h2_method(const char *m, size_t n)
+{
+    if (n == 3 && memcmp(m, "GET", 3) == 0)
+        return HTTP_GET;
+    for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+        if (methods[i].len == n && memcmp(methods[i].name, m, n) == 0)
+            return methods[i].method;
+    return -1;
+}
+
 static int
 pseudo(struct proxy_h2_req *q, const char *name, size_t nlen, const char *value, size_t vlen)
 {
-    if (is(name, nlen, ":method")) {
-        if (!token_ok(value, vlen) || vlen >= sizeof(q->method))
+    if (IS(name, nlen, ":method")) {
+        if (!token_ok(value, vlen) || q->method >= 0 ||
+            (q->method = proxy_h2_method(value, vlen)) < 0)
             return refuse(q, 400);
-        memcpy(q->method, value, vlen);
-        q->method_len = vlen;
-        q->head_method = vlen == 4 && memcmp(value, "HEAD", 4) == 0;
-    } else if (is(name, nlen, ":path")) {
+    } else if (IS(name, nlen, ":path")) {
         if (vlen > q->max_uri)
             return refuse(q, 414);
-        if (vlen == 0 || !visible_ok(value, vlen) || q->path != NULL)
+        if (vlen == 0 || !visible_ok(value, vlen) || q->has_path)
             return refuse(q, 400);
-        q->path = malloc(vlen);
-        if (q->path == NULL)
-            return refuse(q, 503);
-        memcpy(q->path, value, vlen);
-        q->path_len = vlen;
-        q->head_bytes += vlen;
-    } else if (is(name, nlen, ":authority")) {
-        if (vlen == 0 || vlen >= sizeof(q->authority) || !visible_ok(value, vlen))
+        if (proxy_head_url(q->head, value, vlen, q->max_uri) < 0)
+            return refuse_head(q);
+        q->has_path = true;
+    } else if (IS(name, nlen, ":authority")) {
+        if (vlen == 0 || vlen >= 256 || !visible_ok(value, vlen) || q->has_authority)
             return refuse(q, 400);
-        memcpy(q->authority, value, vlen);
-        q->authority_len = vlen;
-        q->head_bytes += 4 + vlen; /* it becomes Host */
-    } else if (!is(name, nlen, ":scheme")) {
+        q->has_authority = true;
+        return add(q, "host", 4, value, vlen); /* the Host the pipeline routes by */
+    } else if (!IS(name, nlen, ":scheme")) {
         return refuse(q, 400); /* :protocol (extended CONNECT) is not offered */
     }
-    return q->head_bytes > q->max_head ? refuse(q, 431) : 0;
+    return 0;
 }
 
 /* Fields that are about one HTTP/1.1 connection and not the request, and
@@ -146,10 +190,16 @@ pseudo(struct proxy_h2_req *q, const char *name, size_t nlen, const char *value,
 static bool
 dropped(const char *name, size_t nlen)
 {
-    return is(name, nlen, "te") || is(name, nlen, "expect") || is(name, nlen, "connection") ||
-           is(name, nlen, "keep-alive") || is(name, nlen, "proxy-connection") ||
-           is(name, nlen, "transfer-encoding") || is(name, nlen, "upgrade") ||
-           is(name, nlen, "http2-settings");
+    switch (nlen) {
+    case 2: return IS(name, nlen, "te");
+    case 6: return IS(name, nlen, "expect");
+    case 7: return IS(name, nlen, "upgrade");
+    case 10: return IS(name, nlen, "connection") || IS(name, nlen, "keep-alive");
+    case 14: return IS(name, nlen, "http2-settings");
+    case 16: return IS(name, nlen, "proxy-connection");
+    case 17: return IS(name, nlen, "transfer-encoding");
+    default: return false;
+    }
 }
 
 int
@@ -166,12 +216,9 @@ proxy_h2_req_field(struct proxy_h2_req *q, const char *name, size_t nlen, const 
         return refuse(q, 400);
     if (dropped(name, nlen))
         return 0;
-    if (is(name, nlen, "host")) {
-        if (q->authority_len > 0)
-            return 0; /* :authority wins (RFC 9113 8.3.1) */
-        q->has_host = true;
-    }
-    if (is(name, nlen, "content-length")) {
+    if (IS(name, nlen, "host") && q->has_authority)
+        return 0; /* :authority wins (RFC 9113 8.3.1) */
+    if (IS(name, nlen, "content-length")) {
         int64_t v = 0;
         if (vlen == 0 || vlen > 18)
             return refuse(q, 400);
@@ -186,113 +233,69 @@ proxy_h2_req_field(struct proxy_h2_req *q, const char *name, size_t nlen, const 
             return 0; /* the same value twice: once is enough */
         q->content_length = v;
     }
-    q->head_bytes += nlen + vlen;
-    if (q->head_bytes > q->max_head)
-        return refuse(q, 431);
-    if (is(name, nlen, "cookie")) {
-        if (evbuffer_get_length(q->cookie) > 0) {
-            evbuffer_add(q->cookie, "; ", 2);
-            q->head_bytes += 2;
-        } else if (++q->nfields > q->max_headers) {
+    if (IS(name, nlen, "cookie")) {
+        /* joined at finish; counted against the head's size as it comes */
+        size_t have = evbuffer_get_length(q->cookie);
+        if (have > 0 && evbuffer_add(q->cookie, "; ", 2) < 0)
+            return refuse(q, 503);
+        if (evbuffer_add(q->cookie, value, vlen) < 0)
+            return refuse(q, 503);
+        if (q->head->len + 6 + evbuffer_get_length(q->cookie) > q->head->cap)
             return refuse(q, 431);
-        }
-        evbuffer_add(q->cookie, value, vlen);
         return 0;
     }
-    if (++q->nfields > q->max_headers)
-        return refuse(q, 431);
-    evbuffer_add(q->fields, name, nlen);
-    evbuffer_add(q->fields, ": ", 2);
-    evbuffer_add(q->fields, value, vlen);
-    evbuffer_add(q->fields, "\r\n", 2);
-    return 0;
+    return add(q, name, nlen, value, vlen);
 }
 
 int
-proxy_h2_req_finish(struct proxy_h2_req *q, bool end_stream, struct evbuffer *out)
+proxy_h2_req_finish(struct proxy_h2_req *q)
 {
-    bool connect = q->method_len == 7 && memcmp(q->method, "CONNECT", 7) == 0;
-    size_t n;
+    size_t n = evbuffer_get_length(q->cookie);
 
     if (q->status != 0)
         return q->status;
-    if (q->method_len == 0 || (q->path == NULL && !connect))
+    if (n > 0) {
+        const char *v = (const char *)evbuffer_pullup(q->cookie, -1);
+        if (v == NULL)
+            return refuse(q, 503);
+        if (add(q, "cookie", 6, v, n) != 0)
+            return q->status;
+    }
+    if (q->method < 0)
         return refuse(q, 400);
-    q->chunked = !end_stream && q->content_length < 0;
-    n = q->nfields + (q->authority_len > 0) + q->chunked;
-    if (n > q->max_headers || q->head_bytes + (q->chunked ? 24 : 0) > q->max_head)
-        return refuse(q, 431);
-    evbuffer_add(out, q->method, q->method_len);
-    evbuffer_add(out, " ", 1);
-    if (q->path != NULL)
-        evbuffer_add(out, q->path, q->path_len);
-    else
-        evbuffer_add(out, q->authority, q->authority_len);
-    evbuffer_add(out, " HTTP/1.1\r\n", 11);
-    if (q->authority_len > 0) {
-        evbuffer_add(out, "Host: ", 6);
-        evbuffer_add(out, q->authority, q->authority_len);
-        evbuffer_add(out, "\r\n", 2);
+    if (!q->has_path) {
+        struct proxy_hdr host;
+        /* CONNECT names its target in :authority (the pipeline answers 405) */
+        if (q->method != HTTP_CONNECT || !proxy_head_find(q->head, "host", &host))
+            return refuse(q, 400);
+        if (proxy_head_url(q->head, host.value, host.vlen, q->max_uri) < 0)
+            return refuse_head(q);
     }
-    evbuffer_add_buffer(out, q->fields);
-    if (evbuffer_get_length(q->cookie) > 0) {
-        evbuffer_add(out, "Cookie: ", 8);
-        evbuffer_add_buffer(out, q->cookie);
-        evbuffer_add(out, "\r\n", 2);
-    }
-    if (q->chunked)
-        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
-    evbuffer_add(out, "\r\n", 2);
     return 0;
 }
 
-void
-proxy_h2_req_body(const struct proxy_h2_req *q, struct evbuffer *out, const void *p, size_t n)
+/* The hop-by-hop fields of head.c's list: Connection, Keep-Alive,
+ * Proxy-Connection, Transfer-Encoding and Upgrade are connection-specific
+ * (a client treats a response carrying them as malformed); TE, Trailer and
+ * Proxy-Authorization are not passed on either. */
+bool
+proxy_h2_resp_field_ok(const char *name, size_t nlen)
 {
-    if (n == 0)
-        return; /* an empty DATA frame; as a chunk it would end the body */
-    if (q->chunked) {
-        char hex[24];
-        size_t i = sizeof(hex) - 2;
-        hex[sizeof(hex) - 2] = '\r';
-        hex[sizeof(hex) - 1] = '\n';
-        size_t v = n;
-        do {
-            hex[--i] = "0123456789abcdef"[v & 15];
-            v >>= 4;
-        } while (v != 0);
-        evbuffer_add(out, hex + i, sizeof(hex) - i);
-        evbuffer_add(out, p, n);
-        evbuffer_add(out, "\r\n", 2);
-    } else {
-        evbuffer_add(out, p, n);
+    struct proxy_hdr h = {name, nlen, "", 0};
+
+    switch (nlen) {
+    case 2:
+    case 7:
+    case 10:
+    case 16:
+    case 17:
+    case 19: break;
+    default: return true;
     }
-}
-
-void
-proxy_h2_req_end(const struct proxy_h2_req *q, struct evbuffer *out)
-{
-    if (q->chunked)
-        evbuffer_add(out, "0\r\n\r\n", 5);
-}
-
-size_t
-proxy_h2_resp_fields(struct proxy_head *h, struct proxy_hdr *out, size_t cap)
-{
-    struct proxy_hdr x;
-    size_t k = 0;
-
-    proxy_head_scan_connection(h);
-    for (size_t i = 0; k < cap && proxy_head_get(h, i, &x); i++) {
-        if (x.nlen == 0 || proxy_hdr_hop_by_hop(&x, h))
-            continue;
-        char *name = h->buf + h->idx[i].noff;
-        for (size_t j = 0; j < x.nlen; j++)
-            if (name[j] >= 'A' && name[j] <= 'Z')
-                name[j] = (char)(name[j] - 'A' + 'a');
-        out[k++] = x;
-    }
-    return k;
+    return !(proxy_hdr_is(&h, "te") || proxy_hdr_is(&h, "trailer") || proxy_hdr_is(&h, "upgrade") ||
+             proxy_hdr_is(&h, "connection") || proxy_hdr_is(&h, "keep-alive") ||
+             proxy_hdr_is(&h, "proxy-connection") || proxy_hdr_is(&h, "transfer-encoding") ||
+             proxy_hdr_is(&h, "proxy-authorization"));
 }
 
 bool

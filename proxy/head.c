@@ -15,10 +15,19 @@
 int
 proxy_head_init(struct proxy_head *h, size_t cap, size_t max_headers)
 {
+    return proxy_head_init_grow(h, cap, cap, max_headers);
+}
+
+int
+proxy_head_init_grow(struct proxy_head *h, size_t initial, size_t cap, size_t max_headers)
+{
     memset(h, 0, sizeof(*h));
-    h->buf = malloc(cap);
+    if (initial > cap || initial == 0)
+        initial = cap;
+    h->buf = malloc(initial);
     if (h->buf == NULL)
         return -1;
+    h->size = initial;
     h->cap = cap;
     h->max_headers = max_headers;
     return 0;
@@ -51,6 +60,18 @@ append(struct proxy_head *h, const char *at, size_t len, int status)
     if (len > h->cap - h->len) {
         h->overflow = status;
         return -1;
+    }
+    if (len > h->size - h->len) {
+        size_t size = h->size;
+        char *p;
+        while (size - h->len < len)
+            size = size > h->cap / 2 ? h->cap : size * 2;
+        if ((p = realloc(h->buf, size)) == NULL) {
+            h->overflow = 500;
+            return -1;
+        }
+        h->buf = p;
+        h->size = size;
     }
     memcpy(h->buf + h->len, at, len);
     h->len += len;
@@ -246,6 +267,27 @@ proxy_hdr_hop_by_hop(const struct proxy_hdr *h, const struct proxy_head *all)
     return false;
 }
 
+/* ---- free lists ---- */
+
+int
+proxy_pool_init(struct proxy_pool *p, size_t cap)
+{
+    p->n = 0;
+    p->v = calloc(cap, sizeof(*p->v));
+    p->cap = p->v != NULL ? cap : 0; /* without the array nothing is kept */
+    return p->v != NULL ? 0 : -1;
+}
+
+void
+proxy_pool_fini(struct proxy_pool *p, void (*free_one)(void *))
+{
+    while (p->n > 0)
+        free_one(p->v[--p->n]);
+    free(p->v);
+    p->v = NULL;
+    p->cap = 0;
+}
+
 /* ---- head builder ---- */
 
 void
@@ -283,6 +325,21 @@ proxy_hb_u64(struct proxy_hb *b, uint64_t v)
 void
 proxy_hb_hdr(struct proxy_hb *b, const char *name, size_t nlen, const char *value, size_t vlen)
 {
+    /* one room check for the whole line: every field of every head the
+     * sinks and send_head write comes through here */
+    if (nlen + vlen + 4 <= sizeof(b->buf) - b->len) {
+        char *p = b->buf + b->len;
+        memcpy(p, name, nlen);
+        p += nlen;
+        *p++ = ':';
+        *p++ = ' ';
+        memcpy(p, value, vlen);
+        p += vlen;
+        *p++ = '\r';
+        *p++ = '\n';
+        b->len = (size_t)(p - b->buf);
+        return;
+    }
     proxy_hb_add(b, name, nlen);
     proxy_hb_lit(b, ": ");
     proxy_hb_add(b, value, vlen);

@@ -3,6 +3,8 @@
  * in request mode, one request in flight at a time. Pipelined requests wait
  * in the input buffer: the parser pauses at the end of every message and
  * resumes when that message's response is done, so answers go out in order.
+ * Each request runs through the pipeline (req.c) and is answered through
+ * this file's sink (h1_sink): HTTP/1.1 text on the connection.
  *
  * Bodies stream both ways with backpressure: the client is not read while
  * the request body waits for the upstream, and the upstream is not read while
@@ -39,9 +41,6 @@ static void conn_defer_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_feed(struct proxy_conn *c);
 static void req_maybe_finish(struct proxy_req *r);
 static void conn_close_after_flush(struct proxy_conn *c);
-static void after_request(struct proxy_req *r, int result);
-static void run_request_phase(struct proxy_req *r);
-static void dispatch_forward(struct proxy_req *r);
 
 static int on_message_begin(llhttp_t *p);
 static int on_url(llhttp_t *p, const char *at, size_t len);
@@ -225,31 +224,106 @@ proxy_conn_accept(struct proxy_worker *w, int fd, const struct sockaddr *sa, int
         c->h2_sniff = true;
 }
 
+static void conn_destroy(void *arg);
+
+/* A connection object from the worker's free list (its head buffer, cache
+ * views and events kept; the head remade when the limits changed), or a new
+ * one. NULL when out of memory. */
+static struct proxy_conn *
+conn_get(struct proxy_worker *w)
+{
+    const struct conf_limits *lim = &w->conf->limits;
+    struct proxy_conn *c = proxy_pool_get(&w->conn_pool);
+
+    if (c != NULL) {
+        struct proxy_head head = c->head;
+        struct event *timer = c->timer, *defer = c->defer;
+
+        memset(c, 0, sizeof(*c));
+        c->head = head;
+        c->timer = timer;
+        c->defer = defer;
+        c->w = w;
+        proxy_head_reset(&c->head);
+        c->head.max_headers = lim->max_headers;
+        if (c->head.cap == lim->max_header_size)
+            return c;
+        proxy_head_fini(&c->head);
+        if (proxy_head_init(&c->head, lim->max_header_size, lim->max_headers) == 0)
+            return c;
+        conn_destroy(c);
+        return NULL;
+    }
+    c = calloc(1, sizeof(*c));
+    if (c == NULL || proxy_head_init(&c->head, lim->max_header_size, lim->max_headers) < 0) {
+        free(c);
+        return NULL;
+    }
+    c->w = w;
+    c->timer = evtimer_new(w->base, conn_timer_cb, c);
+    c->defer = event_new(w->base, -1, 0, conn_defer_cb, c);
+    if (c->timer == NULL || c->defer == NULL) {
+        conn_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Frees a connection object for good (conn_get's pool at worker exit). */
+static void
+conn_destroy(void *arg)
+{
+    struct proxy_conn *c = arg;
+
+    if (c->timer != NULL)
+        event_free(c->timer);
+    if (c->defer != NULL)
+        event_free(c->defer);
+    proxy_head_fini(&c->head);
+    free(c);
+}
+
+static void
+req_destroy(void *arg)
+{
+    free(arg);
+}
+
+int
+proxy_worker_pools_init(struct proxy_worker *w)
+{
+    if (proxy_pool_init(&w->req_pool, 256) < 0 || proxy_pool_init(&w->conn_pool, 64) < 0 ||
+        proxy_pool_init(&w->h2_pool, 128) < 0)
+        return -1;
+    return 0;
+}
+
+/* After every connection and session of w is freed. */
+void
+proxy_worker_pools_fini(struct proxy_worker *w)
+{
+    proxy_pool_fini(&w->req_pool, req_destroy);
+    proxy_pool_fini(&w->conn_pool, conn_destroy);
+    proxy_h2_pool_fini(w);
+}
+
 /* A connection on bev (a socket, or one end of a pair for internal
  * requests); takes bev. NULL when out of memory (bev freed). */
 static struct proxy_conn *
 conn_new(struct proxy_worker *w, struct bufferevent *bev, int fd, const char *peer)
 {
     const struct conf_limits *lim = &w->conf->limits;
-    struct proxy_conn *c = calloc(1, sizeof(*c));
+    struct proxy_conn *c;
 
     pthread_once(&settings_once, settings_init);
-    if (c == NULL || proxy_head_init(&c->head, lim->max_header_size, lim->max_headers) < 0) {
-        free(c);
+    if ((c = conn_get(w)) == NULL) {
         bufferevent_free(bev);
         return NULL;
     }
     c->magic = PROXY_CONN_MAGIC;
-    c->w = w;
     c->fd = fd;
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     c->bev = bev;
-    c->timer = evtimer_new(w->base, conn_timer_cb, c);
-    c->defer = event_new(w->base, -1, 0, conn_defer_cb, c);
-    if (c->timer == NULL || c->defer == NULL) {
-        proxy_conn_free(c);
-        return NULL;
-    }
     llhttp_init(&c->parser, HTTP_REQUEST, &req_settings);
     c->parser.data = c;
     /* libevent caps one read/write at 16 KiB by default: a 4 MiB cache hit
@@ -268,34 +342,12 @@ conn_new(struct proxy_worker *w, struct bufferevent *bev, int fd, const char *pe
         STAT_INC(w, conns_accepted);
         STAT_INC(w, conns_active);
     } else {
-        w->ninternal++; /* a pair (h2 stream, refresh): not a client connection */
+        w->ninternal++; /* a pair (a background refresh): not a client connection */
     }
     c->state = CONN_IDLE;
     /* the first request gets the header timeout from the accept on */
     timer_arm(c->timer, lim->client_header_timeout_ms);
     return c;
-}
-
-struct proxy_conn *
-proxy_conn_new_internal(struct proxy_worker *w, struct bufferevent *bev, const char *peer,
-                        void (*gone)(void *), void *arg)
-{
-    struct proxy_conn *c = conn_new(w, bev, -1, peer);
-
-    if (c != NULL) {
-        c->gone = gone;
-        c->gone_arg = arg;
-    }
-    return c;
-}
-
-void
-proxy_conn_abort(struct proxy_conn *c)
-{
-    CHECK_MAGIC(c, PROXY_CONN_MAGIC);
-    c->gone = NULL;
-    c->want_free = true;
-    conn_defer(c);
 }
 
 void
@@ -307,12 +359,15 @@ proxy_conn_to_h2(struct proxy_conn *c)
     BUG_ON(c->req != NULL || bev == NULL);
     /* the socket (and what was read of it) moves to the session; this
      * connection object goes away from the loop */
+    struct proxy_tls *tls = c->tls; /* the session owns the handshake's state now */
+
     c->bev = NULL;
+    c->tls = NULL;
     bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
     event_del(c->timer);
     c->want_free = true;
     conn_defer(c);
-    proxy_h2_start(c->w, bev, c->peer, c->https);
+    proxy_h2_start(c->w, bev, c->peer, tls);
 }
 
 /* ---- internal requests (background refresh) ------------------------------------------- */
@@ -395,58 +450,20 @@ proxy_internal_request(struct proxy_worker *w, const char *text, size_t len, boo
     return 0;
 }
 
-static void
-req_free(struct proxy_req *r)
-{
-    if (r == NULL)
-        return;
-    CHECK_MAGIC(r, PROXY_REQ_MAGIC);
-    if (r->up != NULL || r->dnsq != NULL)
-        proxy_upstream_abort(r);
-    if (r->body != NULL)
-        evbuffer_free(r->body);
-    if (r->body_copy != NULL)
-        evbuffer_free(r->body_copy);
-    proxy_cache_req_free(r);
-    proxy_fx_free(r);
-    free(r->_tried);
-    if (r->conf != NULL)
-        conf_unref(r->conf);
-    r->magic = PROXY_DEAD_MAGIC;
-    free(r);
-}
-
 void
 proxy_conn_free(struct proxy_conn *c)
 {
     CHECK_MAGIC(c, PROXY_CONN_MAGIC);
     if (c->req != NULL) {
         struct proxy_req *r = c->req;
-        if (!r->resp_done && r->t_end_us == 0) {
-            r->t_end_us = proxy_now_us();
-            if (r->status == 0)
-                r->status = 499; /* client closed before the answer, as nginx logs it */
-            proxy_access_log(r);
-        }
         c->req = NULL;
-        req_free(r);
+        proxy_req_gone(r); /* logged as 499 when the answer was not complete */
     }
     if (c->tunnel != NULL)
         bufferevent_free(c->tunnel);
     proxy_tls_conn_free(c);
     if (c->bev != NULL)
         bufferevent_free(c->bev);
-    if (c->gone != NULL) {
-        void (*gone)(void *) = c->gone;
-        c->gone = NULL;
-        gone(c->gone_arg); /* h2: the stream stops using this connection */
-    }
-    if (c->timer != NULL)
-        event_free(c->timer);
-    if (c->defer != NULL)
-        event_free(c->defer);
-    proxy_head_fini(&c->head);
-    free(c->hv);
     if (c->w != NULL && c->magic == PROXY_CONN_MAGIC && c->state != (enum proxy_conn_state)-1) {
         struct proxy_worker *w = c->w;
         if (c->link.tqe_prev != NULL) {
@@ -460,7 +477,14 @@ proxy_conn_free(struct proxy_conn *c)
         }
     }
     c->magic = PROXY_DEAD_MAGIC;
-    free(c);
+    /* back to the worker's free list with its buffers and (idle) events */
+    if (c->timer != NULL && c->defer != NULL) {
+        event_del(c->timer);
+        event_del(c->defer);
+        if (proxy_pool_put(&c->w->conn_pool, c))
+            return;
+    }
+    conn_destroy(c);
 }
 
 /* Closes an idle connection now, a busy one after its current response. */
@@ -475,64 +499,7 @@ proxy_conn_drain(struct proxy_conn *c)
     }
 }
 
-/* ---- responses ------------------------------------------------------------------- */
-
-/* RFC 9110 15 reason phrases (llhttp only knows its enum names). */
-const char *
-proxy_status_reason(int status)
-{
-    switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 203: return "Non-Authoritative Information";
-    case 204: return "No Content";
-    case 205: return "Reset Content";
-    case 206: return "Partial Content";
-    case 300: return "Multiple Choices";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 407: return "Proxy Authentication Required";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 417: return "Expectation Failed";
-    case 421: return "Misdirected Request";
-    case 422: return "Unprocessable Content";
-    case 425: return "Too Early";
-    case 426: return "Upgrade Required";
-    case 428: return "Precondition Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 451: return "Unavailable For Legal Reasons";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
-    }
-}
+/* ---- the HTTP/1.1 sink: responses as text on the connection -------------------------- */
 
 static struct evbuffer *
 conn_out(struct proxy_conn *c)
@@ -540,581 +507,183 @@ conn_out(struct proxy_conn *c)
     return bufferevent_get_output(c->bev);
 }
 
-/* Writes a complete response made by the edge (its own answers, a
- * function's respond()): status line, the given headers, X-Request-Id
- * unless given, Content-Length (none for 204/304), the body unless HEAD. */
+/* The head in one piece (the worker's head builder), with the body behind
+ * it for a complete answer. Framing and the Connection field are decided
+ * here: chunked for a 1.1 client when the length is unknown, close for 1.0
+ * (origin answers); close when the client did not ask to keep the
+ * connection, when draining, and for an answer made without reading a
+ * large request body. */
 static void
-respond_with(struct proxy_req *r, int status, const struct proxy_hdr *h, size_t nh,
-             const char *body, size_t len)
+h1_head(struct proxy_req *r, const struct proxy_resp *p)
 {
     struct proxy_conn *c = r->c;
     struct proxy_hb *b = &c->w->hb;
-    bool have_reqid = false, nobody = status == 204 || status == 304;
 
-    BUG_ON(r->resp_started);
-    if (!r->body_done && (r->chunked || r->content_length > 65536))
-        r->resp_close = true; /* not worth reading a large body we will not use */
     if (!r->keepalive || c->w->draining)
         r->resp_close = true;
-    r->status = status;
-    r->resp_started = true;
-    r->resp_chunked = false;
+    if (p->edge) {
+        if (!r->body_done && (r->chunked || r->content_length > 65536))
+            r->resp_close = true; /* not worth reading a large body we will not use */
+        r->resp_chunked = false;
+    } else {
+        if (r->upgrade && p->status != 101)
+            r->resp_close = true; /* the parser stopped at the upgrade: no next request */
+        if (!p->nobody && p->length < 0) {
+            /* the origin streams without a length: chunk it to 1.1 clients, close for 1.0 */
+            if (r->http_major == 1 && r->http_minor >= 1)
+                r->resp_chunked = true;
+            else
+                r->resp_close = true;
+        }
+    }
     b->out = conn_out(c);
     b->len = 0;
     proxy_hb_lit(b, "HTTP/1.1 ");
-    proxy_hb_u64(b, (uint64_t)status);
+    proxy_hb_u64(b, (uint64_t)p->status);
     proxy_hb_lit(b, " ");
-    proxy_hb_str(b, proxy_status_reason(status));
+    if (p->reason != NULL)
+        proxy_hb_add(b, p->reason, p->reason_len);
+    else
+        proxy_hb_str(b, proxy_status_reason(p->status));
     proxy_hb_lit(b, "\r\n");
-    for (size_t i = 0; i < nh; i++) {
-        if (proxy_hdr_is(&h[i], "x-request-id"))
-            have_reqid = true;
-        proxy_hb_hdr(b, h[i].name, h[i].nlen, h[i].value, h[i].vlen);
+    for (size_t i = 0; i < p->nf; i++)
+        proxy_hb_hdr(b, p->f[i].name, p->f[i].nlen, p->f[i].value, p->f[i].vlen);
+    if (p->status == 101) {
+        if (p->upgrade != NULL)
+            proxy_hb_hdr(b, "Upgrade", 7, p->upgrade, p->upgrade_len);
+        proxy_hb_lit(b, "Connection: upgrade\r\n");
+    } else {
+        if (r->resp_chunked)
+            proxy_hb_lit(b, "Transfer-Encoding: chunked\r\n");
+        if (r->resp_close)
+            proxy_hb_lit(b, "Connection: close\r\n");
+        else if (!p->edge && r->http_minor == 0)
+            proxy_hb_lit(b, "Connection: keep-alive\r\n");
     }
-    if (!have_reqid) {
-        proxy_hb_lit(b, "X-Request-Id: ");
-        proxy_hb_str(b, r->request_id);
-        proxy_hb_lit(b, "\r\n");
-    }
-    if (!nobody) {
-        proxy_hb_lit(b, "Content-Length: ");
-        proxy_hb_u64(b, len);
-        proxy_hb_lit(b, "\r\n");
-    }
-    if (r->resp_close)
-        proxy_hb_lit(b, "Connection: close\r\n");
     proxy_hb_lit(b, "\r\n");
-    if (!nobody && r->method != HTTP_HEAD && len > 0)
-        proxy_hb_add(b, body, len);
+    if (p->complete && p->body_len > 0)
+        proxy_hb_add(b, p->body, p->body_len);
     proxy_hb_flush(b);
-    r->resp_bytes += nobody ? 0 : len;
-    r->resp_done = true;
     proxy_conn_want_flush(c);
 }
 
-/* Writes a complete response generated by the edge itself. */
 static void
-respond_simple(struct proxy_req *r, int status, const char *ctype, const char *body, size_t len)
+h1_data(struct proxy_req *r, const void *p, size_t n)
 {
-    struct proxy_hdr ct = {"Content-Type", 12, ctype, strlen(ctype)};
-    respond_with(r, status, &ct, 1, body, len);
-}
+    struct evbuffer *out = conn_out(r->c);
 
-/* The error answer, without ending the request (the caller does). */
-static void __attribute__((format(printf, 3, 0)))
-resp_error_v(struct proxy_req *r, int status, const char *fmt, va_list ap)
-{
-    char body[512];
-    int n;
-
-    if (r->resp_started) {
-        /* the head is out: the only honest signal left is to cut the connection */
-        r->status = r->status ? r->status : status;
-        r->resp_done = true;
-        r->resp_close = true;
-        r->c->want_free = true;
-        conn_defer(r->c);
-        return;
+    if (r->resp_chunked) {
+        proxy_chunk_head(out, n);
+        evbuffer_add(out, p, n);
+        evbuffer_add(out, "\r\n", 2);
+    } else {
+        evbuffer_add(out, p, n);
     }
-    n = snprintf(body, sizeof(body), "%d %s: ", status, proxy_status_reason(status));
-    n += vsnprintf(body + n, sizeof(body) - (size_t)n - 2, fmt, ap);
-    if ((size_t)n > sizeof(body) - 2)
-        n = (int)sizeof(body) - 2;
-    body[n++] = '\n';
-    body[n] = '\0';
-    respond_simple(r, status, "text/plain; charset=utf-8", body, (size_t)n);
+    proxy_conn_want_flush(r->c);
 }
 
-static void __attribute__((format(printf, 3, 4)))
-resp_error_nofinish(struct proxy_req *r, int status, const char *fmt, ...)
+static bool
+h1_data_ref(struct proxy_req *r, const void *p, size_t n,
+            void (*unref)(const void *p, size_t n, void *arg), void *arg)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    resp_error_v(r, status, fmt, ap);
-    va_end(ap);
-}
+    struct evbuffer *out = conn_out(r->c);
 
-void
-proxy_resp_error(struct proxy_req *r, int status, const char *fmt, ...)
-{
-    va_list ap;
-
-    CHECK_MAGIC(r, PROXY_REQ_MAGIC);
-    va_start(ap, fmt);
-    resp_error_v(r, status, fmt, ap);
-    va_end(ap);
-    req_maybe_finish(r);
-}
-
-/* A function's respond(): the answer goes out as the response. */
-void
-proxy_fx_respond(struct proxy_req *r)
-{
-    const struct proxy_hdr *h;
-    const char *body;
-    size_t nh, len;
-    int status;
-
-    proxy_fx_answer(r, &status, &h, &nh, &body, &len);
-    respond_with(r, status, h, nh, body, len);
-}
-/* A phase's answer (ANSWER) or failure (FAIL), without ending the request. */
-void
-proxy_fx_respond_result(struct proxy_req *r, int result)
-{
-    const char *why;
-    int status;
-
-    if (result == FX_ANSWER) {
-        proxy_fx_respond(r);
-        return;
+    if (r->resp_chunked)
+        proxy_chunk_head(out, n);
+    if (evbuffer_add_reference(out, p, n, unref, arg) < 0) {
+        unref(p, n, arg);
+        return false;
     }
-    status = proxy_fx_fail_status(r, &why);
-    resp_error_nofinish(r, status, "%s", why);
+    if (r->resp_chunked)
+        evbuffer_add(out, "\r\n", 2);
+    proxy_conn_want_flush(r->c);
+    return true;
 }
 
-bool
-proxy_client_congested(const struct proxy_req *r)
+/* By sendfile on plain connections (libevent maps the range for TLS and
+ * for pairs, whose output does not drain to a socket). */
+static bool
+h1_data_file(struct proxy_req *r, int fd, uint64_t off, uint64_t len)
+{
+    struct evbuffer *out = conn_out(r->c);
+    int dfd = dup(fd);
+
+    if (r->resp_chunked)
+        proxy_chunk_head(out, (size_t)len);
+    if (dfd < 0 || evbuffer_add_file(out, dfd, (ev_off_t)off, (ev_off_t)len) < 0) {
+        if (dfd >= 0)
+            close(dfd);
+        return false;
+    }
+    if (r->resp_chunked)
+        evbuffer_add(out, "\r\n", 2);
+    proxy_conn_want_flush(r->c);
+    return true;
+}
+
+static void
+h1_end(struct proxy_req *r)
+{
+    if (r->resp_chunked)
+        evbuffer_add(conn_out(r->c), "0\r\n\r\n", 5);
+    proxy_conn_want_flush(r->c);
+}
+
+/* The head is out: cutting the connection is the only honest signal left. */
+static void
+h1_abort(struct proxy_req *r)
+{
+    r->resp_close = true;
+    r->c->want_free = true;
+    conn_defer(r->c);
+}
+
+static bool
+h1_congested(const struct proxy_req *r)
 {
     if (r->c->orphan)
         return false; /* its output is discarded */
     return evbuffer_get_length(bufferevent_get_output(r->c->bev)) > PROXY_HIGH_WATER;
 }
 
-static bool
-status_has_body(int status)
+static void
+h1_cont(struct proxy_req *r)
 {
-    return !(status < 200 || status == 204 || status == 304);
+    evbuffer_add(conn_out(r->c), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    proxy_conn_want_flush(r->c);
 }
 
-int
-proxy_resp_head(struct proxy_req *r, struct proxy_upconn *u)
+static void
+h1_body_wanted(struct proxy_req *r)
 {
     struct proxy_conn *c = r->c;
-    struct evbuffer *out = conn_out(c);
-    struct proxy_hb *b = &c->w->hb;
-    struct proxy_hdr h, cl;
-    bool have_cl = proxy_head_find(&u->head, "content-length", &cl);
-    bool have_reqid = false;
-    int status = llhttp_get_status_code(&u->parser);
-    bool chunked_up = (u->parser.flags & F_CHUNKED) != 0;
-
-    r->status = status;
-    r->resp_started = true;
-    if (!r->keepalive || c->w->draining)
-        r->resp_close = true;
-    r->resp_nobody = r->method == HTTP_HEAD || !status_has_body(status);
-    if (r->upgrade && status != 101)
-        r->resp_close = true; /* the parser stopped at the upgrade: no next request */
-    if (status == 101) {
-        r->resp_nobody = true;
-    } else if (!r->resp_nobody && (chunked_up || !have_cl)) {
-        /* origin streams without a length: chunk it to 1.1 clients, close for 1.0 */
-        if (r->http_major == 1 && r->http_minor >= 1)
-            r->resp_chunked = true;
-        else
-            r->resp_close = true;
+    if (c->reading_blocked && evbuffer_get_length(r->body) <= PROXY_HIGH_WATER / 2) {
+        c->reading_blocked = false;
+        bufferevent_enable(c->bev, EV_READ);
+        c->want_resume = true;
+        conn_defer(c);
     }
-    b->out = out;
-    b->len = 0;
-    proxy_hb_lit(b, "HTTP/1.1 ");
-    proxy_hb_u64(b, (uint64_t)status);
-    proxy_hb_lit(b, " ");
-    if (u->head.reason_len > 0)
-        proxy_hb_add(b, u->head.buf + u->head.reason_off, u->head.reason_len);
-    else
-        proxy_hb_str(b, proxy_status_reason(status));
-    proxy_hb_lit(b, "\r\n");
-    for (size_t i = 0; proxy_head_get(&u->head, i, &h); i++) {
-        if (proxy_hdr_hop_by_hop(&h, &u->head))
-            continue;
-        if (r->resp_chunked && proxy_hdr_is(&h, "content-length"))
-            continue;
-        if (r->fx != NULL && proxy_fx_hides(r, 1, h.name, h.nlen))
-            continue;
-        if (!have_reqid && proxy_hdr_is(&h, "x-request-id"))
-            have_reqid = true;
-        proxy_hb_hdr(b, h.name, h.nlen, h.value, h.vlen);
-    }
-    if (r->fx != NULL) {
-        size_t pos = 0;
-        while (proxy_fx_next_added(r, 1, &pos, &h)) {
-            if (proxy_hdr_is(&h, "x-request-id"))
-                have_reqid = true;
-            proxy_hb_hdr(b, h.name, h.nlen, h.value, h.vlen);
-        }
-    }
-    if (!have_reqid) {
-        proxy_hb_lit(b, "X-Request-Id: ");
-        proxy_hb_str(b, r->request_id);
-        proxy_hb_lit(b, "\r\n");
-    }
-    if (r->cache_status[0] != '\0') {
-        proxy_hb_lit(b, "Cache-Status: ");
-        proxy_hb_str(b, r->cache_status);
-        proxy_hb_lit(b, "\r\n");
-    }
-    proxy_hb_lit(b, "Via: 1.1 edge\r\n");
-    if (status == 101) {
-        struct proxy_hdr up;
-        if (proxy_head_find(&u->head, "upgrade", &up))
-            proxy_hb_hdr(b, "Upgrade", 7, up.value, up.vlen);
-        proxy_hb_lit(b, "Connection: upgrade\r\n");
-    } else if (r->resp_chunked) {
-        proxy_hb_lit(b, "Transfer-Encoding: chunked\r\n");
-    }
-    if (status != 101) {
-        if (r->resp_close)
-            proxy_hb_lit(b, "Connection: close\r\n");
-        else if (r->http_minor == 0)
-            proxy_hb_lit(b, "Connection: keep-alive\r\n");
-    }
-    proxy_hb_lit(b, "\r\n");
-    proxy_hb_flush(b);
-    proxy_conn_want_flush(c);
-    return 0;
 }
 
-int
-proxy_resp_body(struct proxy_req *r, const char *at, size_t len)
+static void
+h1_check_done(struct proxy_req *r)
 {
-    struct evbuffer *out = conn_out(r->c);
-
-    if (r->resp_nobody || len == 0)
-        return 0;
-    if (r->resp_chunked) {
-        char hex[24];
-        size_t i = sizeof(hex) - 2;
-        hex[sizeof(hex) - 2] = '\r';
-        hex[sizeof(hex) - 1] = '\n';
-        size_t v = len;
-        do {
-            hex[--i] = "0123456789abcdef"[v & 15];
-            v >>= 4;
-        } while (v != 0);
-        evbuffer_add(out, hex + i, sizeof(hex) - i);
-        evbuffer_add(out, at, len);
-        evbuffer_add(out, "\r\n", 2);
-    } else {
-        evbuffer_add(out, at, len);
-    }
-    r->resp_bytes += len;
-    proxy_conn_want_flush(r->c);
-    return 0;
-}
-
-void
-proxy_resp_end(struct proxy_req *r)
-{
-    CHECK_MAGIC(r, PROXY_REQ_MAGIC);
-    if (r->resp_chunked)
-        evbuffer_add(conn_out(r->c), "0\r\n\r\n", 5);
-    r->resp_done = true;
     proxy_conn_want_flush(r->c);
     req_maybe_finish(r);
 }
 
-/* ---- request lifecycle --------------------------------------------------------------- */
-
-static bool
-reqid_valid(const char *s, size_t n)
-{
-    if (n == 0 || n > 64)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (!isalnum(ch) && ch != '-' && ch != '_' && ch != '.' && ch != ':')
-            return false;
-    }
-    return true;
-}
-
-static void
-conn_dispatch(struct proxy_conn *c, struct proxy_req *r)
-{
-    struct proxy_hdr h;
-    const struct conf_limits *lim = limits(c);
-    char decoded[8192], norm[8192];
-    size_t hosts = 0, dlen, nlen;
-    const char *host = NULL;
-    size_t host_len = 0;
-    const struct compute_route *chain;
-
-    /* target forms: origin-form "/p?q", absolute-form "http://h/p", asterisk "*" */
-    r->target = c->head.buf + c->head.url_off;
-    r->target_len = c->head.url_len;
-    if (r->method == HTTP_CONNECT) {
-        proxy_resp_error(r, 405, "CONNECT is not supported");
-        r->resp_close = true;
-        return;
-    }
-    if (r->target_len > 7 && strncasecmp(r->target, "http://", 7) == 0) {
-        const char *a = r->target + 7, *end = r->target + r->target_len;
-        const char *p = memchr(a, '/', (size_t)(end - a));
-        if (p == NULL)
-            p = end;
-        host = a;
-        host_len = (size_t)(p - a);
-        r->path = p;
-        r->path_len = (size_t)(end - p);
-        if (r->path_len == 0) {
-            r->path = "/";
-            r->path_len = 1;
-        }
-    } else {
-        r->path = r->target;
-        r->path_len = r->target_len;
-    }
-    const char *q = memchr(r->path, '?', r->path_len);
-    if (q != NULL) {
-        r->query = q + 1;
-        r->query_len = r->path_len - (size_t)(q - r->path) - 1;
-        r->path_len = (size_t)(q - r->path);
-    }
-    for (size_t i = 0; proxy_head_get(&c->head, i, &h); i++) {
-        if (proxy_hdr_is(&h, "host")) {
-            hosts++;
-            if (host == NULL || hosts > 1) {
-                host = h.value;
-                host_len = h.vlen;
-            }
-        } else if (proxy_hdr_is(&h, "x-request-id") && reqid_valid(h.value, h.vlen)) {
-            snprintf(r->request_id, sizeof(r->request_id), "%.*s", (int)h.vlen, h.value);
-        } else if (proxy_hdr_is(&h, "expect")) {
-            if (h.vlen == 12 && strncasecmp(h.value, "100-continue", 12) == 0)
-                r->expect_continue = true;
-            else {
-                proxy_resp_error(r, 417, "unsupported Expect: %.*s", (int)h.vlen, h.value);
-                return;
-            }
-        }
-    }
-    if (r->request_id[0] == '\0')
-        proxy_reqid_make(c->w, r->request_id, sizeof(r->request_id));
-    if (hosts > 1) {
-        r->resp_close = true;
-        proxy_resp_error(r, 400, "more than one Host header");
-        return;
-    }
-    if (host == NULL && r->http_minor >= 1) {
-        r->resp_close = true;
-        proxy_resp_error(r, 400, "missing Host header");
-        return;
-    }
-    if (host != NULL) {
-        size_t hl = host_len;
-        size_t al = host_len < sizeof(r->authority) - 1 ? host_len : sizeof(r->authority) - 1;
-        memcpy(r->authority, host, al);
-        r->authority[al] = '\0';
-        if (hl > 0 && host[0] == '[') {
-            const char *rb = memchr(host, ']', hl);
-            hl = rb ? (size_t)(rb - host) + 1 : hl;
-        } else {
-            const char *colon = memchr(host, ':', hl);
-            if (colon != NULL)
-                hl = (size_t)(colon - host);
-        }
-        if (hl >= sizeof(r->host)) {
-            r->resp_close = true;
-            proxy_resp_error(r, 400, "Host header too long");
-            return;
-        }
-        for (size_t i = 0; i < hl; i++)
-            r->host[i] = (char)tolower((unsigned char)host[i]);
-        r->host[hl] = '\0';
-    }
-    r->site = conf_site_match(r->conf, r->host, strlen(r->host));
-    if (r->site == NULL) {
-        proxy_resp_error(r, 404, "no site matches host '%s'", r->host);
-        return;
-    }
-    if (proxy_tls_check_site(r) < 0)
-        return; /* 421/403: client certificates */
-    dlen = proxy_path_decode(r->path, r->path_len, decoded, sizeof(decoded));
-    nlen = proxy_path_normalize(decoded, dlen, norm, sizeof(norm));
-    if (nlen == 0) {
-        if (r->path_len == 1 && r->path[0] == '*') {
-            proxy_resp_error(r, 404, "no route matches '*'");
-            return;
-        }
-        r->resp_close = true;
-        proxy_resp_error(r, 400, "bad request path");
-        return;
-    }
-    r->route = conf_route_match(r->site, norm, nlen);
-    if (r->route == NULL) {
-        proxy_resp_error(r, 404, "no route matches path '%.*s'", (int)nlen, norm);
-        return;
-    }
-    uint64_t max_body = r->route->max_body_size ? r->route->max_body_size : lim->max_body_size;
-    if (r->content_length >= 0 && (uint64_t)r->content_length > max_body) {
-        r->resp_close = true;
-        proxy_resp_error(r, 413, "request body of %lld bytes is over the limit of %llu",
-                         (long long)r->content_length, (unsigned long long)max_body);
-        return;
-    }
-    chain = compute_route_chain(r->route);
-    if (chain != NULL) {
-        if (proxy_fx_new(r, chain) < 0 || (r->body = evbuffer_new()) == NULL) {
-            proxy_resp_error(r, 503, "out of memory");
-            return;
-        }
-        if (!r->chunked && r->content_length > 0 &&
-            (uint64_t)r->content_length <= chain->budgets.body_max) {
-            /* a body the functions may read (body_get): the chain runs once it is in */
-            r->fx_body_wait = true;
-            if (r->expect_continue) {
-                evbuffer_add_printf(conn_out(c), "HTTP/1.1 100 Continue\r\n\r\n");
-                proxy_conn_want_flush(c);
-                r->expect_continue = false;
-            }
-            return;
-        }
-        run_request_phase(r);
-        return;
-    }
-    dispatch_forward(r);
-}
-
-static void
-run_request_phase(struct proxy_req *r)
-{
-    int rc = proxy_fx_has_phase(r, FX_REQUEST) ? proxy_fx_run(r, FX_REQUEST, after_request)
-                                               : FX_CONTINUE;
-    if (rc != FX_PAUSED)
-        after_request(r, rc);
-}
-
-/* After the REQUEST phase (at once, or from a KV callback after a pause). */
-static void
-after_request(struct proxy_req *r, int result)
-{
-    if (result == FX_CONTINUE) {
-        dispatch_forward(r);
-        return;
-    }
-    proxy_fx_respond_result(r, result);
-    proxy_req_check_done(r);
-}
-
-/* The route's own answer, the cache, or the origin. Ends the request when
- * it answers (outside a parser callback; see req_maybe_finish). */
-static void
-dispatch_forward(struct proxy_req *r)
-{
-    struct proxy_conn *c = r->c;
-
-    if (r->route->return_status != 0) {
-        respond_simple(r, r->route->return_status, "text/plain; charset=utf-8",
-                       r->route->return_body ? r->route->return_body : "",
-                       r->route->return_body ? r->route->return_body_len : 0);
-        proxy_req_check_done(r);
-        return;
-    }
-    r->origin = proxy_fx_origin(r) != NULL ? proxy_fx_origin(r) : r->route->origin;
-    if (r->origin == NULL) {
-        if (r->fx != NULL)
-            proxy_resp_error(r, 500, "no function of the route answered and it has no origin");
-        else
-            proxy_resp_error(r, 500, "route has nothing to serve");
-        return;
-    }
-    if (r->body == NULL && (r->body = evbuffer_new()) == NULL) {
-        proxy_resp_error(r, 503, "out of memory");
-        return;
-    }
-    if (proxy_cache_request(r)) {
-        proxy_req_check_done(r); /* answered from the cache (or parked behind a fetch) */
-        return;
-    }
-    if (r->expect_continue && (r->content_length > 0 || r->chunked)) {
-        evbuffer_add_printf(conn_out(c), "HTTP/1.1 100 Continue\r\n\r\n");
-        proxy_conn_want_flush(c);
-    }
-    proxy_req_to_origin(r);
-}
-
-/* After the ORIGIN phase. */
-static void
-after_origin(struct proxy_req *r, int result)
-{
-    if (result == FX_CONTINUE) {
-        proxy_upstream_start(r);
-        return;
-    }
-    proxy_collapse_release(r, COLLAPSE_FAILED); /* waiters go to the origin themselves */
-    proxy_fx_respond_result(r, result);
-    proxy_req_check_done(r);
-}
-
-void
-proxy_req_to_origin(struct proxy_req *r)
-{
-    int rc;
-
-    if (r->fx == NULL || !proxy_fx_has_phase(r, FX_ORIGIN)) {
-        proxy_upstream_start(r);
-        return;
-    }
-    rc = proxy_fx_run(r, FX_ORIGIN, after_origin);
-    if (rc != FX_PAUSED)
-        after_origin(r, rc);
-}
-
-/* ---- RESPONSE phase on an origin's response ----------------------------------------------- */
-
-static bool
-up_hdr_next(void *ctx, size_t *pos, struct proxy_hdr *out)
-{
-    struct proxy_upconn *u = ctx;
-    while (proxy_head_get(&u->head, *pos, out)) {
-        (*pos)++;
-        if (!proxy_hdr_hop_by_hop(out, &u->head))
-            return true;
-    }
-    return false;
-}
-
-static void
-resp_after_fx(struct proxy_req *r, struct proxy_upconn *u, int result)
-{
-    if (result == FX_CONTINUE) {
-        proxy_resp_head(r, u);
-        return;
-    }
-    /* replaced: the origin's body still feeds the cache, not the client */
-    proxy_fx_respond_result(r, result);
-    r->fx_replaced = true;
-}
-
-static void
-resp_after_fx_async(struct proxy_req *r, int result)
-{
-    struct proxy_upconn *u = r->up;
-
-    BUG_ON(u == NULL);
-    resp_after_fx(r, u, result);
-    proxy_upstream_fx_resumed(r);
-}
-
-/* The origin's head arrived: run the RESPONSE phase, then write the head.
- * 1 when the phase paused (the upstream parser waits for it). */
-int
-proxy_resp_head_fx(struct proxy_req *r, struct proxy_upconn *u)
-{
-    int status = llhttp_get_status_code(&u->parser), rc;
-
-    if (r->fx == NULL || status == 101 || !proxy_fx_has_phase(r, FX_RESPONSE)) {
-        proxy_resp_head(r, u);
-        return 0;
-    }
-    proxy_fx_set_response(r, status, up_hdr_next, u);
-    rc = proxy_fx_run(r, FX_RESPONSE, resp_after_fx_async);
-    if (rc == FX_PAUSED)
-        return 1;
-    resp_after_fx(r, u, rc);
-    return 0;
-}
+static const struct proxy_sink h1_sink = {
+    .head = h1_head,
+    .data = h1_data,
+    .data_ref = h1_data_ref,
+    .data_file = h1_data_file,
+    .end = h1_end,
+    .abort = h1_abort,
+    .congested = h1_congested,
+    .cont = h1_cont,
+    .body_wanted = h1_body_wanted,
+    .check_done = h1_check_done,
+};
 
 /* ---- llhttp callbacks -------------------------------------------------------------- */
 
@@ -1126,22 +695,17 @@ on_message_begin(llhttp_t *p)
 
     BUG_ON(c->req != NULL);
     proxy_head_reset(&c->head);
-    r = malloc(sizeof(*r));
-    if (r != NULL) {
-        memset(r, 0, offsetof(struct proxy_req, host));
-        r->host[0] = r->authority[0] = r->request_id[0] = '\0';
-        r->upstream_addr[0] = r->cache_status[0] = r->cache_cond[0] = '\0';
-        memset(&r->cache_d, 0, sizeof(r->cache_d));
-    }
-    if (r == NULL) {
+    if ((r = proxy_req_new(c->w)) == NULL) {
         c->parse_error = 503;
         return HPE_USER;
     }
-    r->magic = PROXY_REQ_MAGIC;
+    r->sink = &h1_sink;
     r->c = c;
-    r->conf = conf_ref(c->w->conf);
-    r->content_length = -1;
-    r->t_start_us = proxy_now_us();
+    r->head = &c->head;
+    r->peer = c->peer;
+    r->tls = c->tls;
+    r->https = c->https;
+    r->internal = c->fd < 0; /* a pair: a background refresh */
     c->req = r;
     c->requests++;
     if (c->state == CONN_IDLE) {
@@ -1203,7 +767,7 @@ on_headers_complete(llhttp_t *p)
     r->upgrade = (p->flags & F_UPGRADE) != 0 || p->upgrade;
     if (r->content_length > 0 || r->chunked)
         conn_timeouts(c, true);
-    conn_dispatch(c, r);
+    proxy_req_dispatch(r);
     return 0; /* for Upgrade requests llhttp stops with HPE_PAUSED_UPGRADE after the head */
 }
 
@@ -1212,27 +776,14 @@ on_body(llhttp_t *p, const char *at, size_t len)
 {
     struct proxy_conn *c = p->data;
     struct proxy_req *r = c->req;
-    uint64_t max_body;
+    int rc;
 
     if (r == NULL)
         return HPE_PAUSED; /* answered and freed from on_headers_complete: closing */
-    r->body_bytes += len;
-    max_body = (r->route && r->route->max_body_size) ? r->route->max_body_size
-                                                      : limits(c)->max_body_size;
-    if (r->body_bytes > max_body) {
-        c->parse_error = 413;
+    if ((rc = proxy_req_body(r, at, len)) != 0) {
+        c->parse_error = rc; /* 413 */
         return HPE_USER;
     }
-    if (r->body == NULL || r->resp_done)
-        return 0; /* answered without the body: discard it */
-    if (r->chunked) {
-        evbuffer_add_printf(r->body, "%zx\r\n", len);
-        evbuffer_add(r->body, at, len);
-        evbuffer_add(r->body, "\r\n", 2);
-    } else {
-        evbuffer_add(r->body, at, len);
-    }
-    proxy_upstream_push_body(r);
     return 0;
 }
 
@@ -1244,18 +795,8 @@ on_message_complete(llhttp_t *p)
 
     if (r == NULL)
         return HPE_PAUSED; /* answered and freed from on_headers_complete: closing */
-    r->body_done = true;
     conn_timeouts(c, false);
-    if (r->fx_body_wait) {
-        r->fx_body_wait = false; /* the whole body is in r->body: the functions can run */
-        run_request_phase(r);
-        return HPE_PAUSED;
-    }
-    if (r->body != NULL && !r->resp_done) {
-        if (r->chunked)
-            evbuffer_add(r->body, "0\r\n\r\n", 5);
-        proxy_upstream_push_body(r);
-    }
+    proxy_req_body_end(r);
     return HPE_PAUSED;
 }
 
@@ -1416,17 +957,12 @@ req_maybe_finish(struct proxy_req *r)
         /* answered before the body was read (error, early origin answer) */
         r->resp_close = true;
     }
-    if (r->t_end_us == 0) {
-        r->t_end_us = proxy_now_us();
-        STAT_INC(c->w, requests);
-        proxy_stats_observe(c->w, r->status, r->t_end_us - r->t_start_us);
-        proxy_access_log(r);
-    }
+    proxy_req_log_done(r);
     if (r->up != NULL || r->dnsq != NULL)
         return; /* the upstream side still owns a reference; it calls back */
     c->req = NULL;
     bool close = r->resp_close || c->w->draining;
-    req_free(r);
+    proxy_req_free(r);
     if (close) {
         conn_close_after_flush(c);
         return;
@@ -1445,25 +981,6 @@ req_maybe_finish(struct proxy_req *r)
     bufferevent_enable(c->bev, EV_READ);
     if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) {
         c->want_resume = true; /* pipelined bytes are waiting: parse them outside this stack */
-        conn_defer(c);
-    }
-}
-
-void
-proxy_req_check_done(struct proxy_req *r)
-{
-    proxy_conn_want_flush(r->c);
-    req_maybe_finish(r);
-}
-
-void
-proxy_req_body_wanted(struct proxy_req *r)
-{
-    struct proxy_conn *c = r->c;
-    if (c->reading_blocked && evbuffer_get_length(r->body) <= PROXY_HIGH_WATER / 2) {
-        c->reading_blocked = false;
-        bufferevent_enable(c->bev, EV_READ);
-        c->want_resume = true;
         conn_defer(c);
     }
 }
@@ -1526,15 +1043,13 @@ proxy_req_tunnel(struct proxy_req *r, struct proxy_upconn *u)
     struct bufferevent *ubev = proxy_upconn_detach_bev(u);
     struct evbuffer *uin;
 
+    BUG_ON(c == NULL || r->sink != &h1_sink);
     STAT_INC(c->w, tunnels);
     r->up = NULL;
     r->resp_done = true;
-    r->t_end_us = proxy_now_us();
-    STAT_INC(c->w, requests);
-    proxy_stats_observe(c->w, r->status, r->t_end_us - r->t_start_us);
-    proxy_access_log(r);
+    proxy_req_log_done(r);
     c->req = NULL;
-    req_free(r);
+    proxy_req_free(r);
     c->state = CONN_TUNNEL;
     c->tunnel = ubev;
     event_del(c->timer);

@@ -110,6 +110,38 @@ struct proxy_stats {
 
 int proxy_err_index(int status); /* index into client_errors, or -1 */
 
+/* ---- free lists ------------------------------------------------------------------------ */
+
+/* A per-worker stack of free objects of one type (STYLE 15): requests,
+ * connections and h2 streams come and go by the thousand per second, and
+ * malloc/free of them (and of the buffers they keep) showed as a fifth of
+ * an h2 profile. An object in the stack keeps its buffers; the owner type
+ * resets what it reuses. Bounded: past 'cap' the object is freed. */
+struct proxy_pool {
+    void **v;
+    size_t n, cap;
+};
+
+int proxy_pool_init(struct proxy_pool *p, size_t cap);
+/* Frees what is left with free_one (at worker exit). */
+void proxy_pool_fini(struct proxy_pool *p, void (*free_one)(void *));
+
+static inline void *
+proxy_pool_get(struct proxy_pool *p)
+{
+    return p->n > 0 ? p->v[--p->n] : NULL;
+}
+
+/* false: the stack is full (or was never made): the caller frees o. */
+static inline bool
+proxy_pool_put(struct proxy_pool *p, void *o)
+{
+    if (p->n == p->cap)
+        return false;
+    p->v[p->n++] = o;
+    return true;
+}
+
 /* ---- header lists ------------------------------------------------------------------ */
 
 struct proxy_hdr {
@@ -120,10 +152,13 @@ struct proxy_hdr {
 };
 
 /* A message head being parsed: bytes are copied into 'buf' (max 'cap'),
- * headers index into it until the head is complete. */
+ * headers index into it until the head is complete. A head made with
+ * proxy_head_init_grow starts smaller and doubles up to 'cap' (buf moves:
+ * only for heads nobody keeps pointers into while they are appended to). */
 struct proxy_head {
     char *buf;
     size_t len, cap;
+    size_t size; /* bytes allocated at buf (== cap unless growing) */
     size_t url_off, url_len;     /* request target */
     size_t reason_off, reason_len; /* response reason phrase */
     struct {
@@ -171,6 +206,7 @@ void proxy_hb_hdr(struct proxy_hb *b, const char *name, size_t nlen, const char 
                   size_t vlen);
 
 int proxy_head_init(struct proxy_head *h, size_t cap, size_t max_headers);
+int proxy_head_init_grow(struct proxy_head *h, size_t initial, size_t cap, size_t max_headers);
 void proxy_head_reset(struct proxy_head *h);
 void proxy_head_fini(struct proxy_head *h);
 int proxy_head_url(struct proxy_head *h, const char *at, size_t len, size_t max_uri);
@@ -195,6 +231,83 @@ bool proxy_hdr_hop_by_hop(const struct proxy_hdr *h, const struct proxy_head *al
 
 /* ---- requests ---------------------------------------------------------------------- */
 
+/* ---- responses: what the pipeline hands to the client side --------------------------- */
+
+struct proxy_req;
+struct proxy_upconn;
+
+/* A response head: end-to-end fields only (no hop-by-hop ones; Content-
+ * Length is a field when the answer has one), and what framing needs. */
+struct proxy_resp {
+    int status;
+    const char *reason; /* the origin's reason phrase (HTTP/1.1); NULL: the standard one */
+    size_t reason_len;
+    const struct proxy_hdr *f;
+    size_t nf;
+    int64_t length;      /* body bytes that follow; -1 unknown (HTTP/1.1: chunked, or close) */
+    bool nobody;         /* no body follows (HEAD, 1xx, 204, 304, 416 from cache) */
+    bool edge;           /* made by edge (an answer or a cache hit), not an origin's */
+    const char *upgrade; /* 101: the origin's Upgrade (HTTP/1.1) */
+    size_t upgrade_len;
+    bool complete;       /* the whole response: the body (if any) is here, nothing follows */
+    const void *body;
+    size_t body_len;
+};
+
+/* A request's way back to its client: HTTP/1.1 text on the connection
+ * (http1.c) or HTTP/2 frames on a stream (h2.c). Everything in the
+ * pipeline that answers goes through these; the pipeline keeps r->status,
+ * resp_started, resp_done and resp_bytes, the sink only writes.
+ *   head         the response head; with resp->complete the body and the end too
+ *   data         a piece of body (copied)
+ *   data_ref     a piece of body held by reference: unref(p, n, arg) once sent
+ *                (also on failure: false, the response cannot be completed)
+ *   data_file    a range of a file (the sink dups fd if it keeps it); false on failure
+ *   end          the body is complete
+ *   abort        the head went out and the rest cannot follow: cut it
+ *   congested    the client is not taking what was written: stop reading the origin
+ *   cont         100 Continue (a body the pipeline reads before answering)
+ *   body_wanted  the origin took request body: the client side may read more
+ *   check_done   the response may be complete: end the request when it is (the
+ *                owner frees it; r may be gone afterwards) */
+struct proxy_sink {
+    void (*head)(struct proxy_req *r, const struct proxy_resp *resp);
+    void (*data)(struct proxy_req *r, const void *p, size_t n);
+    bool (*data_ref)(struct proxy_req *r, const void *p, size_t n,
+                     void (*unref)(const void *p, size_t n, void *arg), void *arg);
+    bool (*data_file)(struct proxy_req *r, int fd, uint64_t off, uint64_t len);
+    void (*end)(struct proxy_req *r);
+    void (*abort)(struct proxy_req *r);
+    bool (*congested)(const struct proxy_req *r);
+    void (*cont)(struct proxy_req *r);
+    void (*body_wanted)(struct proxy_req *r);
+    void (*check_done)(struct proxy_req *r);
+};
+
+/* The fields of the response being written, in a per-worker array (one
+ * response at a time on a thread, like the head builder). A field that
+ * does not fit (out of memory) sets oom; the writer checks it. */
+struct proxy_fields {
+    struct proxy_hdr *v;
+    size_t n, cap;
+    bool oom;
+};
+void proxy_fields_grow(struct proxy_fields *f);
+static inline void
+proxy_fields_add(struct proxy_fields *f, const char *name, size_t nlen, const char *value,
+                 size_t vlen)
+{
+    if (f->n == f->cap) {
+        proxy_fields_grow(f);
+        if (f->n == f->cap)
+            return;
+    }
+    f->v[f->n++] = (struct proxy_hdr){name, nlen, value, vlen};
+}
+/* Decimal text of v at the end of buf (PROXY_U64_TEXT bytes); *len set. */
+#define PROXY_U64_TEXT 24
+const char *proxy_u64_text(char *buf, uint64_t v, size_t *len);
+
 enum proxy_err_kind { PROXY_FAIL_NONE, PROXY_FAIL_DNS, PROXY_FAIL_CONNECT, PROXY_FAIL_RESET,
                       PROXY_FAIL_TIMEOUT, PROXY_FAIL_PROTOCOL, PROXY_FAIL_UNAVAILABLE,
                       PROXY_FAIL_TLS /* origin TLS handshake or verification: connect phase */ };
@@ -203,9 +316,19 @@ struct proxy_upconn;
 struct proxy_srv;
 struct efn_req; /* fn.c: the request's edge-function state */
 
+struct proxy_tls; /* tls.c */
+
 struct proxy_req {
     uint32_t magic;
-    struct proxy_conn *c;
+    const struct proxy_sink *sink; /* how the answer reaches the client */
+    void *sink_arg;                /* the sink's: the h2 stream */
+    struct proxy_conn *c; /* HTTP/1.1: the connection (NULL for an h2 stream; http1.c only) */
+    struct proxy_worker *w;
+    struct proxy_head *head;     /* the request head (the connection's, or the h2 stream's) */
+    const char *peer;            /* client IP as text (its connection or session owns it) */
+    const struct proxy_tls *tls; /* the client's TLS handshake; NULL on plain HTTP */
+    bool https;                  /* scheme: cache keys, X-Forwarded-Proto */
+    bool internal;               /* made by edge itself (a background refresh) */
     struct conf *conf; /* reference held for the request's life */
     const struct conf_site *site;
     const struct conf_route *route;
@@ -300,8 +423,6 @@ enum proxy_conn_state { CONN_IDLE, CONN_HEAD, CONN_BUSY, CONN_TUNNEL, CONN_CLOSI
 #define PROXY_LISTEN_TLS (1u << 0)
 #define PROXY_LISTEN_H2 (1u << 1)
 
-struct proxy_tls; /* tls.c */
-
 struct proxy_conn {
     uint32_t magic;
     struct proxy_worker *w;
@@ -324,8 +445,6 @@ struct proxy_conn {
     unsigned requests;
     TAILQ_ENTRY(proxy_conn) link;
     struct bufferevent *tunnel; /* CONN_TUNNEL: the upstream side */
-    struct cache_hdr *hv; /* the request's headers as cache views (cachepath.c) */
-    size_t nhv;
     struct proxy_tls *tls; /* tls.c: the handshake and its results; NULL on plain connections */
     bool https;            /* scheme of the requests: a TLS connection, or an internal
                               request made for one (cache keys, X-Forwarded-Proto) */
@@ -335,9 +454,6 @@ struct proxy_conn {
     /* The client went while its request leads a fill that others read: the
      * request runs on, what it writes is discarded (http1.c conn_orphan). */
     bool orphan;
-    /* An internal connection's owner (an h2 stream) hears once when it is freed. */
-    void (*gone)(void *arg);
-    void *gone_arg;
 };
 
 /* ---- upstream ------------------------------------------------------------------------ */
@@ -443,8 +559,11 @@ struct proxy_worker {
     struct kv_stats kv_stats; /* what this worker's KV clients counted */
     TAILQ_HEAD(, proxy_conn) conns;
     uint64_t nconns;    /* conns, internal ones included, and h2 sessions */
-    uint64_t ninternal; /* conns on a bufferevent pair (refreshes, h2 streams): not clients */
+    uint64_t ninternal; /* conns on a bufferevent pair (background refreshes): not clients */
     LIST_HEAD(, proxy_h2) h2s; /* h2.c: HTTP/2 client sessions */
+    struct proxy_pool req_pool;  /* free struct proxy_req */
+    struct proxy_pool conn_pool; /* free struct proxy_conn, with their head buffers and events */
+    struct proxy_pool h2_pool;   /* h2.c: free streams, with their buffers */
     struct conf *listen_conf;  /* the conf the listening sockets came from (listen flags) */
     TAILQ_HEAD(, proxy_srv) srvs;
     struct proxy_origin_rr *rr; /* conf->norigins entries, rebuilt on conf swap */
@@ -454,6 +573,9 @@ struct proxy_worker {
     struct proxy_stats stats;
     uint64_t reqid_state;
     struct proxy_hb hb; /* scratch for writing heads (one at a time, on this thread) */
+    struct proxy_fields fields; /* scratch: the fields of the response being written */
+    struct cache_hdr *hv; /* cachepath.c: a request's headers as cache views (scratch) */
+    size_t nhv;
 };
 
 struct proxy_engine {
@@ -478,6 +600,14 @@ struct proxy_engine {
     int access_fd;
 };
 
+static inline struct proxy_fields *
+proxy_fields_begin(struct proxy_worker *w)
+{
+    w->fields.n = 0;
+    w->fields.oom = false;
+    return &w->fields;
+}
+
 /* engine.c */
 int proxy_engine_run(const char *conf_path, struct conf *initial, struct proxy_listen_fds *fds);
 int proxy_engine_reload(struct proxy_engine *e, char *err, size_t errlen);
@@ -490,16 +620,33 @@ void proxy_conn_free(struct proxy_conn *c);
 int proxy_bev_flush(struct bufferevent *bev);
 void proxy_conn_want_flush(struct proxy_conn *c);
 void proxy_worker_conn_gone(struct proxy_worker *w); /* engine.c: drain bookkeeping */
-/* h2: a connection on one end of a bufferevent pair (takes bev) that runs one
- * request through the pipeline for a client at 'peer'; gone(arg) is called
- * once when it is freed (unless proxy_conn_abort came first). NULL on OOM. */
-struct proxy_conn *proxy_conn_new_internal(struct proxy_worker *w, struct bufferevent *bev,
-                                           const char *peer, void (*gone)(void *), void *arg);
-/* Frees c from the event loop, without calling its gone hook. */
-void proxy_conn_abort(struct proxy_conn *c);
+/* The worker's free lists (requests, connections, h2 streams): made at
+ * worker start, emptied at exit once every connection is freed. */
+int proxy_worker_pools_init(struct proxy_worker *w);
+void proxy_worker_pools_fini(struct proxy_worker *w);
 /* Hands c's socket to a new HTTP/2 session (c is freed): after the h2c
  * preface, or when ALPN chose "h2". c must have no request yet. */
 void proxy_conn_to_h2(struct proxy_conn *c);
+void proxy_req_tunnel(struct proxy_req *r, struct proxy_upconn *u); /* after a 101 (HTTP/1.1) */
+
+/* req.c — a request through the pipeline, whichever client side made it.
+ * proxy_req_new: a request on w (NULL on OOM); the owner sets sink (and
+ * sink_arg), head, peer, tls, https, internal, the method and version, the
+ * body framing, then calls proxy_req_dispatch once the head is complete. */
+struct proxy_req *proxy_req_new(struct proxy_worker *w);
+void proxy_req_free(struct proxy_req *r);
+void proxy_req_dispatch(struct proxy_req *r); /* route, functions, cache, origin */
+/* Request body: a piece (0, or 413 when over the route's limit), or a whole
+ * evbuffer's worth (drained), and its end. Discarded once answered. */
+int proxy_req_body(struct proxy_req *r, const char *at, size_t len);
+int proxy_req_body_buf(struct proxy_req *r, struct evbuffer *in);
+void proxy_req_body_end(struct proxy_req *r);
+void proxy_req_log_done(struct proxy_req *r); /* counted and logged, once */
+void proxy_chunk_head(struct evbuffer *out, size_t n); /* "<hex>\r\n" of a chunk */
+void proxy_req_gone(struct proxy_req *r);     /* the client left: 499 if unanswered; freed */
+/* A complete answer made by edge. */
+void proxy_req_respond(struct proxy_req *r, int status, const struct proxy_hdr *h, size_t nh,
+                       const char *body, size_t len);
 /* Called by the upstream side. */
 int proxy_resp_head(struct proxy_req *r, struct proxy_upconn *u);
 int proxy_resp_body(struct proxy_req *r, const char *at, size_t len);
@@ -507,21 +654,23 @@ void proxy_resp_end(struct proxy_req *r);
 void proxy_resp_error(struct proxy_req *r, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void proxy_req_body_wanted(struct proxy_req *r); /* upstream can take more body */
-void proxy_req_tunnel(struct proxy_req *r, struct proxy_upconn *u); /* after a 101 */
 bool proxy_client_congested(const struct proxy_req *r);
 
-/* h2.c — HTTP/2 to clients (nghttp2 server sessions). Each stream is an
- * HTTP/1.1 request over a bufferevent pair into this same pipeline.
+/* h2.c — HTTP/2 to clients (nghttp2 server sessions). Each stream is a
+ * request of this same pipeline, answered through an HTTP/2 sink.
  * proxy_h2_start: serves HTTP/2 on bev (a socket, or a TLS bufferevent
- * whose ALPN chose "h2"), which it takes over, for a client at 'peer'. Bytes
- * already in bev's input (the preface) are read first. The session counts
- * as a client connection (nconns, connections_active) but not as an
- * accepted one: the caller's accept did that. 0, or -1 (bev freed). */
-int proxy_h2_start(struct proxy_worker *w, struct bufferevent *bev, const char *peer, bool https);
+ * whose ALPN chose "h2"), which it takes over with tls (the handshake's
+ * state, NULL for h2c), for a client at 'peer'. Bytes already in bev's
+ * input (the preface) are read first. The session counts as a client
+ * connection (nconns, connections_active) but not as an accepted one: the
+ * caller's accept did that. 0, or -1 (bev and tls freed). */
+int proxy_h2_start(struct proxy_worker *w, struct bufferevent *bev, const char *peer,
+                   struct proxy_tls *tls);
 /* The h2c preface on a plain listener: 1 yes, 0 need more bytes, -1 no. */
 int proxy_h2_sniff(struct evbuffer *in);
 void proxy_h2_worker_drain(struct proxy_worker *w); /* GOAWAY; close once streams end */
 void proxy_h2_worker_free(struct proxy_worker *w);  /* at exit, before the conns */
+void proxy_h2_pool_fini(struct proxy_worker *w);    /* frees the streams of w->h2_pool */
 
 /* upstream.c */
 void proxy_upstream_start(struct proxy_req *r);
@@ -584,7 +733,7 @@ void proxy_refresh_release(struct proxy_engine *e, const char *key, size_t klen)
 /* https: the request is made for one that came over TLS (same cache key). */
 int proxy_internal_request(struct proxy_worker *w, const char *text, size_t len, bool https,
                            void (*done)(void *arg), void *arg);
-/* http1.c: ends the request if its response is complete (outside the parser) */
+/* req.c: ends the request if its response is complete (r->sink->check_done) */
 void proxy_req_check_done(struct proxy_req *r);
 
 /* cachepath.c */
@@ -636,10 +785,10 @@ bool proxy_fx_next_added(const struct proxy_req *r, int msg, size_t *pos, struct
 const struct conf_origin *proxy_fx_origin(const struct proxy_req *r);
 bool proxy_fx_cache_key(const struct proxy_req *r, const char **key, size_t *len);
 void proxy_fx_cache_route(struct proxy_req *r); /* applies set_cache_ttl to r->cache_route */
-/* http1.c: the function's answer (respond()) goes out as the response */
+/* req.c: the function's answer (respond()) goes out as the response */
 void proxy_fx_respond(struct proxy_req *r);
 void proxy_fx_respond_result(struct proxy_req *r, int result); /* ANSWER or FAIL */
-/* http1.c: RESPONSE phase + head for an origin response; 1 = paused */
+/* req.c: RESPONSE phase + head for an origin response; 1 = paused */
 int proxy_resp_head_fx(struct proxy_req *r, struct proxy_upconn *u);
 /* upstream.c: the RESPONSE phase ended after a pause: parse on */
 void proxy_upstream_fx_resumed(struct proxy_req *r);
@@ -684,6 +833,9 @@ void proxy_fn_metrics(struct proxy_engine *e, struct evbuffer *out);
 struct bufferevent *proxy_tls_bev_new(struct proxy_worker *w, int fd, unsigned listen_flags,
                                       struct proxy_tls **out);
 void proxy_tls_discard(struct proxy_tls *t); /* a connection that never started */
+/* The end of a connection's (or h2 session's) TLS, before its bufferevent is
+ * freed: close_notify unless it failed, counters; t is freed. */
+void proxy_tls_close(struct proxy_tls *t, struct proxy_worker *w, bool failed);
 /* Before the bufferevent is freed: close_notify when clean, counters. */
 void proxy_tls_conn_free(struct proxy_conn *c);
 /* Events of a TLS connection's bufferevent: true when consumed (handshake done). */
@@ -695,13 +847,13 @@ int proxy_tls_check_site(struct proxy_req *r);
  * (what X-Client-Cert-Subject carries; for edge functions too). */
 const char *proxy_tls_client_subject(const struct proxy_req *r);
 void proxy_tls_origin_headers(const struct proxy_req *r, struct proxy_hb *b);
-void proxy_tls_log_fields(const struct proxy_conn *c, struct evbuffer *b);
+void proxy_tls_log_fields(const struct proxy_tls *t, struct evbuffer *b);
 void proxy_tls_metrics_render(struct proxy_engine *e, struct evbuffer *out);
 
 static inline const char *
-proxy_conn_scheme(const struct proxy_conn *c)
+proxy_req_scheme(const struct proxy_req *r)
 {
-    return c->https ? "https" : "http";
+    return r->https ? "https" : "http";
 }
 
 /* accesslog.c / metrics.c */

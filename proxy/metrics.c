@@ -255,7 +255,7 @@ proxy_status_render(struct proxy_engine *e, struct evbuffer *out)
 void
 proxy_access_log(struct proxy_req *r)
 {
-    struct proxy_worker *w = r->c->w;
+    struct proxy_worker *w = r->w;
     char line[4096];
     struct evbuffer *b;
     struct timeval tv;
@@ -279,7 +279,7 @@ proxy_access_log(struct proxy_req *r)
                         "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\",\"request_id\":\"%s\","
                         "\"client\":\"%s\",\"method\":\"",
                         tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                        tm.tm_sec, (int)(tv.tv_usec / 1000), r->request_id, r->c->peer);
+                        tm.tm_sec, (int)(tv.tv_usec / 1000), r->request_id, r->peer);
     proxy_json_str(b, r->method_name ? r->method_name : "-",
              strlen(r->method_name ? r->method_name : "-"));
     evbuffer_add_printf(b, "\",\"host\":\"");
@@ -294,7 +294,7 @@ proxy_access_log(struct proxy_req *r)
                             r->upstream_addr);
     else
         evbuffer_add_printf(b, "\"upstream_ms\":null,\"upstream\":null,");
-    proxy_tls_log_fields(r->c, b);
+    proxy_tls_log_fields(r->tls, b);
     evbuffer_add_printf(b, "\"route\":");
     if (r->route != NULL) {
         evbuffer_add(b, "\"", 1);

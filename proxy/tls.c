@@ -19,9 +19,10 @@
  * that started (bytes came) and did not finish is counted as a failure.
  *
  * HTTP/2: ALPN offers h2 when the listener says 'h2'; when the client picks
- * it, the handshake callback hands the connection to an h2 session
- * (proxy_conn_to_h2). Client certificates are not passed on for h2 streams
- * (their internal connections carry no TLS state).
+ * it, the handshake callback hands the connection, with its struct
+ * proxy_tls, to an h2 session (proxy_conn_to_h2): its streams' requests see
+ * the same TLS state (client certificate checks and subject, the access
+ * log's fields) as an HTTP/1.1 connection's.
  */
 #include "proxy/internal.h"
 #include "tls/tls.h"
@@ -121,24 +122,28 @@ proxy_tls_discard(struct proxy_tls *t)
 }
 
 void
-proxy_tls_conn_free(struct proxy_conn *c)
+proxy_tls_close(struct proxy_tls *t, struct proxy_worker *w, bool failed)
 {
-    struct proxy_tls *t = c->tls;
-
-    if (t == NULL)
-        return;
     if (!t->done) {
         /* a client that connected and never sent a byte is not a failed handshake */
         BIO *rbio = SSL_get_rbio(t->ssl);
         if (rbio != NULL && BIO_number_read(rbio) > 0)
-            STAT_INC(c->w, tls_handshake_failures);
-    } else if (!t->failed) {
+            STAT_INC(w, tls_handshake_failures);
+    } else if (!t->failed && !failed) {
         /* close_notify (one non-blocking try); it also keeps the session
          * in the cache: OpenSSL drops sessions of connections freed without */
         SSL_shutdown(t->ssl);
     }
     ERR_clear_error();
     proxy_tls_discard(t);
+}
+
+void
+proxy_tls_conn_free(struct proxy_conn *c)
+{
+    if (c->tls == NULL)
+        return;
+    proxy_tls_close(c->tls, c->w, false);
     c->tls = NULL;
 }
 
@@ -161,10 +166,9 @@ handshake_done(struct proxy_conn *c)
               t->info.resumed ? " resumed" : "", t->subject ? " client-cert" : "",
               t->info.alpn == TLS_PROTO_H2 ? " h2" : "");
     if (t->info.alpn == TLS_PROTO_H2) {
-        /* an h2 session (proxy/h2.c) takes the connection (and its SSL,
-         * owned by the bufferevent) from here; this connection object goes */
-        c->tls = NULL;
-        proxy_tls_discard(t);
+        /* an h2 session (proxy/h2.c) takes the connection, its SSL (owned
+         * by the bufferevent) and this handshake's results from here; this
+         * connection object goes */
         proxy_conn_to_h2(c);
     }
 }
@@ -193,7 +197,7 @@ proxy_tls_event(struct proxy_conn *c, short what)
 const char *
 proxy_tls_client_subject(const struct proxy_req *r)
 {
-    const struct proxy_tls *t = r->c->tls;
+    const struct proxy_tls *t = r->tls;
 
     /* proxy_tls_check_site let the request through: the verification the
      * handshake did is the one this site asks for */
@@ -207,12 +211,12 @@ int
 proxy_tls_check_site(struct proxy_req *r)
 {
     const struct tls_verify_conf *want = tls_conf_site_verify(r->conf, r->site);
-    const struct proxy_tls *t = r->c->tls;
+    const struct proxy_tls *t = r->tls;
 
     if (want == NULL)
         return 0;
     if (t == NULL) {
-        if (want->mode == TLS_VERIFY_OPTIONAL || r->c->fd < 0)
+        if (want->mode == TLS_VERIFY_OPTIONAL || r->internal)
             return 0; /* plain, certificate optional; or an internal request */
         r->resp_close = true;
         proxy_resp_error(r, 403, "site '%s' requires a client certificate (use https)", r->host);
@@ -244,9 +248,8 @@ proxy_tls_origin_headers(const struct proxy_req *r, struct proxy_hb *b)
 }
 
 void
-proxy_tls_log_fields(const struct proxy_conn *c, struct evbuffer *b)
+proxy_tls_log_fields(const struct proxy_tls *t, struct evbuffer *b)
 {
-    const struct proxy_tls *t = c->tls;
 
     if (t != NULL && t->done)
         evbuffer_add_printf(b, "\"tls\":\"%s\",\"cipher\":\"%s\",", t->info.version,

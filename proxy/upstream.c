@@ -235,7 +235,7 @@ mark_tried(struct proxy_req *r, struct proxy_srv *srv, const struct sockaddr_sto
 static struct proxy_srv *
 srv_pick(struct proxy_req *r)
 {
-    struct proxy_worker *w = r->c->w;
+    struct proxy_worker *w = r->w;
     const struct conf_origin *o = r->origin;
     const struct tls_origin *tls = tls_conf_origin(r->conf, o);
     uint64_t now = proxy_now_ms();
@@ -498,14 +498,17 @@ pool_take(struct proxy_srv *srv)
 static void
 send_head(struct proxy_req *r, struct proxy_upconn *u)
 {
-    struct proxy_conn *c = r->c;
     struct proxy_hb *b = &u->w->hb; /* one per worker: this runs to completion */
     struct proxy_hdr h;
     bool had_xff = false, had_via = false;
     const char *cond = NULL;
     size_t cond_len = 0;
     bool revalidating = proxy_cache_cond(r, &cond, &cond_len);
-    char minor = (char)('0' + (r->http_minor > 9 ? 1 : r->http_minor));
+    /* Via names the protocol the request came in with (RFC 9110 7.6.3) */
+    const char *via = r->http_major == 2   ? "2 edge\r\n"
+                      : r->http_minor == 0 ? "1.0 edge\r\n"
+                                           : "1.1 edge\r\n";
+    size_t via_len = r->http_major == 2 ? 8 : 10;
 
     b->out = bufferevent_get_output(u->bev);
     b->len = 0;
@@ -524,8 +527,8 @@ send_head(struct proxy_req *r, struct proxy_upconn *u)
         proxy_hb_u64(b, u->srv->port);
     }
     proxy_hb_lit(b, "\r\n");
-    for (size_t i = 0; proxy_head_get(&c->head, i, &h); i++) {
-        if (proxy_hdr_hop_by_hop(&h, &c->head) || proxy_hdr_is(&h, "host") ||
+    for (size_t i = 0; proxy_head_get(r->head, i, &h); i++) {
+        if (proxy_hdr_hop_by_hop(&h, r->head) || proxy_hdr_is(&h, "host") ||
             proxy_hdr_is(&h, "expect") || proxy_hdr_is(&h, "content-length") ||
             proxy_hdr_is(&h, "x-request-id") || proxy_hdr_is(&h, "x-forwarded-proto") ||
             proxy_hdr_is(&h, "x-forwarded-host") || proxy_hdr_is(&h, "x-client-cert-subject"))
@@ -539,7 +542,7 @@ send_head(struct proxy_req *r, struct proxy_upconn *u)
             proxy_hb_lit(b, "X-Forwarded-For: ");
             proxy_hb_add(b, h.value, h.vlen);
             proxy_hb_lit(b, ", ");
-            proxy_hb_str(b, c->peer);
+            proxy_hb_str(b, r->peer);
             proxy_hb_lit(b, "\r\n");
             had_xff = true;
             continue;
@@ -547,9 +550,8 @@ send_head(struct proxy_req *r, struct proxy_upconn *u)
         if (proxy_hdr_is(&h, "via")) {
             proxy_hb_lit(b, "Via: ");
             proxy_hb_add(b, h.value, h.vlen);
-            proxy_hb_lit(b, ", 1.");
-            proxy_hb_add(b, &minor, 1);
-            proxy_hb_lit(b, " edge\r\n");
+            proxy_hb_lit(b, ", ");
+            proxy_hb_add(b, via, via_len);
             had_via = true;
             continue;
         }
@@ -562,15 +564,14 @@ send_head(struct proxy_req *r, struct proxy_upconn *u)
     }
     if (!had_xff) {
         proxy_hb_lit(b, "X-Forwarded-For: ");
-        proxy_hb_str(b, c->peer);
+        proxy_hb_str(b, r->peer);
         proxy_hb_lit(b, "\r\n");
     }
     if (!had_via) {
-        proxy_hb_lit(b, "Via: 1.");
-        proxy_hb_add(b, &minor, 1);
-        proxy_hb_lit(b, " edge\r\n");
+        proxy_hb_lit(b, "Via: ");
+        proxy_hb_add(b, via, via_len);
     }
-    if (c->https)
+    if (r->https)
         proxy_hb_lit(b, "X-Forwarded-Proto: https\r\n");
     else
         proxy_hb_lit(b, "X-Forwarded-Proto: http\r\n");
@@ -587,7 +588,7 @@ send_head(struct proxy_req *r, struct proxy_upconn *u)
         proxy_hb_add(b, cond, cond_len);
     if (r->upgrade) {
         struct proxy_hdr up;
-        if (proxy_head_find(&c->head, "upgrade", &up)) {
+        if (proxy_head_find(r->head, "upgrade", &up)) {
             proxy_hb_hdr(b, "Upgrade", 7, up.value, up.vlen);
             proxy_hb_lit(b, "Connection: upgrade\r\n");
         }
@@ -649,7 +650,7 @@ up_start_exchange(struct proxy_req *r, struct proxy_upconn *u)
     bufferevent_enable(u->bev, EV_READ);
     event_del(u->timer);
     timer_arm(u->timer, o->response_timeout_ms);
-    STAT_INC(r->c->w, upstream_requests);
+    STAT_INC(r->w, upstream_requests);
     send_head(r, u);
     proxy_upstream_push_body(r);
 }
@@ -657,7 +658,7 @@ up_start_exchange(struct proxy_req *r, struct proxy_upconn *u)
 static void
 up_connect(struct proxy_req *r, const struct sockaddr_storage *ss, socklen_t len)
 {
-    struct proxy_worker *w = r->c->w;
+    struct proxy_worker *w = r->w;
     struct proxy_upconn *u = upconn_new(w, r->srv);
     const struct tls_origin *tls = r->srv->tls ? tls_conf_origin(r->conf, r->origin) : NULL;
 
@@ -742,7 +743,7 @@ up_dns_cb(void *arg, int status, const struct proxy_dns_addrs *addrs)
     r->dnsq = NULL;
     if (status != 0) {
         char why[400];
-        STAT_INC(r->c->w, dns_failures);
+        STAT_INC(r->w, dns_failures);
         snprintf(why, sizeof(why), "cannot resolve '%s': %s", r->srv->host,
                  proxy_dns_strerror(status));
         mark_tried(r, r->srv, NULL);
@@ -755,7 +756,7 @@ up_dns_cb(void *arg, int status, const struct proxy_dns_addrs *addrs)
 static void
 up_try(struct proxy_req *r)
 {
-    struct proxy_worker *w = r->c->w;
+    struct proxy_worker *w = r->w;
     struct proxy_srv *srv = srv_pick(r);
     struct proxy_upconn *u;
     struct proxy_dns_addrs a;
@@ -807,7 +808,7 @@ origin_down(struct proxy_req *r)
     uint64_t now = proxy_now_ms();
     const struct tls_origin *tls = tls_conf_origin(r->conf, r->origin);
     for (size_t i = 0; i < r->origin->nservers; i++) {
-        struct proxy_srv *srv = srv_get(r->c->w, &r->origin->servers[i], tls);
+        struct proxy_srv *srv = srv_get(r->w, &r->origin->servers[i], tls);
         if (srv == NULL || srv->down_until_ms <= now)
             return false;
     }
@@ -893,7 +894,7 @@ fail_name(enum proxy_err_kind k)
 static void
 up_fail(struct proxy_req *r, enum proxy_err_kind kind, const char *detail)
 {
-    struct proxy_worker *w = r->c->w;
+    struct proxy_worker *w = r->w;
     struct proxy_upconn *u = r->up;
     bool reused = u != NULL && u->served > 0;
     bool got_bytes = u != NULL && u->got_bytes;

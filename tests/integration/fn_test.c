@@ -67,7 +67,7 @@ static void
 conf_text(char *out, size_t n, const char *extra_routes)
 {
     snprintf(out, n,
-             "workers 2;\nlisten 127.0.0.1:%d;\nadmin 127.0.0.1:%d;\naccess_log off;\n"
+             "workers 2;\nlisten 127.0.0.1:%d h2;\nadmin 127.0.0.1:%d;\naccess_log off;\n"
              "redis 127.0.0.1:%d;\nkv_timeout 300ms;\n"
              "function_quarantine_crashes 2; function_quarantine_window 5m;\n"
              "function_dir %s;\nfunction_run_dir %s/run;\n"
@@ -312,6 +312,61 @@ test_response_phase_pauses_on_kv(void **state)
     h_resp_free(&r);
 }
 
+/* One request over HTTP/2 (h2c), on a connection of its own (libcurl 7.88
+ * does not reuse prior-knowledge connections). */
+static int
+h2_req(struct h_resp *r, const char *method, const char *path, const char *const *hdrs)
+{
+    struct h_client *cl = h_client_new();
+    struct h_opts o = {.timeout_ms = 10000, .h2c = true};
+    char url[256];
+    int rc;
+
+    snprintf(url, sizeof(url), "%s%s", edge.url, path);
+    rc = h_client_http_opts(cl, r, &o, method, url, NULL, 0, hdrs);
+    h_client_free(cl);
+    if (rc != 0)
+        fail_msg("%s %s over h2: curl %d %s", method, path, r->curl_code, r->error);
+    return rc;
+}
+
+/* The same phases over HTTP/2 (h2c): a REQUEST phase that pauses on KV
+ * and answers, a RESPONSE phase that pauses on a miss (the origin's body
+ * held meanwhile) and on a hit, and on HEAD. */
+static void
+test_h2_phases_pause(void **state)
+{
+    const char *hdrs[] = {"Host: respkv.test", NULL};
+    struct h_resp r;
+    char v[256], out[64];
+    (void)state;
+
+    assert_int_equal(h_redis_cmd(&redis, "SET efn:kvp:*=/kvp:k h2v", out, sizeof(out)), 0);
+    h2_req(&r, "GET", "/kvp", NULL);
+    assert_int_equal(r.http_version, 20);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, " value=h2v\n"));
+    h_resp_free(&r);
+
+    assert_int_equal(h_redis_cmd(&redis, "SET efn:respkv:rk:k from-kv", out, sizeof(out)), 0);
+    for (int i = 0; i < 2; i++) { /* miss, then hit */
+        h2_req(&r, "GET", "/bytes/200000?x=h2", hdrs);
+        assert_int_equal(r.http_version, 20);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.len, 200000);
+        assert_non_null(h_header(&r, "x-kv", v, sizeof(v)));
+        assert_string_equal(v, "from-kv");
+        assert_non_null(h_header(&r, "cache-status", v, sizeof(v)));
+        assert_non_null(strstr(v, i == 0 ? "fwd=uri-miss" : "hit"));
+        h_resp_free(&r);
+    }
+    h2_req(&r, "HEAD", "/bytes/1234?x=h2head", hdrs);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, 0);
+    assert_non_null(h_header(&r, "x-kv", v, sizeof(v)));
+    h_resp_free(&r);
+}
+
 static void
 test_redis_down_then_back(void **state)
 {
@@ -513,6 +568,7 @@ main(void)
         cmocka_unit_test(test_rate_limit_exact_under_concurrency),
         cmocka_unit_test(test_first_answer_stops_the_chain),
         cmocka_unit_test(test_origin_and_response_phases_on_miss_and_hit),
+        cmocka_unit_test(test_h2_phases_pause),
         cmocka_unit_test(test_bad_plugins_refused_by_check),
         cmocka_unit_test(test_spinning_function_breaks_open),
         cmocka_unit_test(test_function_reads_and_rewrites_request_body),

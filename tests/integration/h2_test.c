@@ -1,10 +1,13 @@
 /*
  * HTTP/2 to clients, end to end: prior-knowledge h2c on a plain listener
- * marked h2 (libcurl), the same answers and cache behaviour as HTTP/1.1,
- * HTTP/1.1 on the same listener, request bodies, 100 concurrent streams on
- * one connection, a 64 MiB download to a slow reader with bounded RSS, a
- * rapid-reset flood cut off with GOAWAY (raw frames), and a graceful stop
- * that lets an in-flight stream finish after GOAWAY.
+ * marked h2 (libcurl), the same answers and cache behaviour as HTTP/1.1
+ * (HEAD, 304, ranges and multipart ranges from the memory tier and from
+ * files), HTTP/1.1 on the same listener, request bodies, 100 concurrent
+ * streams on one connection, a 64 MiB download to a slow reader with
+ * bounded RSS, an origin cut mid-body (that stream reset, the connection
+ * going on), per-stream send_timeout and client_body_timeout, a rapid-reset
+ * flood cut off with GOAWAY (raw frames), and a graceful stop that lets an
+ * in-flight stream finish after GOAWAY.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +33,7 @@
 #include "tests/integration/edge.h"
 
 static struct h_osim osim;
+static struct h_osim cut; /* cuts every answer mid-body (--reset-rate 1) */
 static struct h_edge edge;
 static char cache_dir[600];
 
@@ -44,17 +48,22 @@ make_conf(char *buf, size_t n, int port, int admin, const char *extra)
              "max_header_size 4k;\n"
              "max_headers 30;\n"
              "shutdown_timeout 10s;\n"
-             "cache_dir %s max_size=64m;\n"
+             "cache_dir %s max_size=64m mem=8m;\n"
              "http2_max_resets 50/10s;\n"
              "%s\n"
              "origin app { server 127.0.0.1:%d; keepalive 32; response_timeout 10s; }\n"
+             "origin cut { server 127.0.0.1:%d; retries 0; }\n"
+             "site cut.test {\n"
+             "  route = /hello { return 200 \"hello from edge\\n\"; }\n"
+             "  route / { origin cut; }\n"
+             "}\n"
              "site * {\n"
              "  route = /hello { return 200 \"hello from edge\\n\"; }\n"
              "  route /resp { origin app; cache on; }\n"
              "  route = /small { max_body_size 1k; origin app; }\n"
              "  route / { origin app; }\n"
              "}\n",
-             port, admin, cache_dir, extra ? extra : "", osim.port);
+             port, admin, cache_dir, extra ? extra : "", osim.port, cut.port);
     return buf;
 }
 
@@ -83,7 +92,8 @@ setup(void **state)
 {
     (void)state;
     snprintf(cache_dir, sizeof(cache_dir), "%s/cache", h_tmpdir());
-    if (h_osim_start(&osim, NULL) < 0)
+    static const char *const cut_args[] = {"--reset-rate", "1", NULL};
+    if (h_osim_start(&osim, NULL) < 0 || h_osim_start(&cut, cut_args) < 0)
         return -1;
     return start_edge(&edge, NULL);
 }
@@ -94,8 +104,10 @@ teardown(void **state)
     (void)state;
     int rc = h_edge_stop(&edge);
     int orc = h_stop(&osim.proc);
+    int crc = h_stop(&cut.proc);
     assert_int_equal(rc, 0);
     assert_int_equal(orc, 0);
+    assert_int_equal(crc, 0);
     return 0;
 }
 
@@ -158,6 +170,7 @@ test_h2_same_answers_as_h1(void **state)
     assert_string_equal(h_header(&r, "x-request-id", b2, sizeof(b2)), "h2-id-42");
     assert_non_null(strstr(r.body, "\"x-forwarded-for\":\"127.0.0.1\""));
     assert_non_null(strstr(r.body, "\"version\":\"1.1\""));
+    assert_non_null(strstr(r.body, "\"via\":\"2 edge\"")); /* what came in was HTTP/2 */
     h_resp_free(&r);
     assert_true(h_edge_metric(&edge, "edge_h2_sessions_total") >= s0 + 7);
 }
@@ -202,6 +215,82 @@ test_h2_cache_miss_then_hit(void **state)
     h_resp_free(&r1);
     h_resp_free(&r2);
     h_resp_free(&r3);
+}
+
+/* One request with a fixed X-Request-Id (a multipart boundary carries it)
+ * and maybe a Range; h2 or HTTP/1.1. */
+static int
+req_range(struct h_resp *r, bool h2, const char *method, const char *path, const char *range)
+{
+    char rh[128];
+    const char *hdrs[] = {"X-Request-Id: range-test", range != NULL ? rh : NULL, NULL};
+
+    if (range != NULL)
+        snprintf(rh, sizeof(rh), "Range: %s", range);
+    return req(r, h2, method, path, NULL, 0, hdrs);
+}
+
+/* Hits from the memory tier (5000 bytes) and from the file (300000, over
+ * mem_object): the whole body, HEAD, 304, one range, a suffix, several
+ * ranges (multipart/byteranges), one not satisfiable - the same answers
+ * over h2 as over HTTP/1.1. */
+static void
+test_h2_cache_head_304_ranges(void **state)
+{
+    static const char *const ranges[] = {NULL, "bytes=10-19", "bytes=-7", "bytes=0-1,100-110,4990-",
+                                         "bytes=999999-"};
+    static const int want[] = {200, 206, 206, 206, 416};
+    static const char *const same[] = {"content-range", "content-type", "content-length", "etag",
+                                       "cache-status"};
+    static const size_t sizes[] = {5000, 300000};
+    char p[256], b1[256], b2[256];
+    struct h_resp r1, r2;
+    (void)state;
+
+    for (size_t k = 0; k < 2; k++) {
+        snprintf(p, sizeof(p), "/resp?cc=max-age%%3D60&size=%zu&etag=rg%zu&k=ranges", sizes[k], k);
+        for (int i = 0; i < 2; i++) { /* the miss stores; the first hit loads the memory tier */
+            assert_int_equal(req(&r1, false, "GET", p, NULL, 0, NULL), 0);
+            assert_int_equal(r1.status, 200);
+            h_resp_free(&r1);
+        }
+        for (size_t i = 0; i < sizeof(ranges) / sizeof(ranges[0]); i++) {
+            assert_int_equal(req_range(&r1, false, "GET", p, ranges[i]), 0);
+            assert_int_equal(req_range(&r2, true, "GET", p, ranges[i]), 0);
+            assert_int_equal(r2.http_version, 20);
+            if (r2.status != want[i] || r1.status != want[i])
+                fail_msg("size %zu range %s: h1 %ld, h2 %ld", sizes[k], ranges[i], r1.status,
+                         r2.status);
+            assert_int_equal(r2.len, r1.len);
+            assert_memory_equal(r2.body, r1.body, r1.len);
+            for (size_t j = 0; j < sizeof(same) / sizeof(same[0]); j++) {
+                const char *v1 = h_header(&r1, same[j], b1, sizeof(b1));
+                const char *v2 = h_header(&r2, same[j], b2, sizeof(b2));
+                assert_true((v1 == NULL) == (v2 == NULL));
+                if (v1 != NULL)
+                    assert_string_equal(v2, v1);
+            }
+            assert_non_null(strstr(h_header(&r2, "cache-status", b2, sizeof(b2)), "hit"));
+            h_resp_free(&r1);
+            h_resp_free(&r2);
+        }
+        /* HEAD: the length without the body */
+        assert_int_equal(req(&r2, true, "HEAD", p, NULL, 0, NULL), 0);
+        assert_int_equal(r2.status, 200);
+        assert_int_equal(r2.len, 0);
+        assert_int_equal(strtol(h_header(&r2, "content-length", b2, sizeof(b2)), NULL, 10),
+                         (long)sizes[k]);
+        assert_non_null(strstr(h_header(&r2, "cache-status", b2, sizeof(b2)), "hit"));
+        h_resp_free(&r2);
+        /* a conditional hit */
+        snprintf(b1, sizeof(b1), "If-None-Match: \"rg%zu\"", k);
+        const char *inm[] = {b1, NULL};
+        assert_int_equal(req(&r2, true, "GET", p, NULL, 0, inm), 0);
+        assert_int_equal(r2.status, 304);
+        assert_int_equal(r2.len, 0);
+        assert_null(h_header(&r2, "content-length", b2, sizeof(b2)));
+        h_resp_free(&r2);
+    }
 }
 
 /* ---- request bodies, fields, limits ------------------------------------------------------ */
@@ -406,18 +495,22 @@ h2cli_close(nghttp2_session *ng, int32_t id, uint32_t error, void *ud)
 
 static int raw_connect(int port);
 
-/* GETs every path at once on one connection; 0 when all streams closed
- * within timeout_ms. */
+/* GETs every path at once on one connection (authority NULL: the
+ * address); 0 when all streams closed within timeout_ms. */
 static int
-h2cli_get_all(int port, const char *const *paths, int n, struct h2cli_stream *st, int timeout_ms)
+h2cli_get_all(int port, const char *authority, const char *const *paths, int n,
+              struct h2cli_stream *st, int timeout_ms)
 {
     nghttp2_session_callbacks *cbs;
     nghttp2_session *ng;
     struct h2cli c = {.fd = raw_connect(port), .open = n, .st = st};
     double end = h_now_ms() + timeout_ms;
-    char auth[32];
+    char auth[64];
 
-    snprintf(auth, sizeof(auth), "127.0.0.1:%d", port);
+    if (authority != NULL)
+        snprintf(auth, sizeof(auth), "%s", authority);
+    else
+        snprintf(auth, sizeof(auth), "127.0.0.1:%d", port);
     nghttp2_session_callbacks_new(&cbs);
     nghttp2_session_callbacks_set_send_callback(cbs, h2cli_send);
     nghttp2_session_callbacks_set_on_header_callback(cbs, h2cli_header);
@@ -468,7 +561,7 @@ test_h2_100_concurrent_streams(void **state)
         paths[i] = pathbuf[i];
     }
     double t0 = h_now_ms();
-    assert_int_equal(h2cli_get_all(edge.port, paths, N, st, 15000), 0);
+    assert_int_equal(h2cli_get_all(edge.port, NULL, paths, N, st, 15000), 0);
     double took = h_now_ms() - t0;
     for (int i = 0; i < N; i++) {
         assert_int_equal(st[i].error, 0);
@@ -480,6 +573,28 @@ test_h2_100_concurrent_streams(void **state)
     assert_int_equal(h_edge_metric(&edge, "edge_h2_sessions_total"), s0 + 1);
     assert_int_equal(h_edge_metric(&edge, "edge_h2_streams_total"), st0 + N);
     assert_true(took < 6000);
+}
+
+/* ---- an origin that dies mid-body ------------------------------------------------------- */
+
+/* The answer's head went out: only that stream is reset (INTERNAL_ERROR),
+ * the other stream of the connection is answered. */
+static void
+test_h2_origin_cut_mid_body_resets_stream(void **state)
+{
+    static const char *const paths[] = {"/bytes/200000", "/hello"};
+    struct h2cli_stream st[2];
+    long s0 = h_edge_metric(&edge, "edge_h2_sessions_total");
+    (void)state;
+
+    assert_int_equal(h2cli_get_all(edge.port, "cut.test", paths, 2, st, 10000), 0);
+    assert_int_equal(st[0].status, 200);
+    assert_int_equal(st[0].error, NGHTTP2_INTERNAL_ERROR);
+    assert_true(st[0].len < 200000);
+    assert_int_equal(st[1].status, 200);
+    assert_int_equal(st[1].error, 0);
+    assert_int_equal(st[1].len, 16); /* "hello from edge\n" */
+    assert_int_equal(h_edge_metric(&edge, "edge_h2_sessions_total"), s0 + 1);
 }
 
 /* ---- a slow reader of a 64 MiB body --------------------------------------------------------- */
@@ -752,6 +867,83 @@ test_h2_early_answer_then_rst_no_error(void **state)
     assert_int_equal(rst_code, 0); /* NO_ERROR */
 }
 
+/* ---- per-stream timeouts ----------------------------------------------------------------------
+ */
+
+/* HPACK for a POST of path with content-length cl (no body sent here). */
+static size_t
+hpack_post(uint8_t *out, const char *path, const char *cl)
+{
+    size_t n = hpack_get(out, path), l = strlen(cl);
+    out[0] = 0x83;   /* :method POST */
+    out[n++] = 0x0f; /* content-length (static 28), literal without indexing */
+    out[n++] = 0x0d;
+    out[n++] = (uint8_t)l;
+    memcpy(out + n, cl, l);
+    return n + l;
+}
+
+/* send_timeout: a stream whose window the client never opens is reset
+ * after it; client_body_timeout: a body that stops coming is answered 408.
+ * Neither ends the connection: a third stream is answered after both. */
+static void
+test_h2_stream_timeouts(void **state)
+{
+    struct h_edge e;
+    uint8_t buf[512], hb[128], pl[4096];
+    static const uint8_t win[6] = {0, 4, 0, 0, 0x03, 0xe8}; /* INITIAL_WINDOW_SIZE 1000 */
+    size_t n, len;
+    uint8_t type, flags;
+    uint32_t sid, rst1 = 0xffffffff, rst3 = 0xffffffff;
+    bool head3 = false, saw408 = false, hello = false, sent5 = false;
+    size_t data1 = 0;
+    double t0, t_rst1 = 0;
+    (void)state;
+
+    assert_int_equal(start_edge(&e, "send_timeout 1s;\nclient_body_timeout 1s;\n"), 0);
+    int fd = raw_connect(e.port);
+    memcpy(buf, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24);
+    n = 24 + frame(buf + 24, 4 /* SETTINGS */, 0, 0, win, sizeof(win));
+    n += frame(buf + n, 1, 0x5, 1, hb, hpack_get(hb, "/bytes/100000"));
+    n += frame(buf + n, 1, 0x4 /* END_HEADERS: a body follows */, 3, hb,
+               hpack_post(hb, "/echo", "10"));
+    n += frame(buf + n, 0 /* DATA */, 0, 3, "12345", 5); /* half of it, then nothing */
+    t0 = h_now_ms();
+    assert_int_equal(write(fd, buf, n), (ssize_t)n);
+    for (int i = 0; i < 200 && !hello; i++) {
+        if (read_frame(fd, 6000, &type, &flags, &sid, pl, sizeof(pl), &len) < 0)
+            break;
+        if (type == 0 && sid == 1)
+            data1 += len;
+        else if (type == 3 && sid == 1) {
+            rst1 = be32(pl);
+            t_rst1 = h_now_ms() - t0;
+        } else if (type == 1 && sid == 3)
+            head3 = true;
+        else if (type == 0 && sid == 3 && len >= 3 && memcmp(pl, "408", 3) == 0)
+            saw408 = true;
+        else if (type == 3 && sid == 3)
+            rst3 = be32(pl);
+        else if (type == 0 && sid == 5 && len == 16 && memcmp(pl, "hello from edge\n", 16) == 0)
+            hello = true;
+        if (rst1 != 0xffffffff && rst3 != 0xffffffff && !sent5) {
+            /* both timed out: the connection still serves */
+            sent5 = true;
+            n = frame(buf, 1, 0x5, 5, hb, hpack_get(hb, "/hello"));
+            assert_int_equal(write(fd, buf, n), (ssize_t)n);
+        }
+    }
+    close(fd);
+    print_message("stream 1: %zu bytes then RST_STREAM(%u) after %.0f ms\n", data1, rst1, t_rst1);
+    assert_true(data1 <= 1000);
+    assert_int_equal(rst1, NGHTTP2_INTERNAL_ERROR);
+    assert_true(t_rst1 >= 900 && t_rst1 < 5000);
+    assert_true(head3 && saw408);
+    assert_int_equal(rst3, NGHTTP2_NO_ERROR); /* answered before its body ended */
+    assert_true(hello);
+    assert_int_equal(h_edge_stop(&e), 0);
+}
+
 /* ---- graceful stop ------------------------------------------------------------------------------
  */
 
@@ -770,12 +962,18 @@ test_h2_graceful_stop_finishes_stream(void **state)
     (void)state;
 
     assert_int_equal(start_edge(&e, NULL), 0);
+    long before = h_stats_int(osim.url, "requests");
     int fd = raw_connect(e.port);
     n = preface(buf);
-    hl = hpack_get(hb, "/slow?ms=1000");
+    hl = hpack_get(hb, "/slow?ms=1500");
     n += frame(buf + n, 1, 0x5, 1, hb, hl);
     assert_int_equal(write(fd, buf, n), (ssize_t)n);
-    h_sleep_ms(300);
+    /* stop once the stream is surely in flight (the origin has it), not
+     * after a fixed sleep: on a loaded machine the engine may not have read
+     * the HEADERS yet, and GOAWAY would then name stream 0 */
+    for (int i = 0; i < 500 && h_stats_int(osim.url, "requests") <= before; i++)
+        h_sleep_ms(10);
+    assert_true(h_stats_int(osim.url, "requests") > before);
     double t0 = h_now_ms();
     assert_int_equal(h_kill(&e.proc, SIGTERM), 0);
     for (int i = 0; i < 100; i++) {
@@ -810,9 +1008,9 @@ test_h2_graceful_stop_finishes_stream(void **state)
     assert_string_equal(body, "slow\n");
     assert_true(closed);
     assert_int_equal(h_edge_stop(&e), 0);
-    if (!(took >= 500 && took < 5000))
+    if (!(took >= 500 && took < 6000))
         fprintf(stderr, "graceful stop took %.0f ms\n", took);
-    assert_true(took >= 500 && took < 5000);
+    assert_true(took >= 500 && took < 6000);
 }
 
 int
@@ -821,12 +1019,15 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_h2_same_answers_as_h1),
         cmocka_unit_test(test_h2_cache_miss_then_hit),
+        cmocka_unit_test(test_h2_cache_head_304_ranges),
         cmocka_unit_test(test_h2_request_bodies_and_fields),
         cmocka_unit_test(test_h1_on_the_h2_listener),
         cmocka_unit_test(test_h2_100_concurrent_streams),
+        cmocka_unit_test(test_h2_origin_cut_mid_body_resets_stream),
         cmocka_unit_test(test_h2_slow_reader_64mib_bounded_rss),
         cmocka_unit_test(test_h2_rapid_reset_flood_gets_goaway),
         cmocka_unit_test(test_h2_early_answer_then_rst_no_error),
+        cmocka_unit_test(test_h2_stream_timeouts),
         cmocka_unit_test(test_h2_graceful_stop_finishes_stream),
     };
     return H_RUN(tests, setup, teardown);

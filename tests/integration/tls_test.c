@@ -555,6 +555,55 @@ test_client_certificates(void **state)
     h_resp_free(&r);
 }
 
+/* Over h2 (ALPN) the same: a stream's request sees its session's
+ * handshake, so a connection verified for a.test does not open
+ * secure.test (421: the client must not coalesce them), and the subject
+ * reaches the origin and functions. */
+static void
+test_client_certificates_over_h2(void **state)
+{
+    struct h_resp r;
+    char alice_crt[600], alice_key[600], url[256], res[128];
+    struct h_opts with = {.timeout_ms = 5000, .cainfo = ca, .h2 = true, .resolve = res};
+    struct h_opts none = {.timeout_ms = 5000, .cainfo = ca, .h2 = true, .resolve = res};
+    const char *spoof[] = {"X-Client-Cert-Subject: CN=admin", NULL};
+    const char *spoof_host[] = {"X-Client-Cert-Subject: CN=admin", "Host: secure.test", NULL};
+    struct h_client *cl;
+    (void)state;
+
+    snprintf(alice_crt, sizeof(alice_crt), "%s/alice.crt", dir);
+    snprintf(alice_key, sizeof(alice_key), "%s/alice.key", dir);
+    with.cert = alice_crt;
+    with.key = alice_key;
+
+    snprintf(res, sizeof(res), "secure.test:%d:127.0.0.1", tls_h2_port);
+    snprintf(url, sizeof(url), "https://secure.test:%d/headers", tls_h2_port);
+    cl = h_client_new();
+    assert_int_equal(h_client_http_opts(cl, &r, &with, "GET", url, NULL, 0, spoof), 0);
+    h_client_free(cl);
+    assert_int_equal(r.http_version, 20);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body, "\"x-client-cert-subject\":\"CN=alice,O=Acme\\\\, Inc.\""));
+    assert_null(strstr(r.body, "CN=admin"));
+    h_resp_free(&r);
+    snprintf(url, sizeof(url), "https://secure.test:%d/whoami", tls_h2_port);
+    cl = h_client_new();
+    assert_int_equal(h_client_http_opts(cl, &r, &with, "GET", url, NULL, 0, spoof), 0);
+    h_client_free(cl);
+    assert_int_equal(r.http_version, 20);
+    assert_string_equal(r.body, "CN=alice,O=Acme\\, Inc.");
+    h_resp_free(&r);
+
+    snprintf(res, sizeof(res), "a.test:%d:127.0.0.1", tls_h2_port);
+    snprintf(url, sizeof(url), "https://a.test:%d/headers", tls_h2_port);
+    cl = h_client_new();
+    assert_int_equal(h_client_http_opts(cl, &r, &none, "GET", url, NULL, 0, spoof_host), 0);
+    h_client_free(cl);
+    assert_int_equal(r.http_version, 20);
+    assert_int_equal(r.status, 421);
+    h_resp_free(&r);
+}
+
 static void
 test_ocsp_stapled(void **state)
 {
@@ -663,6 +712,7 @@ main(void)
         cmocka_unit_test(test_garbage_is_closed_and_counted),
         cmocka_unit_test(test_session_resumption),
         cmocka_unit_test(test_client_certificates),
+        cmocka_unit_test(test_client_certificates_over_h2),
         cmocka_unit_test(test_ocsp_stapled),
         cmocka_unit_test(test_access_log_and_metrics),
         cmocka_unit_test(test_reload_swaps_the_certificate),

@@ -1,7 +1,7 @@
 /*
- * Unit tests of proxy/h2msg.c: the h2c preface, h2 fields -> HTTP/1.1
- * request head (limits, smuggling guards, Host, cookies, framing), the
- * response head -> h2 fields, and the reset-rate window.
+ * Unit tests of proxy/h2msg.c: the h2c preface, h2 fields -> the request
+ * head (limits, smuggling guards, Host, cookies, methods), which response
+ * fields HTTP/2 carries, and the reset-rate window.
  */
 #include "proxy/h2.h"
 
@@ -16,19 +16,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/buffer.h>
-
 /* ---- helpers ---------------------------------------------------------------------------- */
 
 static struct proxy_h2_req q;
-static struct evbuffer *out;
+static struct proxy_head head;
 
+/* A fresh request on a head of max_header_size 4096, max_headers 20,
+ * max_uri_length 1024. */
 static int
 setup(void **state)
 {
     (void)state;
-    out = evbuffer_new();
-    return proxy_h2_req_init(&q, 4096, 20, 1024) < 0 || out == NULL ? -1 : 0;
+    if (proxy_head_init_grow(&head, 64, 4096, 20) < 0)
+        return -1;
+    return proxy_h2_req_init(&q, &head, 1024);
 }
 
 static int
@@ -36,8 +37,15 @@ teardown(void **state)
 {
     (void)state;
     proxy_h2_req_fini(&q);
-    evbuffer_free(out);
+    proxy_head_fini(&head);
     return 0;
+}
+
+static void
+again(void)
+{
+    proxy_head_reset(&head);
+    proxy_h2_req_reset(&q, &head, 1024);
 }
 
 static int
@@ -46,15 +54,19 @@ field(const char *name, const char *value)
     return proxy_h2_req_field(&q, name, strlen(name), value, strlen(value));
 }
 
-/* The evbuffer's text (static buffer, NUL-terminated). */
+/* The head as the pipeline sees it, written like an HTTP/1.1 head:
+ * "<target>\n" then "name: value\n" per field (static buffer). */
 static const char *
-text(struct evbuffer *b)
+text(void)
 {
     static char buf[16384];
-    size_t n = evbuffer_get_length(b);
-    assert_true(n < sizeof(buf));
-    evbuffer_copyout(b, buf, n);
-    buf[n] = '\0';
+    struct proxy_hdr h;
+    size_t n =
+        (size_t)snprintf(buf, sizeof(buf), "%.*s\n", (int)head.url_len, head.buf + head.url_off);
+
+    for (size_t i = 0; proxy_head_get(&head, i, &h); i++)
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%.*s: %.*s\n", (int)h.nlen, h.name,
+                              (int)h.vlen, h.value);
     return buf;
 }
 
@@ -96,14 +108,13 @@ test_req_get(void **state)
     assert_int_equal(field("host", "ignored.example"), 0); /* :authority wins */
     assert_int_equal(field("te", "trailers"), 0);          /* dropped */
     assert_int_equal(field("accept", "*/*"), 0);
-    assert_int_equal(proxy_h2_req_finish(&q, true, out), 0);
-    assert_string_equal(text(out), "GET /a/b?c=d HTTP/1.1\r\n"
-                                   "Host: example.com:8080\r\n"
-                                   "user-agent: t/1\r\n"
-                                   "accept: */*\r\n"
-                                   "\r\n");
-    assert_false(q.chunked);
-    assert_false(q.head_method);
+    assert_int_equal(proxy_h2_req_finish(&q), 0);
+    assert_string_equal(text(), "/a/b?c=d\n"
+                                "host: example.com:8080\n"
+                                "user-agent: t/1\n"
+                                "accept: */*\n");
+    assert_int_equal(q.method, HTTP_GET);
+    assert_int_equal(q.content_length, -1);
 }
 
 static void
@@ -117,70 +128,63 @@ test_req_host_without_authority_and_cookies(void **state)
     assert_int_equal(field("host", "h.example"), 0);
     assert_int_equal(field("cookie", "b=2"), 0);
     assert_int_equal(field("cookie", "c=3"), 0);
-    assert_int_equal(proxy_h2_req_finish(&q, true, out), 0);
-    assert_string_equal(text(out), "HEAD / HTTP/1.1\r\n"
-                                   "host: h.example\r\n"
-                                   "Cookie: a=1; b=2; c=3\r\n"
-                                   "\r\n");
-    assert_true(q.head_method);
+    assert_int_equal(proxy_h2_req_finish(&q), 0);
+    assert_string_equal(text(), "/\n"
+                                "host: h.example\n"
+                                "cookie: a=1; b=2; c=3\n");
+    assert_int_equal(q.method, HTTP_HEAD);
 }
 
 static void
 test_req_bodies(void **state)
 {
     (void)state;
-    /* a body without content-length: chunked */
+    /* Expect is dropped: the body streams at once, nobody waits for a 100 */
     assert_int_equal(field(":method", "POST"), 0);
     assert_int_equal(field(":path", "/up"), 0);
     assert_int_equal(field(":authority", "x"), 0);
-    assert_int_equal(field("expect", "100-continue"), 0); /* dropped: the body streams at once */
-    assert_int_equal(proxy_h2_req_finish(&q, false, out), 0);
-    assert_true(q.chunked);
-    proxy_h2_req_body(&q, out, "hello", 5);
-    proxy_h2_req_body(&q, out, "", 0); /* an empty DATA frame is not the last chunk */
-    proxy_h2_req_body(&q, out, "0123456789abcdefX", 17);
-    proxy_h2_req_end(&q, out);
-    assert_string_equal(text(out), "POST /up HTTP/1.1\r\n"
-                                   "Host: x\r\n"
-                                   "Transfer-Encoding: chunked\r\n"
-                                   "\r\n"
-                                   "5\r\nhello\r\n"
-                                   "11\r\n0123456789abcdefX\r\n"
-                                   "0\r\n\r\n");
-    proxy_h2_req_fini(&q);
-    evbuffer_drain(out, evbuffer_get_length(out));
+    assert_int_equal(field("expect", "100-continue"), 0);
+    assert_int_equal(proxy_h2_req_finish(&q), 0);
+    assert_string_equal(text(), "/up\nhost: x\n");
+    assert_int_equal(q.content_length, -1);
 
-    /* with content-length: passed on, the body as is */
-    assert_int_equal(proxy_h2_req_init(&q, 4096, 20, 1024), 0);
+    /* content-length: passed on, once */
+    again();
     assert_int_equal(field(":method", "PUT"), 0);
     assert_int_equal(field(":path", "/up"), 0);
     assert_int_equal(field(":authority", "x"), 0);
     assert_int_equal(field("content-length", "5"), 0);
     assert_int_equal(field("content-length", "5"), 0); /* the same twice: once */
-    assert_int_equal(proxy_h2_req_finish(&q, false, out), 0);
-    assert_false(q.chunked);
+    assert_int_equal(proxy_h2_req_finish(&q), 0);
     assert_int_equal(q.content_length, 5);
-    proxy_h2_req_body(&q, out, "hello", 5);
-    proxy_h2_req_end(&q, out);
-    assert_string_equal(text(out), "PUT /up HTTP/1.1\r\n"
-                                   "Host: x\r\n"
-                                   "content-length: 5\r\n"
-                                   "\r\n"
-                                   "hello");
+    assert_int_equal(q.method, HTTP_PUT);
+    assert_string_equal(text(), "/up\nhost: x\ncontent-length: 5\n");
 }
 
 static void
 test_req_connect(void **state)
 {
     (void)state;
-    /* CONNECT has no :path; the pipeline answers it (405) */
+    /* CONNECT has no :path: its target is :authority (the pipeline answers 405) */
     assert_int_equal(field(":method", "CONNECT"), 0);
     assert_int_equal(field(":authority", "db.internal:5432"), 0);
-    assert_int_equal(proxy_h2_req_finish(&q, false, out), 0);
-    assert_string_equal(text(out), "CONNECT db.internal:5432 HTTP/1.1\r\n"
-                                   "Host: db.internal:5432\r\n"
-                                   "Transfer-Encoding: chunked\r\n"
-                                   "\r\n");
+    assert_int_equal(proxy_h2_req_finish(&q), 0);
+    assert_string_equal(text(), "db.internal:5432\nhost: db.internal:5432\n");
+    assert_int_equal(q.method, HTTP_CONNECT);
+}
+
+static void
+test_methods(void **state)
+{
+    (void)state;
+    assert_int_equal(proxy_h2_method("GET", 3), HTTP_GET);
+    assert_int_equal(proxy_h2_method("DELETE", 6), HTTP_DELETE);
+    assert_int_equal(proxy_h2_method("M-SEARCH", 8), HTTP_MSEARCH);
+    assert_int_equal(proxy_h2_method("PATCH", 5), HTTP_PATCH);
+    assert_int_equal(proxy_h2_method("get", 3), -1);      /* methods are case-sensitive */
+    assert_int_equal(proxy_h2_method("PRI", 3), -1);      /* the preface's, not a request's */
+    assert_int_equal(proxy_h2_method("DESCRIBE", 8), -1); /* RTSP */
+    assert_int_equal(proxy_h2_method("BREW", 4), -1);
 }
 
 /* Each case: fields in order (pseudo first), then the status refused. */
@@ -195,15 +199,19 @@ static const struct {
     {{{":method", "GET\r\n"}, {":path", "/"}}, 400},
     {{{":method", "GET"}, {":path", "/"}, {"x-a", "1\r\nX-Injected: 1"}}, 400},
     {{{":method", "GET"}, {":path", "/"}, {"x-a", "a\nb"}}, 400},
+    {{{":method", "GET"}, {":path", "/"}, {"x-a", "a\0b"}}, 0}, /* (strlen stops at the NUL) */
     {{{":method", "GET"}, {":path", "/"}, {"x a", "1"}}, 400},
     {{{":method", "GET"}, {":path", "/"}, {"x:a", "1"}}, 400},
     {{{":method", "GET"}, {":authority", "a b"}, {":path", "/"}}, 400},
     {{{":method", "GET"}, {":authority", "a\r\nb"}, {":path", "/"}}, 400},
-    /* bad pseudo fields */
+    /* bad pseudo fields, methods llhttp would not take */
     {{{":method", "GET"}, {":path", ""}}, 400},
     {{{":method", "GET"}, {":protocol", "websocket"}, {":path", "/"}}, 400},
     {{{":method", "GET"}, {":path", "/"}, {":path", "/again"}}, 400},
     {{{":method", "AVERYLONGMETHODNAMETHATISTOOLONG"}, {":path", "/"}}, 400},
+    {{{":method", "BREW"}, {":path", "/"}}, 400},
+    {{{":path", "/"}}, 400},
+    {{{":method", "GET"}}, 400},
     /* content-length */
     {{{":method", "POST"}, {":path", "/"}, {"content-length", "1x"}}, 400},
     {{{":method", "POST"}, {":path", "/"}, {"content-length", "5"}, {"content-length", "6"}}, 400},
@@ -216,19 +224,24 @@ test_req_refusals(void **state)
     (void)state;
     for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
         int rc = 0;
-        proxy_h2_req_fini(&q);
-        assert_int_equal(proxy_h2_req_init(&q, 4096, 20, 1024), 0);
+        again();
         for (size_t j = 0; j < 8 && refusals[i].f[j][0] != NULL && rc == 0; j++)
             rc = field(refusals[i].f[j][0], refusals[i].f[j][1]);
         if (rc == 0)
-            rc = proxy_h2_req_finish(&q, true, out);
+            rc = proxy_h2_req_finish(&q);
         if (rc != refusals[i].status)
             fail_msg("case %zu: got %d, expected %d", i, rc, refusals[i].status);
-        /* once refused, the rest is ignored and nothing is written */
+        if (rc == 0)
+            continue;
+        /* once refused, the rest is ignored */
         assert_int_equal(field("x-later", "1"), refusals[i].status);
-        assert_int_equal(proxy_h2_req_finish(&q, true, out), refusals[i].status);
-        assert_int_equal(evbuffer_get_length(out), 0);
+        assert_int_equal(proxy_h2_req_finish(&q), refusals[i].status);
     }
+    /* a NUL inside a value (strlen above cannot say it) */
+    again();
+    assert_int_equal(field(":method", "GET"), 0);
+    assert_int_equal(field(":path", "/"), 0);
+    assert_int_equal(proxy_h2_req_field(&q, "x-a", 3, "a\0b", 3), 400);
 }
 
 static void
@@ -245,8 +258,7 @@ test_req_limits(void **state)
     assert_int_equal(field(":path", big), 414);
 
     /* the head over max_header_size: 431 (target + names + values, as head.c counts) */
-    proxy_h2_req_fini(&q);
-    assert_int_equal(proxy_h2_req_init(&q, 4096, 20, 1024), 0);
+    again();
     get_fields();
     big[1000] = '\0';
     assert_int_equal(field("x-1", big), 0);
@@ -256,8 +268,7 @@ test_req_limits(void **state)
     assert_int_equal(field("x-5", big), 431); /* 5043 > 4096 */
 
     /* a crumb at a time, too */
-    proxy_h2_req_fini(&q);
-    assert_int_equal(proxy_h2_req_init(&q, 4096, 20, 1024), 0);
+    again();
     get_fields();
     big[500] = '\0';
     int rc = 0;
@@ -265,73 +276,44 @@ test_req_limits(void **state)
         rc = field("cookie", big);
     assert_int_equal(rc, 431);
 
-    /* more fields than max_headers (Host and Transfer-Encoding count) */
-    proxy_h2_req_fini(&q);
-    assert_int_equal(proxy_h2_req_init(&q, 4096, 20, 1024), 0);
+    /* more fields than max_headers (Host and the joined Cookie count) */
+    again();
     get_fields();
     for (int i = 0; i < 19; i++) {
         char name[16];
         snprintf(name, sizeof(name), "x-%d", i);
         assert_int_equal(field(name, "v"), 0);
     }
-    assert_int_equal(proxy_h2_req_finish(&q, true, out), 0); /* 19 + Host = 20 */
-    proxy_h2_req_fini(&q);
-    evbuffer_drain(out, evbuffer_get_length(out));
-    assert_int_equal(proxy_h2_req_init(&q, 4096, 20, 1024), 0);
+    assert_int_equal(proxy_h2_req_finish(&q), 0); /* 19 + Host = 20 */
+    again();
     get_fields();
     for (int i = 0; i < 19; i++) {
         char name[16];
         snprintf(name, sizeof(name), "x-%d", i);
         assert_int_equal(field(name, "v"), 0);
     }
-    assert_int_equal(proxy_h2_req_finish(&q, false, out), 431); /* + Transfer-Encoding */
-    assert_int_equal(evbuffer_get_length(out), 0);
+    assert_int_equal(field("cookie", "a=1"), 0);
+    assert_int_equal(proxy_h2_req_finish(&q), 431); /* + Cookie */
 }
 
-/* ---- response heads ---------------------------------------------------------------------- */
+/* ---- response fields ---------------------------------------------------------------------- */
 
 static void
 test_resp_fields(void **state)
 {
-    static const char *const h[][2] = {
-        {"Content-Type", "text/plain"},
-        {"Connection", "close, X-Hop"},
-        {"X-Hop", "secret"},
-        {"Keep-Alive", "timeout=5"},
-        {"Transfer-Encoding", "chunked"},
-        {"Set-Cookie", "a=1"},
-        {"Set-Cookie", "b=2"},
-        {"Upgrade", "h2c"},
-        {"Cache-Status", "edge; hit"},
-        {"TE", "trailers"},
-        {"Trailer", "X-T"},
-        {"Via", "1.1 edge"},
-    };
-    static const char *const want[][2] = {
-        {"content-type", "text/plain"}, {"set-cookie", "a=1"}, {"set-cookie", "b=2"},
-        {"cache-status", "edge; hit"},  {"via", "1.1 edge"},
-    };
-    struct proxy_head head;
-    struct proxy_hdr f[16];
-    size_t n;
+    static const char *const no[] = {
+        "Connection",       "connection",        "Keep-Alive",         "TE", "Trailer", "Upgrade",
+        "Proxy-Connection", "transfer-encoding", "Proxy-Authorization"};
+    static const char *const yes[] = {"Content-Type", "Set-Cookie", "Cache-Status",   "Via",
+                                      "X-Hop",        "te-x",       "Content-Length", "Age"};
     (void)state;
 
-    assert_int_equal(proxy_head_init(&head, 4096, 64), 0);
-    for (size_t i = 0; i < sizeof(h) / sizeof(h[0]); i++) {
-        assert_int_equal(proxy_head_field(&head, h[i][0], strlen(h[i][0])), 0);
-        assert_int_equal(proxy_head_value(&head, h[i][1], strlen(h[i][1])), 0);
-    }
-    n = proxy_h2_resp_fields(&head, f, 16);
-    assert_int_equal(n, sizeof(want) / sizeof(want[0]));
-    for (size_t i = 0; i < n; i++) {
-        assert_int_equal(f[i].nlen, strlen(want[i][0]));
-        assert_memory_equal(f[i].name, want[i][0], f[i].nlen);
-        assert_int_equal(f[i].vlen, strlen(want[i][1]));
-        assert_memory_equal(f[i].value, want[i][1], f[i].vlen);
-    }
-    /* capped at the room given */
-    assert_int_equal(proxy_h2_resp_fields(&head, f, 2), 2);
-    proxy_head_fini(&head);
+    for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+        if (proxy_h2_resp_field_ok(no[i], strlen(no[i])))
+            fail_msg("%s passes", no[i]);
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+        if (!proxy_h2_resp_field_ok(yes[i], strlen(yes[i])))
+            fail_msg("%s is dropped", yes[i]);
 }
 
 /* ---- the reset window ------------------------------------------------------------------------ */
@@ -365,6 +347,7 @@ main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_req_bodies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_req_connect, setup, teardown),
+        cmocka_unit_test(test_methods),
         cmocka_unit_test_setup_teardown(test_req_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_req_limits, setup, teardown),
         cmocka_unit_test(test_resp_fields),
