@@ -143,6 +143,7 @@ worker_notify_cb(evutil_socket_t fd, short what, void *arg)
         conf_unref(w->conf);
         w->conf = next;
         proxy_fn_worker_conf(w);
+        proxy_h2_worker_reloaded(w);
     }
     if (atomic_load(&e->draining) && !w->draining) {
         struct proxy_conn *c, *tmp;

@@ -1247,6 +1247,17 @@ proxy_h2_worker_drain(struct proxy_worker *w)
 }
 
 void
+proxy_h2_worker_reloaded(struct proxy_worker *w)
+{
+    /* An HTTP/1.1 connection takes the new conf with its next request; an
+     * h2 session would keep its SETTINGS, reset budget and certificate for
+     * as long as the client keeps it open (browsers keep them for hours).
+     * GOAWAY(NO_ERROR) with the last stream processed: those finish, the
+     * client opens a new connection for the next ones (RFC 9113 6.8). */
+    proxy_h2_worker_drain(w);
+}
+
+void
 proxy_h2_worker_free(struct proxy_worker *w)
 {
     struct proxy_h2 *s;

@@ -669,6 +669,9 @@ int proxy_h2_start(struct proxy_worker *w, struct bufferevent *bev, const char *
 /* The h2c preface on a plain listener: 1 yes, 0 need more bytes, -1 no. */
 int proxy_h2_sniff(struct evbuffer *in);
 void proxy_h2_worker_drain(struct proxy_worker *w); /* GOAWAY; close once streams end */
+/* After a reload: the same GOAWAY, so that clients reconnect to the new
+ * certificates and SETTINGS; in-flight streams finish. */
+void proxy_h2_worker_reloaded(struct proxy_worker *w);
 void proxy_h2_worker_free(struct proxy_worker *w);  /* at exit, before the conns */
 void proxy_h2_pool_fini(struct proxy_worker *w);    /* frees the streams of w->h2_pool */
 

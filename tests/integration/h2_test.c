@@ -947,8 +947,11 @@ test_h2_stream_timeouts(void **state)
 /* ---- graceful stop ------------------------------------------------------------------------------
  */
 
+/* SIGTERM (stop) or SIGHUP (reload): GOAWAY(NO_ERROR) naming the stream in
+ * flight comes first, that stream finishes, then the connection closes;
+ * after a reload edge goes on serving. */
 static void
-test_h2_graceful_stop_finishes_stream(void **state)
+graceful_goaway(int sig)
 {
     struct h_edge e;
     uint8_t buf[256], hb[64], pl[256];
@@ -959,7 +962,6 @@ test_h2_graceful_stop_finishes_stream(void **state)
     uint32_t goaway_code = 0xffffffff, last_sid = 0;
     char body[64] = "";
     size_t blen = 0;
-    (void)state;
 
     assert_int_equal(start_edge(&e, NULL), 0);
     long before = h_stats_int(osim.url, "requests");
@@ -975,7 +977,7 @@ test_h2_graceful_stop_finishes_stream(void **state)
         h_sleep_ms(10);
     assert_true(h_stats_int(osim.url, "requests") > before);
     double t0 = h_now_ms();
-    assert_int_equal(h_kill(&e.proc, SIGTERM), 0);
+    assert_int_equal(h_kill(&e.proc, sig), 0);
     for (int i = 0; i < 100; i++) {
         if (read_frame(fd, 5000, &type, &flags, &sid, pl, sizeof(pl), &len) < 0) {
             closed = true;
@@ -1007,10 +1009,36 @@ test_h2_graceful_stop_finishes_stream(void **state)
     assert_true(done);
     assert_string_equal(body, "slow\n");
     assert_true(closed);
+    if (sig == SIGHUP) {
+        /* a new connection gets answers from the new conf's workers */
+        struct h_client *cl = h_client_new();
+        struct h_opts o = {.h2c = true};
+        struct h_resp r;
+        char url[96];
+        snprintf(url, sizeof(url), "http://127.0.0.1:%d/hello", e.port);
+        assert_int_equal(h_client_http_opts(cl, &r, &o, "GET", url, NULL, 0, NULL), 0);
+        assert_int_equal(r.status, 200);
+        h_resp_free(&r);
+        h_client_free(cl);
+    }
     assert_int_equal(h_edge_stop(&e), 0);
     if (!(took >= 500 && took < 6000))
-        fprintf(stderr, "graceful stop took %.0f ms\n", took);
+        fprintf(stderr, "graceful %s took %.0f ms\n", sig == SIGHUP ? "reload" : "stop", took);
     assert_true(took >= 500 && took < 6000);
+}
+
+static void
+test_h2_graceful_stop_finishes_stream(void **state)
+{
+    (void)state;
+    graceful_goaway(SIGTERM);
+}
+
+static void
+test_h2_graceful_reload_finishes_stream(void **state)
+{
+    (void)state;
+    graceful_goaway(SIGHUP);
 }
 
 int
@@ -1029,6 +1057,7 @@ main(void)
         cmocka_unit_test(test_h2_early_answer_then_rst_no_error),
         cmocka_unit_test(test_h2_stream_timeouts),
         cmocka_unit_test(test_h2_graceful_stop_finishes_stream),
+        cmocka_unit_test(test_h2_graceful_reload_finishes_stream),
     };
     return H_RUN(tests, setup, teardown);
 }
