@@ -433,7 +433,8 @@ proxy_resp_head(struct proxy_req *r, struct proxy_upconn *u)
 {
     struct proxy_fields *f = proxy_fields_begin(r->w);
     struct proxy_hdr h, up = {0};
-    bool have_reqid = false;
+    bool have_reqid = false, have_date = false;
+    char date[32];
     int status = llhttp_get_status_code(&u->parser);
     bool chunked_up = (u->parser.flags & F_CHUNKED) != 0;
     bool have_cl = !chunked_up && (u->parser.flags & F_CONTENT_LENGTH) != 0;
@@ -450,6 +451,8 @@ proxy_resp_head(struct proxy_req *r, struct proxy_upconn *u)
             continue;
         if (!have_reqid && proxy_hdr_is(&h, "x-request-id"))
             have_reqid = true;
+        if (!have_date && proxy_hdr_is(&h, "date"))
+            have_date = true;
         proxy_fields_add(f, h.name, h.nlen, h.value, h.vlen);
     }
     if (r->fx != NULL) {
@@ -457,8 +460,18 @@ proxy_resp_head(struct proxy_req *r, struct proxy_upconn *u)
         while (proxy_fx_next_added(r, 1, &pos, &h)) {
             if (proxy_hdr_is(&h, "x-request-id"))
                 have_reqid = true;
+            if (proxy_hdr_is(&h, "date"))
+                have_date = true;
             proxy_fields_add(f, h.name, h.nlen, h.value, h.vlen);
         }
+    }
+    if (!have_date && status >= 200) {
+        /* RFC 9110 6.6.1: a recipient with a clock forwards a response that
+         * has no Date with the time it was received (a stored copy gets the
+         * same time from the cache: serve_obj_write) */
+        size_t dn = cache_http_date_format((int64_t)time(NULL), date, sizeof(date));
+        if (dn > 0)
+            proxy_fields_add(f, "Date", 4, date, dn);
     }
     if (!have_reqid)
         proxy_fields_add(f, "X-Request-Id", 12, r->request_id, strlen(r->request_id));
