@@ -1335,6 +1335,25 @@ invalidate_unsafe(struct proxy_req *r, struct proxy_upconn *u)
  *   1  swallow it: the client is answered from cache when the response ends
  *      (a 304 that refreshed the object, or an error covered by stale-if-error)
  */
+/* The origin confirmed the stored copy (a 304, or a 200 to a HEAD that
+ * agrees with it): its stored headers and freshness are refreshed and the
+ * client is answered from it when the response ends. */
+static void
+refresh_stored(struct proxy_req *r, const struct cache_hdr *hv, size_t n, int64_t now, int status)
+{
+    struct cache_obj *fresh = NULL;
+
+    if (cache_refresh(r->w->e->cache, r->cache_obj, hv, n, r->cache_route, r->cache_req_time, now,
+                      &fresh) == CACHE_OK &&
+        fresh != NULL) {
+        cache_obj_free(r->cache_obj);
+        r->cache_obj = fresh;
+    }
+    STAT_INC(r->w, cache_revalidated);
+    status_text(r, CACHE_FWD_STALE, status, r->cache_obj->policy.lifetime, true);
+    r->cache_serve_after = true;
+}
+
 int
 proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
 {
@@ -1357,16 +1376,7 @@ proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
     n = resp_views(u, hv, 256);
     nreq = req_views(r, &reqv);
     if (r->cache_obj != NULL && status == 304 && r->cache_cond_len > 0) {
-        struct cache_obj *fresh = NULL;
-        if (cache_refresh(e->cache, r->cache_obj, hv, n, r->cache_route, r->cache_req_time, now,
-                          &fresh) == CACHE_OK &&
-            fresh != NULL) {
-            cache_obj_free(r->cache_obj);
-            r->cache_obj = fresh;
-        }
-        STAT_INC(r->w, cache_revalidated);
-        status_text(r, CACHE_FWD_STALE, 304, r->cache_obj->policy.lifetime, true);
-        r->cache_serve_after = true;
+        refresh_stored(r, hv, n, now, 304);
         proxy_collapse_release(r, COLLAPSE_STORED);
         return 1;
     }
@@ -1375,17 +1385,8 @@ proxy_cache_response_head(struct proxy_req *r, struct proxy_upconn *u)
          * its validators and length agree with it (the client is then answered
          * from the refreshed copy, as after a 304), else that copy is out of
          * date: it goes */
-        struct cache_obj *fresh = NULL;
         if (cache_head_matches(r->cache_obj, hv, n)) {
-            if (cache_refresh(e->cache, r->cache_obj, hv, n, r->cache_route, r->cache_req_time, now,
-                              &fresh) == CACHE_OK &&
-                fresh != NULL) {
-                cache_obj_free(r->cache_obj);
-                r->cache_obj = fresh;
-            }
-            STAT_INC(r->w, cache_revalidated);
-            status_text(r, CACHE_FWD_STALE, 200, r->cache_obj->policy.lifetime, true);
-            r->cache_serve_after = true;
+            refresh_stored(r, hv, n, now, 200);
             return 1;
         }
         cache_invalidate_key(e->cache, r->cache_key, r->cache_key_len);
