@@ -544,6 +544,30 @@ h2s_check_done(struct proxy_req *r)
     h2_schedule(st->s); /* window for a body nobody reads any more */
 }
 
+/* An origin's interim answer: a HEADERS frame without END_STREAM before
+ * the response's (RFC 9113 8.1). */
+static void
+h2s_interim(struct proxy_req *r, int status, const struct proxy_hdr *f, size_t nf)
+{
+    struct h2_stream *st = st_of_req(r);
+    nghttp2_nv nv[H2_NV_LOCAL];
+    char code[4];
+    size_t n = 0;
+
+    if (st->failed || st->head_sent)
+        return;
+    code[0] = (char)('0' + status / 100 % 10);
+    code[1] = (char)('0' + status / 10 % 10);
+    code[2] = (char)('0' + status % 10);
+    nv[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)code, 7, 3, NGHTTP2_NV_FLAG_NONE};
+    for (size_t i = 0; i < nf && n < H2_NV_LOCAL; i++)
+        if (proxy_h2_resp_field_ok(f[i].name, f[i].nlen))
+            nv[n++] = (nghttp2_nv){(uint8_t *)f[i].name, (uint8_t *)f[i].value, f[i].nlen,
+                                   f[i].vlen, NGHTTP2_NV_FLAG_NONE};
+    if (nghttp2_submit_headers(st->s->ng, NGHTTP2_FLAG_NONE, st->id, NULL, nv, n, NULL) == 0)
+        h2_schedule(st->s); /* nghttp2 copied the fields */
+}
+
 static const struct proxy_sink h2_sink = {
     .head = h2s_head,
     .data = h2s_data,
@@ -553,6 +577,7 @@ static const struct proxy_sink h2_sink = {
     .abort = h2s_abort,
     .congested = h2s_congested,
     .cont = h2s_cont,
+    .interim = h2s_interim,
     .body_wanted = h2s_body_wanted,
     .check_done = h2s_check_done,
 };

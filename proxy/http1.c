@@ -672,6 +672,29 @@ h1_check_done(struct proxy_req *r)
     req_maybe_finish(r);
 }
 
+/* An origin's interim answer (103 Early Hints, 102 Processing): HTTP/1.0
+ * clients must not get one (RFC 9110 15.2). */
+static void
+h1_interim(struct proxy_req *r, int status, const struct proxy_hdr *f, size_t nf)
+{
+    struct proxy_hb *b = &r->w->hb;
+
+    if (r->http_major != 1 || r->http_minor < 1)
+        return;
+    b->out = conn_out(r->c);
+    b->len = 0;
+    proxy_hb_lit(b, "HTTP/1.1 ");
+    proxy_hb_u64(b, (uint64_t)status);
+    proxy_hb_lit(b, " ");
+    proxy_hb_str(b, proxy_status_reason(status));
+    proxy_hb_lit(b, "\r\n");
+    for (size_t i = 0; i < nf; i++)
+        proxy_hb_hdr(b, f[i].name, f[i].nlen, f[i].value, f[i].vlen);
+    proxy_hb_lit(b, "\r\n");
+    proxy_hb_flush(b);
+    proxy_conn_want_flush(r->c);
+}
+
 static const struct proxy_sink h1_sink = {
     .head = h1_head,
     .data = h1_data,
@@ -681,6 +704,7 @@ static const struct proxy_sink h1_sink = {
     .abort = h1_abort,
     .congested = h1_congested,
     .cont = h1_cont,
+    .interim = h1_interim,
     .body_wanted = h1_body_wanted,
     .check_done = h1_check_done,
 };

@@ -266,6 +266,8 @@ struct proxy_resp {
  *   end          the body is complete
  *   abort        the head went out and the rest cannot follow: cut it
  *   congested    the client is not taking what was written: stop reading the origin
+ *   interim      an origin's 1xx (not 100, not 101) before the head: forwarded
+ *                (RFC 9110 15.2); NULL or a no-op where the client cannot take it
  *   cont         100 Continue (a body the pipeline reads before answering)
  *   body_wanted  the origin took request body: the client side may read more
  *   check_done   the response may be complete: end the request when it is (the
@@ -280,6 +282,7 @@ struct proxy_sink {
     void (*abort)(struct proxy_req *r);
     bool (*congested)(const struct proxy_req *r);
     void (*cont)(struct proxy_req *r);
+    void (*interim)(struct proxy_req *r, int status, const struct proxy_hdr *f, size_t nf);
     void (*body_wanted)(struct proxy_req *r);
     void (*check_done)(struct proxy_req *r);
 };
@@ -649,6 +652,7 @@ void proxy_req_respond(struct proxy_req *r, int status, const struct proxy_hdr *
                        const char *body, size_t len);
 /* Called by the upstream side. */
 int proxy_resp_head(struct proxy_req *r, struct proxy_upconn *u);
+void proxy_resp_interim(struct proxy_req *r, struct proxy_upconn *u); /* an origin's 1xx */
 int proxy_resp_body(struct proxy_req *r, const char *at, size_t len);
 void proxy_resp_end(struct proxy_req *r);
 void proxy_resp_error(struct proxy_req *r, int status, const char *fmt, ...)

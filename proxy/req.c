@@ -240,6 +240,8 @@ proxy_status_reason(int status)
     switch (status) {
     case 100: return "Continue";
     case 101: return "Switching Protocols";
+    case 102: return "Processing";
+    case 103: return "Early Hints";
     case 200: return "OK";
     case 201: return "Created";
     case 202: return "Accepted";
@@ -423,6 +425,26 @@ static bool
 status_has_body(int status)
 {
     return !(status < 200 || status == 204 || status == 304);
+}
+
+/* An origin's 1xx other than 100 and 101 (103 Early Hints, 102), without
+ * its hop-by-hop fields: RFC 9110 15.2 has a proxy forward them. A 100 is
+ * the origin's answer to an Expect edge handles itself (sink cont). */
+void
+proxy_resp_interim(struct proxy_req *r, struct proxy_upconn *u)
+{
+    struct proxy_fields *f;
+    struct proxy_hdr h;
+    int status = llhttp_get_status_code(&u->parser);
+
+    if (status == 100 || r->resp_started || r->sink->interim == NULL || r->internal)
+        return;
+    f = proxy_fields_begin(r->w);
+    for (size_t i = 0; proxy_head_get(&u->head, i, &h); i++)
+        if (!proxy_hdr_hop_by_hop(&h, &u->head))
+            proxy_fields_add(f, h.name, h.nlen, h.value, h.vlen);
+    if (!f->oom)
+        r->sink->interim(r, status, f->v, f->n);
 }
 
 /* The origin's head, as the client gets it: hop-by-hop fields out (and

@@ -1032,7 +1032,8 @@ u_on_headers_complete(llhttp_t *p)
     int nobody = resp_has_no_body(r, status) ? 1 : 0;
 
     if (status >= 100 && status < 200 && status != 101) {
-        u->interim = true; /* 100 Continue, 103 Early Hints: not forwarded */
+        u->interim = true; /* 100 Continue (edge answers Expect itself), 103 Early Hints */
+        proxy_resp_interim(r, u);
         return 1;
     }
     event_del(u->timer);

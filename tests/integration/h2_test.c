@@ -173,6 +173,23 @@ test_h2_same_answers_as_h1(void **state)
     assert_non_null(strstr(r.body, "\"via\":\"2 edge\"")); /* what came in was HTTP/2 */
     h_resp_free(&r);
     assert_true(h_edge_metric(&edge, "edge_h2_sessions_total") >= s0 + 7);
+
+    /* an origin's 103 Early Hints: a HEADERS frame before the response's
+     * (curl itself: the harness keeps the final block only) */
+    char out[4096];
+    const char *e, *f;
+    assert_int_equal(h_sh(out, sizeof(out),
+                          "curl -s -i --http2-prior-knowledge --max-time 10 "
+                          "'http://127.0.0.1:%d/resp?interim=103&k=h2early'",
+                          edge.port),
+                     0);
+    e = strstr(out, "HTTP/2 103");
+    f = strstr(out, "HTTP/2 200");
+    assert_non_null(e);
+    assert_non_null(f);
+    assert_true(e < f);
+    assert_non_null(strstr(e, "link: </style.css>; rel=preload; as=style"));
+    assert_null(strstr(f, "link:"));
 }
 
 static void

@@ -110,6 +110,29 @@ test_hello_returned_by_edge(void **state)
     h_resp_free(&r);
 }
 
+/* RFC 9110 15.2: an origin's 103 Early Hints reaches an HTTP/1.1 client
+ * before the final answer (its fields not mixed into it); an HTTP/1.0
+ * client gets none. (curl itself: the harness keeps the final block only.) */
+static void
+test_interim_answer_forwarded(void **state)
+{
+    char u[256], out[4096];
+    const char *e, *f;
+    (void)state;
+    url(u, sizeof(u), "/resp?interim=103&k=early");
+    assert_int_equal(h_sh(out, sizeof(out), "curl -s -i --max-time 10 '%s'", u), 0);
+    e = strstr(out, "HTTP/1.1 103 Early Hints\r\n");
+    f = strstr(out, "HTTP/1.1 200 OK\r\n");
+    assert_non_null(e);
+    assert_non_null(f);
+    assert_true(e < f);
+    assert_non_null(strstr(e, "Link: </style.css>; rel=preload; as=style\r\n"));
+    assert_null(strstr(f, "Link:")); /* not in the final answer */
+    assert_int_equal(h_sh(out, sizeof(out), "curl -s -i --http1.0 --max-time 10 '%s'", u), 0);
+    assert_null(strstr(out, " 103 "));
+    assert_non_null(strstr(out, " 200 OK\r\n"));
+}
+
 static void
 check_echo(const char *method, size_t size, bool chunked)
 {
@@ -505,6 +528,7 @@ main(void)
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_no_route_no_site),
+        cmocka_unit_test(test_interim_answer_forwarded),
         cmocka_unit_test(test_error_keeps_connection),
         cmocka_unit_test(test_own_answers_framing),
         cmocka_unit_test(test_slowloris_408),
