@@ -47,6 +47,24 @@ h_edge_start(struct h_edge *e, int port, int admin_port, const char *conf_text)
 }
 
 int
+h_edge_start_lean(struct h_edge *e, int port, int admin_port, const char *conf_text)
+{
+    const char *old = getenv("ASAN_OPTIONS");
+    char saved[512], opts[600];
+    int rc;
+
+    snprintf(saved, sizeof(saved), "%s", old ? old : "");
+    snprintf(opts, sizeof(opts), "%s%squarantine_size_mb=4", saved, saved[0] ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
+    rc = h_edge_start(e, port, admin_port, conf_text);
+    if (old != NULL)
+        setenv("ASAN_OPTIONS", saved, 1);
+    else
+        unsetenv("ASAN_OPTIONS");
+    return rc;
+}
+
+int
 h_edge_stop(struct h_edge *e)
 {
     return h_stop(&e->proc);

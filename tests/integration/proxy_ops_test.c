@@ -44,33 +44,26 @@ make_conf(char *buf, size_t n, int port, int admin, const char *top, const char 
 }
 
 static int
-start_edge(struct h_edge *e, const char *top, const char *routes)
+start_edge_with(int (*start)(struct h_edge *, int, int, const char *), struct h_edge *e,
+                const char *top, const char *routes)
 {
     char conf[4096];
     int port = h_free_port(), admin = h_free_port();
     make_conf(conf, sizeof(conf), port, admin, top, routes);
-    return h_edge_start(e, port, admin, conf);
+    return start(e, port, admin, conf);
 }
 
-/* For the memory tests: under ASan, freed chunks wait in a quarantine
- * (256 MiB by default) before reuse, which would read as growth. A small
- * quarantine keeps the measurement about edge, not the sanitizer. */
+static int
+start_edge(struct h_edge *e, const char *top, const char *routes)
+{
+    return start_edge_with(h_edge_start, e, top, routes);
+}
+
+/* the memory tests: a small ASan quarantine (h_edge_start_lean) */
 static int
 start_edge_small_quarantine(struct h_edge *e, const char *top)
 {
-    const char *old = getenv("ASAN_OPTIONS");
-    char saved[512], opts[600];
-    int rc;
-
-    snprintf(saved, sizeof(saved), "%s", old ? old : "");
-    snprintf(opts, sizeof(opts), "%s%squarantine_size_mb=4", saved, saved[0] ? ":" : "");
-    setenv("ASAN_OPTIONS", opts, 1);
-    rc = start_edge(e, top, NULL);
-    if (old != NULL)
-        setenv("ASAN_OPTIONS", saved, 1);
-    else
-        unsetenv("ASAN_OPTIONS");
-    return rc;
+    return start_edge_with(h_edge_start_lean, e, top, NULL);
 }
 
 static int
