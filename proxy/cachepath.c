@@ -602,19 +602,17 @@ serve_obj_write(struct proxy_req *r, struct cache_obj *o, int64_t age)
     struct byte_range *parts = status == 206 ? rg : &whole;
     int np = status == 206 ? nr : 1;
     one_piece = body && np == 1 && o->body != NULL && parts[0].len <= BODY_COPY_MAX;
-    r->status = status;
-    r->resp_started = true;
-    r->sink->head(r, &(struct proxy_resp){
-                         .status = status,
-                         .f = f->v,
-                         .nf = f->n,
-                         .length = not_modified ? -1 : (int64_t)clen,
-                         .nobody = !body,
-                         .edge = true,
-                         .complete = !body || one_piece,
-                         .body = one_piece ? o->body + parts[0].start : NULL,
-                         .body_len = one_piece ? (size_t)parts[0].len : 0,
-                     });
+    proxy_req_head(r, &(struct proxy_resp){
+                          .status = status,
+                          .f = f->v,
+                          .nf = f->n,
+                          .length = not_modified ? -1 : (int64_t)clen,
+                          .nobody = !body,
+                          .edge = true,
+                          .complete = !body || one_piece,
+                          .body = one_piece ? o->body + parts[0].start : NULL,
+                          .body_len = one_piece ? (size_t)parts[0].len : 0,
+                      });
     if (one_piece) {
         r->resp_bytes += parts[0].len;
     } else if (body) {
@@ -865,18 +863,16 @@ stream_head(struct proxy_req *r, const struct proxy_fill *f, int status, bool bo
     proxy_fields_add(fl, "Cache-Status", 12, r->cache_status, strlen(r->cache_status));
     proxy_fields_add(fl, "X-Request-Id", 12, r->request_id, strlen(r->request_id));
     proxy_fields_add(fl, "Via", 3, "1.1 edge", 8);
-    r->status = status;
-    r->resp_started = true;
-    r->sink->head(r, &(struct proxy_resp){
-                         .status = status,
-                         .f = fl->v,
-                         .nf = fl->n,
-                         .length = body ? f->length : -1,
-                         .nobody = !body,
-                         /* with no length the sink frames it as an origin's */
-                         .edge = !body || f->length >= 0,
-                         .complete = !body,
-                     });
+    proxy_req_head(r, &(struct proxy_resp){
+                          .status = status,
+                          .f = fl->v,
+                          .nf = fl->n,
+                          .length = body ? f->length : -1,
+                          .nobody = !body,
+                          /* with no length the sink frames it as an origin's */
+                          .edge = !body || f->length >= 0,
+                          .complete = !body,
+                      });
 }
 
 /* A miss reads f (whose reference it is given): the head now, the body as

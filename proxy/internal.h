@@ -740,6 +740,16 @@ void proxy_refresh_release(struct proxy_engine *e, const char *key, size_t klen)
 /* https: the request is made for one that came over TLS (same cache key). */
 int proxy_internal_request(struct proxy_worker *w, const char *text, size_t len, bool https,
                            void (*done)(void *arg), void *arg);
+/* The head of r's answer goes out through its sink: the status and
+ * resp_started follow from it. */
+static inline void
+proxy_req_head(struct proxy_req *r, const struct proxy_resp *p)
+{
+    r->status = p->status;
+    r->resp_started = true;
+    r->sink->head(r, p);
+}
+
 /* req.c: ends the request if its response is complete (r->sink->check_done) */
 void proxy_req_check_done(struct proxy_req *r);
 

@@ -323,19 +323,17 @@ proxy_req_respond(struct proxy_req *r, int status, const struct proxy_hdr *h, si
         if (!nobody)
             proxy_fields_add(f, "Content-Length", 14, n, nl);
     }
-    r->status = status;
-    r->resp_started = true;
-    r->sink->head(r, &(struct proxy_resp){
-                         .status = status,
-                         .f = f->v,
-                         .nf = f->n,
-                         .length = nobody ? -1 : (int64_t)len,
-                         .nobody = nobody || r->method == HTTP_HEAD,
-                         .edge = true,
-                         .complete = true,
-                         .body = body,
-                         .body_len = nobody || r->method == HTTP_HEAD ? 0 : len,
-                     });
+    proxy_req_head(r, &(struct proxy_resp){
+                          .status = status,
+                          .f = f->v,
+                          .nf = f->n,
+                          .length = nobody ? -1 : (int64_t)len,
+                          .nobody = nobody || r->method == HTTP_HEAD,
+                          .edge = true,
+                          .complete = true,
+                          .body = body,
+                          .body_len = nobody || r->method == HTTP_HEAD ? 0 : len,
+                      });
     r->resp_bytes += nobody ? 0 : len;
     r->resp_done = true;
 }
